@@ -1,0 +1,25 @@
+//! Project automation for facturapi-rs, run as `cargo xtask <command>`.
+//!
+//! - `import-spec [PATH]`: upstream OpenAPI file → `spec/facturapi.openapi.yaml` (facts only,
+//!   normalized by the named rules of [`rules`]) and `spec/samples.json`.
+//! - `codegen [--check]`: `spec/` → `spec/endpoints.toml` and `facturapi-sdk/src/generated/`.
+//! - `classes`: the operation-class table.
+//!
+//! It is a library too, so that its tests and the workspace's contract tests share the
+//! spec readers.
+
+pub mod codegen;
+pub mod endpoints;
+pub mod import;
+mod names;
+mod rules;
+mod samples;
+pub mod yaml;
+
+use std::path::PathBuf;
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

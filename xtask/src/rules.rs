@@ -1,0 +1,713 @@
+//! The named normalization rules of `cargo xtask import-spec`.
+//!
+//! Each rule fixes one measured defect of the upstream OpenAPI file (see `spec/README.md`)
+//! and records every place it changed, as a JSON pointer, in the [`Report`]. Rules run in
+//! the order of [`RULES`]; each is a pure function of the document, so importing twice gives
+//! identical bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::yaml::Loaded;
+
+/// Places changed, per rule, in rule order.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) changes: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Report {
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::from("import-spec rule report (rule: places changed)\n");
+        for (rule, places) in &self.changes {
+            out.push_str(&format!("  {rule:<32} {:>4}\n", places.len()));
+            for place in places.iter().take(6) {
+                out.push_str(&format!("      {place}\n"));
+            }
+            if places.len() > 6 {
+                out.push_str(&format!("      … and {} more\n", places.len() - 6));
+            }
+        }
+        out
+    }
+}
+
+type Rule = fn(&mut Value, &BTreeMap<String, String>, &mut Vec<String>);
+
+/// Every rule, in the order it runs, with what it fixes.
+pub(crate) const RULES: &[(&str, &str, Rule)] = &[
+    ("drop-code-samples", "x-codeSamples carry upstream code; the facts go to spec/samples.json", drop_code_samples),
+    ("drop-prose", "descriptions, summaries and display-only extensions are upstream prose", drop_prose),
+    ("openapi-version-3.0", "progenitor/openapiv3 accept only OpenAPI 3.0.*", openapi_version),
+    ("derive-operation-ids", "operations without operationId get one derived from method + path", derive_operation_ids),
+    ("null-type-3.0", "3.1 `type: \"null\"` becomes a 3.0 nullable null-only enum", null_type),
+    ("const-to-enum", "3.1 `const` becomes a one-value `enum`", const_to_enum),
+    ("exclusive-minimum-3.0", "3.1 numeric exclusiveMinimum becomes 3.0 minimum + boolean", exclusive_minimum),
+    ("zero-padded-enum-strings", "string enums written as bare numbers (01) get their text back (\"01\")", zero_padded_enums),
+    ("invalid-defaults", "prose `default` values that violate their own schema are removed", invalid_defaults),
+    ("dedupe-deepobject-params", "explicit `date[gte]` params beside a deepObject `date` param", dedupe_deep_object),
+    ("discriminator-variants", "discriminator mappings become oneOf variants with a typed tag", discriminator_variants),
+    ("hoist-inline-bodies", "inline body/response schemas become named components", hoist_inline_bodies),
+];
+
+/// Runs every rule on `loaded` and returns the normalized document and the report.
+pub(crate) fn normalize(loaded: Loaded) -> (Value, Report) {
+    let Loaded {
+        mut value,
+        raw_numbers,
+    } = loaded;
+    let mut report = Report::default();
+    for (name, _, rule) in RULES {
+        let mut places = Vec::new();
+        rule(&mut value, &raw_numbers, &mut places);
+        report.changes.push((name, places));
+    }
+    (value, report)
+}
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+
+fn esc(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Keys whose values are data, never OpenAPI objects or schemas.
+const DATA_KEYS: &[&str] = &["example", "examples", "default", "enum", "const", "x-codeSamples"];
+
+/// Calls `f(pointer, schema)` on every schema object of the document, parents before children.
+fn for_each_schema(doc: &mut Value, f: &mut dyn FnMut(&str, &mut Map<String, Value>)) {
+    fn schema(ptr: &str, value: &mut Value, f: &mut dyn FnMut(&str, &mut Map<String, Value>)) {
+        let Value::Object(map) = value else { return };
+        f(ptr, map);
+        for (key, child) in map.iter_mut() {
+            let here = format!("{ptr}/{}", esc(key));
+            match key.as_str() {
+                "properties" | "patternProperties" => {
+                    if let Value::Object(props) = child {
+                        for (name, prop) in props.iter_mut() {
+                            schema(&format!("{here}/{}", esc(name)), prop, f);
+                        }
+                    }
+                }
+                "items" | "not" | "additionalProperties" => schema(&here, child, f),
+                "allOf" | "oneOf" | "anyOf" => {
+                    if let Value::Array(items) = child {
+                        for (i, item) in items.iter_mut().enumerate() {
+                            schema(&format!("{here}/{i}"), item, f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    fn doc_node(ptr: &str, value: &mut Value, f: &mut dyn FnMut(&str, &mut Map<String, Value>)) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    let here = format!("{ptr}/{}", esc(key));
+                    if DATA_KEYS.contains(&key.as_str()) {
+                        continue;
+                    }
+                    if key == "schema" || ptr == "/components/schemas" {
+                        schema(&here, child, f);
+                    } else {
+                        doc_node(&here, child, f);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    doc_node(&format!("{ptr}/{i}"), item, f);
+                }
+            }
+            _ => {}
+        }
+    }
+    doc_node("", doc, f);
+}
+
+/// Removes every schema `default` (codegen's view only; the spec file keeps them as facts).
+pub(crate) fn strip_schema_defaults(doc: &mut Value) {
+    for_each_schema(doc, &mut |_, schema| {
+        schema.remove("default");
+    });
+}
+
+/// Removes `format: <format>` from every schema (codegen's view only).
+pub(crate) fn strip_schema_format(doc: &mut Value, format: &str) {
+    for_each_schema(doc, &mut |_, schema| {
+        if schema.get("format").and_then(Value::as_str) == Some(format) {
+            schema.remove("format");
+        }
+    });
+}
+
+/// Calls `f(pointer, method, path, operation)` on every operation.
+fn for_each_operation(doc: &mut Value, f: &mut dyn FnMut(&str, &str, &str, &mut Map<String, Value>)) {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else { return };
+    for (path, item) in paths.iter_mut() {
+        let Value::Object(item) = item else { continue };
+        for (method, op) in item.iter_mut() {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            if let Value::Object(op) = op {
+                let ptr = format!("/paths/{}/{method}", esc(path));
+                f(&ptr, method, path, op);
+            }
+        }
+    }
+}
+
+fn drop_code_samples(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_operation(doc, &mut |ptr, _, _, op| {
+        if op.remove("x-codeSamples").is_some() {
+            places.push(format!("{ptr}/x-codeSamples"));
+        }
+    });
+}
+
+/// Keys of OpenAPI objects (outside schemas' `properties`) that hold prose or presentation.
+const PROSE_KEYS: &[&str] =
+    &["description", "summary", "externalDocs", "x-tagGroups", "x-logo", "x-displayName", "x-enum-descriptions"];
+
+fn drop_prose(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    // Schemas first: there `properties` keys are field names (a field may be called
+    // `description`), so only keyword positions are touched.
+    for_each_schema(doc, &mut |ptr, schema| {
+        for key in PROSE_KEYS {
+            if schema.remove(*key).is_some() {
+                places.push(format!("{ptr}/{key}"));
+            }
+        }
+    });
+    fn walk(ptr: &str, value: &mut Value, places: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for key in PROSE_KEYS {
+                    if map.remove(*key).is_some() {
+                        places.push(format!("{ptr}/{key}"));
+                    }
+                }
+                for (key, child) in map.iter_mut() {
+                    // Schemas were handled above; data is left alone.
+                    if key == "schema" || ptr == "/components/schemas" || DATA_KEYS.contains(&key.as_str()) {
+                        continue;
+                    }
+                    walk(&format!("{ptr}/{}", esc(key)), child, places);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(&format!("{ptr}/{i}"), item, places);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("", doc, places);
+}
+
+fn openapi_version(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    if let Some(version) = doc.get_mut("openapi")
+        && version.as_str().is_some_and(|v| !v.starts_with("3.0."))
+    {
+        *version = json!("3.0.3");
+        places.push("/openapi".to_owned());
+    }
+}
+
+/// `GET /catalogs/cartaporte/3.1/air-transport-codes` → `getCatalogsCartaporte31AirTransportCodes`;
+/// a `{param}` segment becomes `By` + its name.
+pub(crate) fn derived_operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_ascii_lowercase();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let (prefix, word) = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => ("By", param),
+            None => ("", segment),
+        };
+        id.push_str(prefix);
+        for part in word.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+            let mut chars = part.chars();
+            if let Some(first) = chars.next() {
+                id.push(first.to_ascii_uppercase());
+                id.push_str(chars.as_str());
+            }
+        }
+    }
+    id
+}
+
+fn derive_operation_ids(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_operation(doc, &mut |ptr, method, path, op| {
+        if !op.contains_key("operationId") {
+            op.insert("operationId".into(), json!(derived_operation_id(method, path)));
+            op.insert("x-operation-id-derived".into(), json!(true));
+            places.push(format!("{ptr}/operationId"));
+        }
+    });
+}
+
+fn null_type(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_schema(doc, &mut |ptr, schema| {
+        if schema.get("type").and_then(Value::as_str) == Some("null") {
+            schema.remove("type");
+            schema.insert("nullable".into(), json!(true));
+            schema.insert("enum".into(), json!([null]));
+            places.push(format!("{ptr}/type"));
+        }
+    });
+}
+
+fn const_to_enum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_schema(doc, &mut |ptr, schema| {
+        if let Some(value) = schema.remove("const") {
+            schema.insert("enum".into(), Value::Array(vec![value]));
+            places.push(format!("{ptr}/const"));
+        }
+    });
+}
+
+fn exclusive_minimum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_schema(doc, &mut |ptr, schema| {
+        for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+            if let Some(limit) = schema.get(exclusive).filter(|v| v.is_number()).cloned() {
+                schema.insert(bound.into(), limit);
+                schema.insert(exclusive.into(), json!(true));
+                places.push(format!("{ptr}/{exclusive}"));
+            }
+        }
+    });
+}
+
+fn zero_padded_enums(doc: &mut Value, raw: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_schema(doc, &mut |ptr, schema| {
+        if schema.get("type").and_then(Value::as_str) != Some("string") {
+            return;
+        }
+        for key in ["enum", "default", "example"] {
+            let values: Vec<(String, &mut Value)> = match schema.get_mut(key) {
+                Some(Value::Array(items)) if key == "enum" => items
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{ptr}/{key}/{i}"), v))
+                    .collect(),
+                Some(v) if key != "enum" => vec![(format!("{ptr}/{key}"), v)],
+                _ => continue,
+            };
+            for (here, value) in values {
+                if value.is_number() {
+                    // The source text when it differs from the number (`01`), else the number.
+                    let text = raw.get(&here).cloned().unwrap_or_else(|| value.to_string());
+                    *value = Value::String(text);
+                    places.push(here);
+                }
+            }
+        }
+    });
+}
+
+/// Whether `value` is an instance of the JSON type `ty`.
+fn has_type(value: &Value, ty: &str) -> bool {
+    match ty {
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.as_i64().is_some() || value.as_u64().is_some(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => true,
+    }
+}
+
+fn invalid_defaults(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    for_each_schema(doc, &mut |ptr, schema| {
+        let Some(default) = schema.get("default") else { return };
+        let type_ok = schema
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(|ty| has_type(default, ty));
+        let enum_ok = match schema.get("enum") {
+            Some(Value::Array(allowed)) => allowed.contains(default),
+            _ => true,
+        };
+        let format_ok = match schema.get("format").and_then(Value::as_str) {
+            // `"now"` is prose for "the request time", not a date-time.
+            Some("date-time" | "date") => default.as_str().is_some_and(|s| s.starts_with(|c: char| c.is_ascii_digit())),
+            _ => true,
+        };
+        if !(type_ok && enum_ok && format_ok) {
+            schema.remove("default");
+            places.push(format!("{ptr}/default"));
+        }
+    });
+}
+
+fn dedupe_deep_object(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    let components = doc.get("components").cloned().unwrap_or(Value::Null);
+    let resolve = |p: &Value| -> Value {
+        match p.get("$ref").and_then(Value::as_str) {
+            Some(r) => lookup(&components, r).cloned().unwrap_or(Value::Null),
+            None => p.clone(),
+        }
+    };
+    for_each_operation(doc, &mut |ptr, _, _, op| {
+        let Some(Value::Array(params)) = op.get_mut("parameters") else { return };
+        let deep: BTreeSet<String> = params
+            .iter()
+            .map(&resolve)
+            .filter(|p| p.get("style").and_then(Value::as_str) == Some("deepObject"))
+            .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let mut i = 0;
+        params.retain(|p| {
+            let name = resolve(p).get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let keep = !deep.iter().any(|d| name.starts_with(&format!("{d}[")));
+            if !keep {
+                places.push(format!("{ptr}/parameters/{i}"));
+            }
+            i += 1;
+            keep
+        });
+    });
+}
+
+/// Resolves a local `#/components/...` reference against the `components` object.
+fn lookup<'a>(components: &'a Value, reference: &str) -> Option<&'a Value> {
+    let rest = reference.strip_prefix("#/components/")?;
+    rest.split('/').try_fold(components, |node, token| node.get(token.replace("~1", "/").replace("~0", "~")))
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// Properties a schema declares, following `allOf` and local references.
+fn declared_property<'a>(schemas: &'a Map<String, Value>, schema: &'a Value, prop: &str, depth: usize) -> Option<&'a Value> {
+    if depth > 16 {
+        return None;
+    }
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let target = schemas.get(r.strip_prefix("#/components/schemas/")?)?;
+        return declared_property(schemas, target, prop, depth + 1);
+    }
+    if let Some(p) = schema.get("properties").and_then(|p| p.get(prop)) {
+        return Some(p);
+    }
+    schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|parts| parts.iter().find_map(|part| declared_property(schemas, part, prop, depth + 1)))
+}
+
+fn variant_title(value: &str) -> String {
+    crate::names::pascal(value)
+}
+
+/// Rewrites `{discriminator, properties…}` into `oneOf` variants. A variant whose target
+/// declares the tag property pins it to its value(s) (required, unless the value is the
+/// property's default); a target without the property is an untagged fallback, tried
+/// last. When the mapping names the schema itself, or other schemas extend it through
+/// `allOf`, its own shape moves to `<Name>Base` and those references follow it.
+fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    let Some(Value::Object(schemas)) = doc.pointer("/components/schemas").cloned() else { return };
+    // Locate discriminators: (pointer, owning component).
+    let mut found = Vec::new();
+    for_each_schema(doc, &mut |ptr, schema| {
+        if schema.contains_key("discriminator") {
+            found.push(ptr.to_owned());
+        }
+    });
+    let bases: BTreeSet<String> = found
+        .iter()
+        .filter_map(|p| p.strip_prefix("/components/schemas/"))
+        .filter(|name| !name.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    // Subtypes extend a discriminated base through allOf: point them at the base shape.
+    let mut needs_base = BTreeSet::new();
+    for_each_schema(doc, &mut |_, schema| {
+        if let Some(Value::Array(parts)) = schema.get_mut("allOf") {
+            for part in parts {
+                if let Some(name) = part.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    && bases.contains(name)
+                {
+                    needs_base.insert(name.to_owned());
+                    *part = schema_ref(&format!("{name}Base"));
+                }
+            }
+        }
+    });
+    for ptr in found {
+        let Some(Value::Object(node)) = doc.pointer_mut(&ptr) else { continue };
+        let Some(discriminator) = node.remove("discriminator") else { continue };
+        let owner = ptr.strip_prefix("/components/schemas/").filter(|n| !n.contains('/')).map(str::to_owned);
+        let prop = discriminator.get("propertyName").and_then(Value::as_str).unwrap_or_default().to_owned();
+        // Group values by target, keeping first-seen order.
+        let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+        for (value, target) in discriminator.get("mapping").and_then(Value::as_object).into_iter().flatten() {
+            let name = target.as_str().and_then(|t| t.strip_prefix("#/components/schemas/")).unwrap_or_default().to_owned();
+            match targets.iter_mut().find(|(t, _)| *t == name) {
+                Some((_, values)) => values.push(value.clone()),
+                None => targets.push((name, vec![value.clone()])),
+            }
+        }
+        let self_mapped = owner.as_ref().is_some_and(|o| targets.iter().any(|(t, _)| t == o));
+        let keep_base = owner.as_ref().is_some_and(|o| needs_base.contains(o) || self_mapped);
+        let rest: Map<String, Value> = std::mem::take(node).into_iter().filter(|(k, _)| k == "title").collect();
+        let mut tagged_required = Vec::new();
+        let mut tagged_optional = Vec::new();
+        let mut untagged = Vec::new();
+        for (target, values) in targets {
+            // A self-mapping points at the shape that moves to `<Name>Base`.
+            let target_schema = schemas.get(&target).cloned().unwrap_or(Value::Null);
+            let target_name = match &owner {
+                Some(o) if *o == target => format!("{target}Base"),
+                _ => target,
+            };
+            let declared = declared_property(&schemas, &target_schema, &prop, 0).cloned();
+            let title = values.iter().map(|v| variant_title(v)).collect::<String>();
+            match declared {
+                None => untagged.push(json!({ "title": title, "allOf": [schema_ref(&target_name)] })),
+                Some(decl) => {
+                    let optional = decl.get("default").and_then(Value::as_str).is_some_and(|d| values.iter().any(|v| v == d));
+                    let mut tag = json!({ "type": "object", "properties": { prop.clone(): { "type": "string", "enum": values } } });
+                    if !optional {
+                        tag["required"] = json!([prop.clone()]);
+                    }
+                    let variant = json!({ "title": title, "allOf": [schema_ref(&target_name), tag] });
+                    if optional { tagged_optional.push(variant) } else { tagged_required.push(variant) }
+                }
+            }
+        }
+        let variants: Vec<Value> = tagged_required.into_iter().chain(tagged_optional).chain(untagged).collect();
+        places.push(format!("{ptr}/discriminator"));
+        let mut replacement = rest;
+        replacement.insert("oneOf".into(), Value::Array(variants));
+        let original = std::mem::replace(node, replacement);
+        if keep_base && let Some(owner) = owner {
+            let mut base = original;
+            base.remove("title");
+            if let Some(Value::Object(all)) = doc.pointer_mut("/components/schemas") {
+                all.insert(format!("{owner}Base"), Value::Object(base));
+            }
+        }
+    }
+}
+
+/// Gives every inline request-body and response schema of an operation a component name
+/// (`<OperationId>Body`, `<OperationId>Response<status>`), so that the model generator
+/// names them and `spec/endpoints.toml` can refer to them.
+fn hoist_inline_bodies(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+    let mut hoisted: Vec<(String, Value)> = Vec::new();
+    let mut hoist = |ptr: String, name: String, schema: &mut Value, hoisted: &mut Vec<(String, Value)>| {
+        let inline = schema.get("$ref").is_none() && schema.as_object().is_some_and(|m| !m.is_empty());
+        let json_like = !matches!(schema.get("format").and_then(Value::as_str), Some("binary"));
+        if inline && json_like {
+            let taken = std::mem::replace(schema, schema_ref(&name));
+            hoisted.push((name, taken));
+            places.push(ptr);
+        }
+    };
+    let mut request_bodies = Vec::new();
+    for_each_operation(doc, &mut |ptr, _, _, op| {
+        let base = crate::names::pascal(op.get("operationId").and_then(Value::as_str).unwrap_or_default());
+        if let Some(Value::Object(content)) = op.get_mut("requestBody").and_then(|b| b.get_mut("content")) {
+            for (media, body) in content.iter_mut() {
+                if let Some(schema) = body.get_mut("schema") {
+                    hoist(format!("{ptr}/requestBody/content/{}/schema", esc(media)), format!("{base}Body"), schema, &mut hoisted);
+                }
+            }
+        }
+        if let Some(r) = op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str) {
+            request_bodies.push((r.to_owned(), base.clone()));
+        }
+        if let Some(Value::Object(responses)) = op.get_mut("responses") {
+            for (status, response) in responses.iter_mut() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                if let Some(Value::Object(content)) = response.get_mut("content") {
+                    for (media, body) in content.iter_mut() {
+                        if let Some(schema) = body.get_mut("schema") {
+                            let name = format!("{base}Response{status}");
+                            hoist(format!("{ptr}/responses/{status}/content/{}/schema", esc(media)), name, schema, &mut hoisted);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // Shared request bodies under components/requestBodies are named after themselves.
+    if let Some(Value::Object(bodies)) = doc.pointer_mut("/components/requestBodies") {
+        for (name, body) in bodies.iter_mut() {
+            if let Some(Value::Object(content)) = body.get_mut("content") {
+                for (media, media_body) in content.iter_mut() {
+                    if let Some(schema) = media_body.get_mut("schema") {
+                        hoist(format!("/components/requestBodies/{name}/content/{}/schema", esc(media)), format!("{name}Body"), schema, &mut hoisted);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        for (name, schema) in hoisted {
+            schemas.insert(name, schema);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::load;
+
+    fn run(rule: Rule, yaml: &str) -> (Value, Vec<String>) {
+        let loaded = load(yaml).unwrap();
+        let mut value = loaded.value;
+        let mut places = Vec::new();
+        rule(&mut value, &loaded.raw_numbers, &mut places);
+        (value, places)
+    }
+
+    #[test]
+    fn every_rule_has_a_unique_name() {
+        let names: BTreeSet<_> = RULES.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names.len(), RULES.len());
+    }
+
+    #[test]
+    fn openapi_version_is_lowered() {
+        let (v, places) = run(openapi_version, "openapi: \"3.1.0\"\n");
+        assert_eq!(v["openapi"], "3.0.3");
+        assert_eq!(places, ["/openapi"]);
+    }
+
+    #[test]
+    fn code_samples_are_dropped() {
+        let (v, places) = run(drop_code_samples, "paths:\n  /a:\n    get:\n      x-codeSamples: [{lang: Bash, source: curl}]\n");
+        assert!(v.pointer("/paths/~1a/get/x-codeSamples").is_none());
+        assert_eq!(places.len(), 1);
+    }
+
+    #[test]
+    fn prose_is_dropped_but_a_field_named_description_stays() {
+        let yaml = "info: {title: T, description: prose}\ncomponents:\n  schemas:\n    P:\n      description: prose\n      properties:\n        description: {type: string, description: prose, example: 'a description: kept'}\n";
+        let (v, places) = run(drop_prose, yaml);
+        assert!(v.pointer("/info/description").is_none());
+        assert!(v.pointer("/components/schemas/P/description").is_none());
+        assert_eq!(v.pointer("/components/schemas/P/properties/description/type").unwrap(), "string");
+        assert!(v.pointer("/components/schemas/P/properties/description/description").is_none());
+        assert_eq!(v.pointer("/components/schemas/P/properties/description/example").unwrap(), "a description: kept");
+        assert_eq!(places.len(), 3);
+    }
+
+    #[test]
+    fn operation_ids_are_derived_from_method_and_path() {
+        assert_eq!(derived_operation_id("get", "/catalogs/cartaporte/3.1/air-transport-codes"), "getCatalogsCartaporte31AirTransportCodes");
+        assert_eq!(derived_operation_id("get", "/tools/tax_id_validation"), "getToolsTaxIdValidation");
+        assert_eq!(derived_operation_id("delete", "/a/{a_id}"), "deleteAByAId");
+        let (v, places) = run(derive_operation_ids, "paths:\n  /check:\n    get: {}\n  /x:\n    get: {operationId: keep}\n");
+        assert_eq!(v.pointer("/paths/~1check/get/operationId").unwrap(), "getCheck");
+        assert_eq!(v.pointer("/paths/~1check/get/x-operation-id-derived").unwrap(), true);
+        assert_eq!(v.pointer("/paths/~1x/get/operationId").unwrap(), "keep");
+        assert_eq!(places.len(), 1);
+    }
+
+    #[test]
+    fn null_type_const_and_exclusive_minimum_become_3_0() {
+        let yaml = "components:\n  schemas:\n    A:\n      not: {properties: {c: {type: \"null\"}}}\n      properties:\n        l: {type: boolean, const: true}\n        n: {type: number, exclusiveMinimum: 0}\n";
+        let (v, p1) = run(null_type, yaml);
+        assert_eq!(v.pointer("/components/schemas/A/not/properties/c").unwrap(), &json!({"nullable": true, "enum": [null]}));
+        let (v, p2) = run(const_to_enum, yaml);
+        assert_eq!(v.pointer("/components/schemas/A/properties/l/enum").unwrap(), &json!([true]));
+        let (v, p3) = run(exclusive_minimum, yaml);
+        assert_eq!(v.pointer("/components/schemas/A/properties/n").unwrap(), &json!({"type": "number", "exclusiveMinimum": true, "minimum": 0}));
+        assert_eq!((p1.len(), p2.len(), p3.len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn zero_padded_enum_values_get_their_text_back() {
+        let yaml = "components:\n  schemas:\n    T:\n      type: string\n      enum:\n        - 01\n        - 02\n        - '03'\n    N:\n      type: integer\n      enum: [01]\n";
+        let (v, places) = run(zero_padded_enums, yaml);
+        assert_eq!(v.pointer("/components/schemas/T/enum").unwrap(), &json!(["01", "02", "03"]));
+        assert_eq!(v.pointer("/components/schemas/N/enum").unwrap(), &json!([1]), "integer enums are numbers");
+        assert_eq!(places.len(), 2);
+    }
+
+    #[test]
+    fn defaults_that_violate_their_schema_are_removed() {
+        let yaml = "components:\n  schemas:\n    A:\n      properties:\n        base: {type: number, default: 100% of subtotal}\n        rate: {type: number, default: 1}\n        folio: {type: integer, default: autoincremental}\n        e: {type: string, enum: [a], default: b}\n        d: {type: string, format: date-time, default: now}\n        ok: {type: string, default: MXN}\n";
+        let (v, places) = run(invalid_defaults, yaml);
+        let props = v.pointer("/components/schemas/A/properties").unwrap();
+        assert!(props["base"].get("default").is_none());
+        assert!(props["folio"].get("default").is_none());
+        assert!(props["e"].get("default").is_none());
+        assert!(props["d"].get("default").is_none());
+        assert_eq!(props["rate"]["default"], 1);
+        assert_eq!(props["ok"]["default"], "MXN");
+        assert_eq!(places.len(), 4);
+    }
+
+    #[test]
+    fn explicit_deep_object_members_are_deduplicated() {
+        let yaml = "components:\n  parameters:\n    D: {in: query, name: date, style: deepObject, schema: {type: object}}\npaths:\n  /r:\n    get:\n      parameters:\n        - {in: query, name: q}\n        - {in: query, name: 'date[gte]'}\n        - $ref: '#/components/parameters/D'\n";
+        let (v, places) = run(dedupe_deep_object, yaml);
+        let params = v.pointer("/paths/~1r/get/parameters").unwrap().as_array().unwrap();
+        assert_eq!(params.len(), 2);
+        assert_eq!(places, ["/paths/~1r/get/parameters/1"]);
+    }
+
+    #[test]
+    fn discriminators_become_tagged_variants() {
+        let yaml = r##"
+components:
+  schemas:
+    Tax:
+      type: object
+      discriminator:
+        propertyName: type
+        mapping: {IVA: "#/components/schemas/Tax", IEPS: "#/components/schemas/Ieps"}
+      properties:
+        type: {type: string, default: IVA}
+        rate: {type: number}
+    Ieps:
+      allOf:
+        - $ref: "#/components/schemas/Tax"
+        - properties: {mode: {type: string}}
+    Untyped:
+      type: object
+      discriminator:
+        propertyName: status
+        mapping: {pending: "#/components/schemas/Full", draft: "#/components/schemas/Draft"}
+    Full: {properties: {a: {type: string}}}
+    Draft: {properties: {status: {type: string, enum: [draft]}}}
+"##;
+        let (v, places) = run(discriminator_variants, yaml);
+        assert_eq!(places.len(), 2);
+        let tax = &v.pointer("/components/schemas/Tax/oneOf").unwrap();
+        // IEPS is pinned and required; IVA (the default) is pinned but optional, tried after.
+        assert_eq!(tax[0]["title"], "Ieps");
+        assert_eq!(tax[0]["allOf"][1]["required"], json!(["type"]));
+        assert_eq!(tax[1]["allOf"][0]["$ref"], "#/components/schemas/TaxBase");
+        assert!(tax[1]["allOf"][1].get("required").is_none());
+        assert_eq!(v.pointer("/components/schemas/Ieps/allOf/0/$ref").unwrap(), "#/components/schemas/TaxBase");
+        assert!(v.pointer("/components/schemas/TaxBase/properties/rate").is_some());
+        // Full lacks `status`: an untagged fallback after the pinned draft.
+        let untyped = v.pointer("/components/schemas/Untyped/oneOf").unwrap();
+        assert_eq!(untyped[0]["allOf"][1]["properties"]["status"]["enum"], json!(["draft"]));
+        assert_eq!(untyped[1]["allOf"], json!([{"$ref": "#/components/schemas/Full"}]));
+    }
+
+    #[test]
+    fn inline_bodies_are_hoisted_to_named_components() {
+        let yaml = "paths:\n  /a:\n    post:\n      operationId: sendThing\n      requestBody: {content: {application/json: {schema: {type: object}}}}\n      responses:\n        '200': {content: {application/json: {schema: {type: object}}}}\n        '201': {content: {application/pdf: {schema: {type: string, format: binary}}}}\ncomponents: {schemas: {}}\n";
+        let (v, places) = run(hoist_inline_bodies, yaml);
+        assert_eq!(places.len(), 2);
+        assert_eq!(v.pointer("/paths/~1a/post/requestBody/content/application~1json/schema/$ref").unwrap(), "#/components/schemas/SendThingBody");
+        assert!(v.pointer("/components/schemas/SendThingResponse200").is_some());
+        assert_eq!(v.pointer("/paths/~1a/post/responses/201/content/application~1pdf/schema/format").unwrap(), "binary");
+    }
+}
