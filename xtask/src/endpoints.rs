@@ -421,13 +421,13 @@ pub fn class_table(endpoints: &[Endpoint]) -> String {
         out.push_str(&format!("{:<13} {n:>4}\n", class.to_string()));
     }
     out.push_str(&format!("{:<13} {:>4}\n\n", "total", endpoints.len()));
-    out.push_str(&format!("{:<12} {:<7} {:<58} {:<42} {}\n", "class", "method", "path", "operation_id", "method name"));
+    out.push_str(&format!("{:<12} {:<7} {:<62} {:<42} {}\n", "class", "method", "path", "operation_id", "method name"));
     let mut sorted: Vec<&Endpoint> = endpoints.iter().collect();
     sorted.sort_by(|a, b| (a.class, &a.path, &a.method).cmp(&(b.class, &b.path, &b.method)));
     for e in sorted {
         let marker = if e.class_overridden { "*" } else { " " };
         out.push_str(&format!(
-            "{:<11}{marker} {:<7} {:<58} {:<42} {}.{}\n",
+            "{:<11}{marker} {:<7} {:<62} {:<42} {}.{}\n",
             e.class.to_string(),
             e.method,
             e.path,

@@ -456,7 +456,8 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
         }
         let self_mapped = owner.as_ref().is_some_and(|o| targets.iter().any(|(t, _)| t == o));
         let keep_base = owner.as_ref().is_some_and(|o| needs_base.contains(o) || self_mapped);
-        let rest: Map<String, Value> = std::mem::take(node).into_iter().filter(|(k, _)| k == "title").collect();
+        let original = std::mem::take(node);
+        let rest: Map<String, Value> = original.iter().filter(|(k, _)| *k == "title").map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut tagged_required = Vec::new();
         let mut tagged_optional = Vec::new();
         let mut untagged = Vec::new();
@@ -486,7 +487,7 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
         places.push(format!("{ptr}/discriminator"));
         let mut replacement = rest;
         replacement.insert("oneOf".into(), Value::Array(variants));
-        let original = std::mem::replace(node, replacement);
+        *node = replacement;
         if keep_base && let Some(owner) = owner {
             let mut base = original;
             base.remove("title");

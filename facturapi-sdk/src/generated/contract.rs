@@ -175,6 +175,22 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
     }
     vec![
         (
+            "BaseTaxBaseFactor",
+            values(&[
+                models::BaseTaxBaseFactor::Tasa,
+                models::BaseTaxBaseFactor::Cuota,
+                models::BaseTaxBaseFactor::Exento,
+            ]),
+        ),
+        (
+            "BaseTaxBaseType",
+            values(&[
+                models::BaseTaxBaseType::Iva,
+                models::BaseTaxBaseType::Isr,
+                models::BaseTaxBaseType::Ieps,
+            ]),
+        ),
+        (
             "CancellationStatus",
             values(&[
                 models::CancellationStatus::None,
@@ -185,12 +201,66 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "CartaPorteInputType",
+            values(&[
+                models::CartaPorteInputType::CartaPorte,
+                models::CartaPorteInputType::ComercioExterior,
+                models::CartaPorteInputType::LeyendasFiscales,
+                models::CartaPorteInputType::Custom,
+            ]),
+        ),
+        (
+            "CartaPorteOrCustomComplementInputBaseType",
+            values(&[
+                models::CartaPorteOrCustomComplementInputBaseType::CartaPorte,
+                models::CartaPorteOrCustomComplementInputBaseType::ComercioExterior,
+                models::CartaPorteOrCustomComplementInputBaseType::LeyendasFiscales,
+                models::CartaPorteOrCustomComplementInputBaseType::Custom,
+            ]),
+        ),
+        (
+            "CartaPorteOrCustomComplementPropertiesBaseType",
+            values(&[
+                models::CartaPorteOrCustomComplementPropertiesBaseType::CartaPorte,
+                models::CartaPorteOrCustomComplementPropertiesBaseType::ComercioExterior,
+                models::CartaPorteOrCustomComplementPropertiesBaseType::LeyendasFiscales,
+                models::CartaPorteOrCustomComplementPropertiesBaseType::Custom,
+            ]),
+        ),
+        (
+            "CartaPortePropertiesType",
+            values(&[
+                models::CartaPortePropertiesType::CartaPorte,
+                models::CartaPortePropertiesType::ComercioExterior,
+                models::CartaPortePropertiesType::LeyendasFiscales,
+                models::CartaPortePropertiesType::Custom,
+            ]),
+        ),
+        (
             "CartaPorteType",
             values(&[models::CartaPorteType::CartaPorte]),
         ),
         (
             "ComercioExteriorDataPropertiesVersion",
             values(&[models::ComercioExteriorDataPropertiesVersion::X20]),
+        ),
+        (
+            "ComercioExteriorInputType",
+            values(&[
+                models::ComercioExteriorInputType::CartaPorte,
+                models::ComercioExteriorInputType::ComercioExterior,
+                models::ComercioExteriorInputType::LeyendasFiscales,
+                models::ComercioExteriorInputType::Custom,
+            ]),
+        ),
+        (
+            "ComercioExteriorPropertiesType",
+            values(&[
+                models::ComercioExteriorPropertiesType::CartaPorte,
+                models::ComercioExteriorPropertiesType::ComercioExterior,
+                models::ComercioExteriorPropertiesType::LeyendasFiscales,
+                models::ComercioExteriorPropertiesType::Custom,
+            ]),
         ),
         (
             "ComercioExteriorType",
@@ -401,6 +471,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "IepsFactor",
+            values(&[
+                models::IepsFactor::Tasa,
+                models::IepsFactor::Cuota,
+                models::IepsFactor::Exento,
+            ]),
+        ),
+        (
             "IepsIepsMode",
             values(&[
                 models::IepsIepsMode::SumBeforeTaxes,
@@ -410,12 +488,28 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "IepsTaxFactor",
+            values(&[
+                models::IepsTaxFactor::Tasa,
+                models::IepsTaxFactor::Cuota,
+                models::IepsTaxFactor::Exento,
+            ]),
+        ),
+        (
             "IepsTaxIepsMode",
             values(&[
                 models::IepsTaxIepsMode::SumBeforeTaxes,
                 models::IepsTaxIepsMode::BreakDown,
                 models::IepsTaxIepsMode::Unit,
                 models::IepsTaxIepsMode::SubtractBeforeBreakDown,
+            ]),
+        ),
+        (
+            "IepsTaxType",
+            values(&[
+                models::IepsTaxType::Iva,
+                models::IepsTaxType::Isr,
+                models::IepsTaxType::Ieps,
             ]),
         ),
         ("IepsType", values(&[models::IepsType::Ieps])),
@@ -765,8 +859,34 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             values(&[models::IssuingType::Issuing, models::IssuingType::Receiving]),
         ),
         (
+            "IvaIsrFactor",
+            values(&[
+                models::IvaIsrFactor::Tasa,
+                models::IvaIsrFactor::Cuota,
+                models::IvaIsrFactor::Exento,
+            ]),
+        ),
+        (
             "IvaIsrType",
             values(&[models::IvaIsrType::Iva, models::IvaIsrType::Isr]),
+        ),
+        (
+            "LeyendasFiscalesInputType",
+            values(&[
+                models::LeyendasFiscalesInputType::CartaPorte,
+                models::LeyendasFiscalesInputType::ComercioExterior,
+                models::LeyendasFiscalesInputType::LeyendasFiscales,
+                models::LeyendasFiscalesInputType::Custom,
+            ]),
+        ),
+        (
+            "LeyendasFiscalesPropertiesType",
+            values(&[
+                models::LeyendasFiscalesPropertiesType::CartaPorte,
+                models::LeyendasFiscalesPropertiesType::ComercioExterior,
+                models::LeyendasFiscalesPropertiesType::LeyendasFiscales,
+                models::LeyendasFiscalesPropertiesType::Custom,
+            ]),
         ),
         (
             "LeyendasFiscalesType",
@@ -807,11 +927,39 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "NominaComplementInputType",
+            values(&[
+                models::NominaComplementInputType::Nomina,
+                models::NominaComplementInputType::Custom,
+            ]),
+        ),
+        (
+            "NominaComplementPropertiesType",
+            values(&[
+                models::NominaComplementPropertiesType::Nomina,
+                models::NominaComplementPropertiesType::Custom,
+            ]),
+        ),
+        (
             "NominaEmisorPropertiesEntidadSncfOrigenRecurso",
             values(&[
                 models::NominaEmisorPropertiesEntidadSncfOrigenRecurso::Ip,
                 models::NominaEmisorPropertiesEntidadSncfOrigenRecurso::If,
                 models::NominaEmisorPropertiesEntidadSncfOrigenRecurso::Im,
+            ]),
+        ),
+        (
+            "NominaOrCustomComplementInputBaseType",
+            values(&[
+                models::NominaOrCustomComplementInputBaseType::Nomina,
+                models::NominaOrCustomComplementInputBaseType::Custom,
+            ]),
+        ),
+        (
+            "NominaOrCustomComplementPropertiesBaseType",
+            values(&[
+                models::NominaOrCustomComplementPropertiesBaseType::Nomina,
+                models::NominaOrCustomComplementPropertiesBaseType::Custom,
             ]),
         ),
         ("NominaType", values(&[models::NominaType::Nomina])),
@@ -884,7 +1032,27 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::OrganizationSeriesDefaultInputType::T,
             ]),
         ),
-        ("PagoType", values(&[models::PagoType::Pago])),
+        (
+            "PagoComplementInputType",
+            values(&[
+                models::PagoComplementInputType::Nomina,
+                models::PagoComplementInputType::Custom,
+            ]),
+        ),
+        (
+            "PagoComplementPropertiesType",
+            values(&[
+                models::PagoComplementPropertiesType::Nomina,
+                models::PagoComplementPropertiesType::Custom,
+            ]),
+        ),
+        (
+            "PagoOrCustomComplementInputBaseType",
+            values(&[
+                models::PagoOrCustomComplementInputBaseType::Nomina,
+                models::PagoOrCustomComplementInputBaseType::Custom,
+            ]),
+        ),
         (
             "PaymentInputRelatedDocumentsItemTaxability",
             values(&[

@@ -6,36 +6,153 @@
 pub enum BaseTax {
     Ieps {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        base: ::std::option::Option<f64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        factor: ::std::option::Option<IepsFactor>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         ieps_mode: ::std::option::Option<IepsIepsMode>,
+        rate: f64,
         #[serde(rename = "type")]
         type_: IepsType,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        withholding: ::std::option::Option<bool>,
     },
     IvaIsr {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        base: ::std::option::Option<f64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        factor: ::std::option::Option<IvaIsrFactor>,
+        rate: f64,
         #[serde(
             rename = "type",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
         type_: ::std::option::Option<IvaIsrType>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        withholding: ::std::option::Option<bool>,
     },
 }
 ///`BaseTaxBase`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct BaseTaxBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for BaseTaxBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
+pub struct BaseTaxBase {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub base: ::std::option::Option<f64>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub factor: ::std::option::Option<BaseTaxBaseFactor>,
+    pub rate: f64,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<BaseTaxBaseType>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub withholding: ::std::option::Option<bool>,
+}
+///`BaseTaxBaseFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum BaseTaxBaseFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for BaseTaxBaseFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
     }
 }
-impl ::std::convert::From<BaseTaxBase> for ::serde_json::Value {
-    fn from(value: BaseTaxBase) -> Self {
-        value.0
+impl ::std::str::FromStr for BaseTaxBaseFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<::serde_json::Value> for BaseTaxBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for BaseTaxBaseFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for BaseTaxBaseFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`BaseTaxBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum BaseTaxBaseType {
+    #[serde(rename = "IVA")]
+    Iva,
+    #[serde(rename = "ISR")]
+    Isr,
+    #[serde(rename = "IEPS")]
+    Ieps,
+}
+impl ::std::fmt::Display for BaseTaxBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Iva => f.write_str("IVA"),
+            Self::Isr => f.write_str("ISR"),
+            Self::Ieps => f.write_str("IEPS"),
+        }
+    }
+}
+impl ::std::str::FromStr for BaseTaxBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "IVA" => Ok(Self::Iva),
+            "ISR" => Ok(Self::Isr),
+            "IEPS" => Ok(Self::Ieps),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for BaseTaxBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for BaseTaxBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`CancellationStatus`
@@ -578,10 +695,70 @@ pub struct CartaPorteIdentificacionVehicular {
     pub placa_vm: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteInput {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<CartaPorteDataInput>,
+    pub data: CartaPorteDataInput,
+    #[serde(rename = "type")]
+    pub type_: CartaPorteInputType,
+}
+///`CartaPorteInputType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CartaPorteInputType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for CartaPorteInputType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for CartaPorteInputType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CartaPorteInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CartaPorteInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`CartaPorteMercancia`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -843,42 +1020,85 @@ pub enum CartaPorteOrCustomComplementInput {
         type_: CustomType,
     },
     CartaPorte {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<CartaPorteDataInput>,
+        data: CartaPorteDataInput,
         #[serde(rename = "type")]
         type_: CartaPorteType,
     },
     ComercioExterior {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<ComercioExteriorDataInput>,
+        data: ComercioExteriorDataInput,
         #[serde(rename = "type")]
         type_: ComercioExteriorType,
     },
     LeyendasFiscales {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<LeyendasFiscalesData>,
+        data: LeyendasFiscalesData,
         #[serde(rename = "type")]
         type_: LeyendasFiscalesType,
     },
 }
 ///`CartaPorteOrCustomComplementInputBase`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct CartaPorteOrCustomComplementInputBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for CartaPorteOrCustomComplementInputBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
+pub struct CartaPorteOrCustomComplementInputBase {
+    pub data: ::serde_json::Value,
+    #[serde(rename = "type")]
+    pub type_: CartaPorteOrCustomComplementInputBaseType,
+}
+///`CartaPorteOrCustomComplementInputBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CartaPorteOrCustomComplementInputBaseType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for CartaPorteOrCustomComplementInputBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
     }
 }
-impl ::std::convert::From<CartaPorteOrCustomComplementInputBase> for ::serde_json::Value {
-    fn from(value: CartaPorteOrCustomComplementInputBase) -> Self {
-        value.0
+impl ::std::str::FromStr for CartaPorteOrCustomComplementInputBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<::serde_json::Value> for CartaPorteOrCustomComplementInputBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for CartaPorteOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CartaPorteOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`CartaPorteOrCustomComplementProperties`
@@ -911,23 +1131,73 @@ pub enum CartaPorteOrCustomComplementProperties {
     },
 }
 ///`CartaPorteOrCustomComplementPropertiesBase`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct CartaPorteOrCustomComplementPropertiesBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for CartaPorteOrCustomComplementPropertiesBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CartaPorteOrCustomComplementPropertiesBase {
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<CartaPorteOrCustomComplementPropertiesBaseType>,
+}
+///`CartaPorteOrCustomComplementPropertiesBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CartaPorteOrCustomComplementPropertiesBaseType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for CartaPorteOrCustomComplementPropertiesBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
     }
 }
-impl ::std::convert::From<CartaPorteOrCustomComplementPropertiesBase> for ::serde_json::Value {
-    fn from(value: CartaPorteOrCustomComplementPropertiesBase) -> Self {
-        value.0
+impl ::std::str::FromStr for CartaPorteOrCustomComplementPropertiesBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<::serde_json::Value> for CartaPorteOrCustomComplementPropertiesBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for CartaPorteOrCustomComplementPropertiesBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String>
+    for CartaPorteOrCustomComplementPropertiesBaseType
+{
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`CartaPorteProperties`
@@ -935,6 +1205,70 @@ impl ::std::convert::From<::serde_json::Value> for CartaPorteOrCustomComplementP
 pub struct CartaPorteProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<CartaPorteDataProperties>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<CartaPortePropertiesType>,
+}
+///`CartaPortePropertiesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CartaPortePropertiesType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for CartaPortePropertiesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for CartaPortePropertiesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CartaPortePropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CartaPortePropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`CartaPorteRemolque`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -2451,10 +2785,70 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorEmisorCurp {
     }
 }
 ///`ComercioExteriorInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorInput {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<ComercioExteriorDataInput>,
+    pub data: ComercioExteriorDataInput,
+    #[serde(rename = "type")]
+    pub type_: ComercioExteriorInputType,
+}
+///`ComercioExteriorInputType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComercioExteriorInputType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for ComercioExteriorInputType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComercioExteriorInputType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComercioExteriorInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComercioExteriorInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`ComercioExteriorMercancia`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2554,6 +2948,70 @@ pub struct ComercioExteriorMercancias {
 pub struct ComercioExteriorProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<ComercioExteriorDataProperties>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<ComercioExteriorPropertiesType>,
+}
+///`ComercioExteriorPropertiesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComercioExteriorPropertiesType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for ComercioExteriorPropertiesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComercioExteriorPropertiesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComercioExteriorPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComercioExteriorPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`ComercioExteriorPropietario`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -6055,6 +6513,58 @@ impl<'de> ::serde::Deserialize<'de> for IeduComplementInputRfcPago {
             })
     }
 }
+///`IepsFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IepsFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for IepsFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
+    }
+}
+impl ::std::str::FromStr for IepsFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IepsFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IepsFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`IepsIepsMode`
 #[derive(
     ::serde::Deserialize,
@@ -6115,10 +6625,74 @@ impl ::std::convert::TryFrom<::std::string::String> for IepsIepsMode {
     }
 }
 ///`IepsTax`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IepsTax {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub base: ::std::option::Option<f64>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub factor: ::std::option::Option<IepsTaxFactor>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ieps_mode: ::std::option::Option<IepsTaxIepsMode>,
+    pub rate: f64,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<IepsTaxType>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub withholding: ::std::option::Option<bool>,
+}
+///`IepsTaxFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IepsTaxFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for IepsTaxFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
+    }
+}
+impl ::std::str::FromStr for IepsTaxFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IepsTaxFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IepsTaxFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`IepsTaxIepsMode`
 #[derive(
@@ -6172,6 +6746,61 @@ impl ::std::convert::TryFrom<&str> for IepsTaxIepsMode {
     }
 }
 impl ::std::convert::TryFrom<::std::string::String> for IepsTaxIepsMode {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IepsTaxType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IepsTaxType {
+    #[serde(rename = "IVA")]
+    Iva,
+    #[serde(rename = "ISR")]
+    Isr,
+    #[serde(rename = "IEPS")]
+    Ieps,
+}
+impl ::std::fmt::Display for IepsTaxType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Iva => f.write_str("IVA"),
+            Self::Isr => f.write_str("ISR"),
+            Self::Ieps => f.write_str("IEPS"),
+        }
+    }
+}
+impl ::std::str::FromStr for IepsTaxType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "IVA" => Ok(Self::Iva),
+            "ISR" => Ok(Self::Isr),
+            "IEPS" => Ok(Self::Ieps),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IepsTaxType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IepsTaxType {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -12231,6 +12860,58 @@ impl ::std::convert::TryFrom<::std::string::String> for IssuingType {
         value.parse()
     }
 }
+///`IvaIsrFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IvaIsrFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for IvaIsrFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
+    }
+}
+impl ::std::str::FromStr for IvaIsrFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IvaIsrFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IvaIsrFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`IvaIsrType`
 #[derive(
     ::serde::Deserialize,
@@ -12454,16 +13135,140 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesDataLeyendasItemTextoLey
     }
 }
 ///`LeyendasFiscalesInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LeyendasFiscalesInput {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<LeyendasFiscalesData>,
+    pub data: LeyendasFiscalesData,
+    #[serde(rename = "type")]
+    pub type_: LeyendasFiscalesInputType,
+}
+///`LeyendasFiscalesInputType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum LeyendasFiscalesInputType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for LeyendasFiscalesInputType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for LeyendasFiscalesInputType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for LeyendasFiscalesInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LeyendasFiscalesInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`LeyendasFiscalesProperties`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct LeyendasFiscalesProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<LeyendasFiscalesData>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<LeyendasFiscalesPropertiesType>,
+}
+///`LeyendasFiscalesPropertiesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum LeyendasFiscalesPropertiesType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for LeyendasFiscalesPropertiesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for LeyendasFiscalesPropertiesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for LeyendasFiscalesPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LeyendasFiscalesPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`LeyendasFiscalesType`
 #[derive(
@@ -13462,16 +14267,124 @@ impl ::std::convert::TryFrom<::std::string::String> for NominaComplementDataProp
     }
 }
 ///`NominaComplementInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaComplementInput {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<NominaComplementDataInput>,
+    pub data: NominaComplementDataInput,
+    #[serde(rename = "type")]
+    pub type_: NominaComplementInputType,
+}
+///`NominaComplementInputType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NominaComplementInputType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for NominaComplementInputType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for NominaComplementInputType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for NominaComplementInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NominaComplementInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`NominaComplementProperties`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<NominaComplementDataProperties>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<NominaComplementPropertiesType>,
+}
+///`NominaComplementPropertiesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NominaComplementPropertiesType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for NominaComplementPropertiesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for NominaComplementPropertiesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for NominaComplementPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NominaComplementPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`NominaDeduccionInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -13852,8 +14765,7 @@ pub struct NominaJubilacionProperties {
 #[serde(untagged)]
 pub enum NominaOrCustomComplementInput {
     Nomina {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<NominaComplementDataInput>,
+        data: NominaComplementDataInput,
         #[serde(rename = "type")]
         type_: NominaType,
     },
@@ -13865,22 +14777,60 @@ pub enum NominaOrCustomComplementInput {
 }
 ///`NominaOrCustomComplementInputBase`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct NominaOrCustomComplementInputBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for NominaOrCustomComplementInputBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
+pub struct NominaOrCustomComplementInputBase {
+    pub data: ::serde_json::Value,
+    #[serde(rename = "type")]
+    pub type_: NominaOrCustomComplementInputBaseType,
+}
+///`NominaOrCustomComplementInputBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NominaOrCustomComplementInputBaseType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for NominaOrCustomComplementInputBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
     }
 }
-impl ::std::convert::From<NominaOrCustomComplementInputBase> for ::serde_json::Value {
-    fn from(value: NominaOrCustomComplementInputBase) -> Self {
-        value.0
+impl ::std::str::FromStr for NominaOrCustomComplementInputBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<::serde_json::Value> for NominaOrCustomComplementInputBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for NominaOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NominaOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`NominaOrCustomComplementProperties`
@@ -13901,23 +14851,63 @@ pub enum NominaOrCustomComplementProperties {
     },
 }
 ///`NominaOrCustomComplementPropertiesBase`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct NominaOrCustomComplementPropertiesBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for NominaOrCustomComplementPropertiesBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct NominaOrCustomComplementPropertiesBase {
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<NominaOrCustomComplementPropertiesBaseType>,
+}
+///`NominaOrCustomComplementPropertiesBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NominaOrCustomComplementPropertiesBaseType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for NominaOrCustomComplementPropertiesBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
     }
 }
-impl ::std::convert::From<NominaOrCustomComplementPropertiesBase> for ::serde_json::Value {
-    fn from(value: NominaOrCustomComplementPropertiesBase) -> Self {
-        value.0
+impl ::std::str::FromStr for NominaOrCustomComplementPropertiesBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<::serde_json::Value> for NominaOrCustomComplementPropertiesBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for NominaOrCustomComplementPropertiesBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NominaOrCustomComplementPropertiesBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`NominaOtroPagoDirectProperties`
@@ -16247,71 +17237,13 @@ impl ::std::convert::From<::std::vec::Vec<PaymentInput>> for PagoComplementDataI
     }
 }
 ///`PagoComplementInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PagoComplementInput {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<PagoComplementDataInput>,
+    pub data: PagoComplementDataInput,
+    #[serde(rename = "type")]
+    pub type_: PagoComplementInputType,
 }
-///`PagoComplementProperties`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
-pub struct PagoComplementProperties {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub data: ::std::option::Option<NominaComplementDataProperties>,
-}
-///`PagoOrCustomComplementInput`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum PagoOrCustomComplementInput {
-    Pago {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<PagoComplementDataInput>,
-        #[serde(rename = "type")]
-        type_: PagoType,
-    },
-    Custom {
-        data: CustomComplementData,
-        #[serde(rename = "type")]
-        type_: CustomType,
-    },
-}
-///`PagoOrCustomComplementInputBase`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct PagoOrCustomComplementInputBase(pub ::serde_json::Value);
-impl ::std::ops::Deref for PagoOrCustomComplementInputBase {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
-    }
-}
-impl ::std::convert::From<PagoOrCustomComplementInputBase> for ::serde_json::Value {
-    fn from(value: PagoOrCustomComplementInputBase) -> Self {
-        value.0
-    }
-}
-impl ::std::convert::From<::serde_json::Value> for PagoOrCustomComplementInputBase {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
-    }
-}
-///`PagoOrCustomComplementProperties`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum PagoOrCustomComplementProperties {
-    Pago {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<NominaComplementDataProperties>,
-        #[serde(rename = "type")]
-        type_: PagoType,
-    },
-    Custom {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        data: ::std::option::Option<CustomComplementData>,
-        #[serde(rename = "type")]
-        type_: CustomType,
-    },
-}
-///`PagoType`
+///`PagoComplementInputType`
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -16324,33 +17256,37 @@ pub enum PagoOrCustomComplementProperties {
     PartialEq,
     PartialOrd,
 )]
-pub enum PagoType {
-    #[serde(rename = "pago")]
-    Pago,
+pub enum PagoComplementInputType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
 }
-impl ::std::fmt::Display for PagoType {
+impl ::std::fmt::Display for PagoComplementInputType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
-            Self::Pago => f.write_str("pago"),
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
         }
     }
 }
-impl ::std::str::FromStr for PagoType {
+impl ::std::str::FromStr for PagoComplementInputType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
-            "pago" => Ok(Self::Pago),
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
     }
 }
-impl ::std::convert::TryFrom<&str> for PagoType {
+impl ::std::convert::TryFrom<&str> for PagoComplementInputType {
     type Error = self::error::ConversionError;
     fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
-impl ::std::convert::TryFrom<::std::string::String> for PagoType {
+impl ::std::convert::TryFrom<::std::string::String> for PagoComplementInputType {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -16358,6 +17294,191 @@ impl ::std::convert::TryFrom<::std::string::String> for PagoType {
         value.parse()
     }
 }
+///`PagoComplementProperties`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PagoComplementProperties {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<NominaComplementDataProperties>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<PagoComplementPropertiesType>,
+}
+///`PagoComplementPropertiesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PagoComplementPropertiesType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for PagoComplementPropertiesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for PagoComplementPropertiesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PagoComplementPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PagoComplementPropertiesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PagoOrCustomComplementInput`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PagoOrCustomComplementInput {
+    Pago(PagoOrCustomComplementInputPago),
+    Custom {
+        data: CustomComplementData,
+        #[serde(rename = "type")]
+        type_: CustomType,
+    },
+}
+impl ::std::convert::From<PagoOrCustomComplementInputPago> for PagoOrCustomComplementInput {
+    fn from(value: PagoOrCustomComplementInputPago) -> Self {
+        Self::Pago(value)
+    }
+}
+///`PagoOrCustomComplementInputBase`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PagoOrCustomComplementInputBase {
+    pub data: ::serde_json::Value,
+    #[serde(rename = "type")]
+    pub type_: PagoOrCustomComplementInputBaseType,
+}
+///`PagoOrCustomComplementInputBaseType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PagoOrCustomComplementInputBaseType {
+    #[serde(rename = "nomina")]
+    Nomina,
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for PagoOrCustomComplementInputBaseType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for PagoOrCustomComplementInputBaseType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PagoOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PagoOrCustomComplementInputBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PagoOrCustomComplementInputPago`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+#[serde(deny_unknown_fields)]
+pub enum PagoOrCustomComplementInputPago {}
+///`PagoOrCustomComplementProperties`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PagoOrCustomComplementProperties {
+    Pago(PagoOrCustomComplementPropertiesPago),
+    Custom {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        data: ::std::option::Option<CustomComplementData>,
+        #[serde(rename = "type")]
+        type_: CustomType,
+    },
+}
+impl ::std::convert::From<PagoOrCustomComplementPropertiesPago>
+    for PagoOrCustomComplementProperties
+{
+    fn from(value: PagoOrCustomComplementPropertiesPago) -> Self {
+        Self::Pago(value)
+    }
+}
+///`PagoOrCustomComplementPropertiesPago`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+#[serde(deny_unknown_fields)]
+pub enum PagoOrCustomComplementPropertiesPago {}
 ///`PartInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PartInput {
