@@ -103,6 +103,9 @@ impl Models {
         // CFDI folio UUIDs come from SAT in upper case; `uuid::Uuid` would print them in
         // lower case, so a round trip would change them. They stay strings.
         crate::rules::strip_schema_format(&mut view, "uuid");
+        // Facturapi reads any ISO-8601 text in its `date` fields (the global-invoice sample
+        // sends a date-time where the schema says date), so they stay strings.
+        crate::rules::strip_schema_format(&mut view, "date");
         let openapi: openapiv3::OpenAPI = serde_json::from_value(view).map_err(|e| format!("spec is not OpenAPI 3.0: {e}"))?;
         let mut settings = progenitor::GenerationSettings::default();
         settings.with_derive("PartialEq");

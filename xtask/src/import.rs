@@ -24,7 +24,7 @@ pub struct Imported {
 pub fn import(upstream_text: &str) -> Result<Imported, String> {
     let loaded = crate::yaml::load(upstream_text)?;
     let samples = crate::samples::extract(&loaded.value)?;
-    let (mut spec, report) = crate::rules::normalize(loaded);
+    let (mut spec, report) = crate::rules::normalize(loaded, samples.clone());
     if let Value::Object(map) = &mut spec {
         map.insert(
             "x-facturapi-rs".into(),

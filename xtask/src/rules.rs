@@ -33,7 +33,16 @@ impl Report {
     }
 }
 
-type Rule = fn(&mut Value, &BTreeMap<String, String>, &mut Vec<String>);
+/// What rules may read besides the document.
+#[derive(Debug, Default)]
+pub(crate) struct Ctx {
+    /// Source text of plain scalars that resolved to numbers (see `yaml::Loaded`).
+    pub(crate) raw_numbers: BTreeMap<String, String>,
+    /// The upstream cURL samples (see `samples`).
+    pub(crate) samples: Vec<Value>,
+}
+
+type Rule = fn(&mut Value, &Ctx, &mut Vec<String>);
 
 /// Every rule, in the order it runs, with what it fixes.
 pub(crate) const RULES: &[(&str, &str, Rule)] = &[
@@ -48,19 +57,20 @@ pub(crate) const RULES: &[(&str, &str, Rule)] = &[
     ("invalid-defaults", "prose `default` values that violate their own schema are removed", invalid_defaults),
     ("dedupe-deepobject-params", "explicit `date[gte]` params beside a deepObject `date` param", dedupe_deep_object),
     ("discriminator-variants", "discriminator mappings become oneOf variants with a typed tag", discriminator_variants),
-    ("hoist-inline-bodies", "inline body/response schemas become named components", hoist_inline_bodies),
+    ("required-with-default", "a required property with a server default is optional for the client", required_with_default),
+    ("partial-update-bodies", "PUT bodies that reuse a full schema become partial (nothing required)", partial_update_bodies),
+    ("hoist-inline-bodies", "inline body/response schemas and enum parameters become named components", hoist_inline_bodies),
+    ("sample-fields", "fields the upstream samples send but the schema lacks or types differently", sample_fields),
 ];
 
 /// Runs every rule on `loaded` and returns the normalized document and the report.
-pub(crate) fn normalize(loaded: Loaded) -> (Value, Report) {
-    let Loaded {
-        mut value,
-        raw_numbers,
-    } = loaded;
+pub(crate) fn normalize(loaded: Loaded, samples: Vec<Value>) -> (Value, Report) {
+    let Loaded { mut value, raw_numbers } = loaded;
+    let ctx = Ctx { raw_numbers, samples };
     let mut report = Report::default();
     for (name, _, rule) in RULES {
         let mut places = Vec::new();
-        rule(&mut value, &raw_numbers, &mut places);
+        rule(&mut value, &ctx, &mut places);
         report.changes.push((name, places));
     }
     (value, report)
@@ -161,7 +171,7 @@ fn for_each_operation(doc: &mut Value, f: &mut dyn FnMut(&str, &str, &str, &mut 
     }
 }
 
-fn drop_code_samples(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn drop_code_samples(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_operation(doc, &mut |ptr, _, _, op| {
         if op.remove("x-codeSamples").is_some() {
             places.push(format!("{ptr}/x-codeSamples"));
@@ -173,7 +183,7 @@ fn drop_code_samples(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut
 const PROSE_KEYS: &[&str] =
     &["description", "summary", "externalDocs", "x-tagGroups", "x-logo", "x-displayName", "x-enum-descriptions"];
 
-fn drop_prose(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn drop_prose(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     // Schemas first: there `properties` keys are field names (a field may be called
     // `description`), so only keyword positions are touched.
     for_each_schema(doc, &mut |ptr, schema| {
@@ -210,7 +220,7 @@ fn drop_prose(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<St
     walk("", doc, places);
 }
 
-fn openapi_version(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn openapi_version(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     if let Some(version) = doc.get_mut("openapi")
         && version.as_str().is_some_and(|v| !v.starts_with("3.0."))
     {
@@ -240,7 +250,7 @@ pub(crate) fn derived_operation_id(method: &str, path: &str) -> String {
     id
 }
 
-fn derive_operation_ids(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn derive_operation_ids(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_operation(doc, &mut |ptr, method, path, op| {
         if !op.contains_key("operationId") {
             op.insert("operationId".into(), json!(derived_operation_id(method, path)));
@@ -250,7 +260,7 @@ fn derive_operation_ids(doc: &mut Value, _: &BTreeMap<String, String>, places: &
     });
 }
 
-fn null_type(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn null_type(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
         if schema.get("type").and_then(Value::as_str) == Some("null") {
             schema.remove("type");
@@ -261,7 +271,7 @@ fn null_type(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<Str
     });
 }
 
-fn const_to_enum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn const_to_enum(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
         if let Some(value) = schema.remove("const") {
             schema.insert("enum".into(), Value::Array(vec![value]));
@@ -270,7 +280,7 @@ fn const_to_enum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec
     });
 }
 
-fn exclusive_minimum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn exclusive_minimum(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
         for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
             if let Some(limit) = schema.get(exclusive).filter(|v| v.is_number()).cloned() {
@@ -282,7 +292,7 @@ fn exclusive_minimum(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut
     });
 }
 
-fn zero_padded_enums(doc: &mut Value, raw: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn zero_padded_enums(doc: &mut Value, ctx: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
         if schema.get("type").and_then(Value::as_str) != Some("string") {
             return;
@@ -300,7 +310,7 @@ fn zero_padded_enums(doc: &mut Value, raw: &BTreeMap<String, String>, places: &m
             for (here, value) in values {
                 if value.is_number() {
                     // The source text when it differs from the number (`01`), else the number.
-                    let text = raw.get(&here).cloned().unwrap_or_else(|| value.to_string());
+                    let text = ctx.raw_numbers.get(&here).cloned().unwrap_or_else(|| value.to_string());
                     *value = Value::String(text);
                     places.push(here);
                 }
@@ -322,7 +332,7 @@ fn has_type(value: &Value, ty: &str) -> bool {
     }
 }
 
-fn invalid_defaults(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn invalid_defaults(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
         let Some(default) = schema.get("default") else { return };
         let type_ok = schema
@@ -345,7 +355,7 @@ fn invalid_defaults(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut 
     });
 }
 
-fn dedupe_deep_object(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn dedupe_deep_object(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let components = doc.get("components").cloned().unwrap_or(Value::Null);
     let resolve = |p: &Value| -> Value {
         match p.get("$ref").and_then(Value::as_str) {
@@ -411,7 +421,7 @@ fn variant_title(value: &str) -> String {
 /// property's default); a target without the property is an untagged fallback, tried
 /// last. When the mapping names the schema itself, or other schemas extend it through
 /// `allOf`, its own shape moves to `<Name>Base` and those references follow it.
-fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let Some(Value::Object(schemas)) = doc.pointer("/components/schemas").cloned() else { return };
     // Locate discriminators: (pointer, owning component).
     let mut found = Vec::new();
@@ -445,6 +455,7 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
         let Some(discriminator) = node.remove("discriminator") else { continue };
         let owner = ptr.strip_prefix("/components/schemas/").filter(|n| !n.contains('/')).map(str::to_owned);
         let prop = discriminator.get("propertyName").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mapping_values: Vec<String> = discriminator.get("mapping").and_then(Value::as_object).into_iter().flatten().map(|(v, _)| v.clone()).collect();
         // Group values by target, keeping first-seen order.
         let mut targets: Vec<(String, Vec<String>)> = Vec::new();
         for (value, target) in discriminator.get("mapping").and_then(Value::as_object).into_iter().flatten() {
@@ -454,6 +465,14 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
                 None => targets.push((name, vec![value.clone()])),
             }
         }
+        // Variant titles carry the owner's name, so generated types read `IncomeDraft`,
+        // not a bare `Draft` shared by five kinds.
+        let owner_title = node
+            .get("title")
+            .and_then(Value::as_str)
+            .map(crate::names::pascal)
+            .or_else(|| owner.clone())
+            .unwrap_or_default();
         let self_mapped = owner.as_ref().is_some_and(|o| targets.iter().any(|(t, _)| t == o));
         let keep_base = owner.as_ref().is_some_and(|o| needs_base.contains(o) || self_mapped);
         let original = std::mem::take(node);
@@ -469,7 +488,7 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
                 _ => target,
             };
             let declared = declared_property(&schemas, &target_schema, &prop, 0).cloned();
-            let title = values.iter().map(|v| variant_title(v)).collect::<String>();
+            let title = format!("{owner_title}{}", values.iter().map(|v| variant_title(v)).collect::<String>());
             match declared {
                 None => untagged.push(json!({ "title": title, "allOf": [schema_ref(&target_name)] })),
                 Some(decl) => {
@@ -491,6 +510,16 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
         if keep_base && let Some(owner) = owner {
             let mut base = original;
             base.remove("title");
+            // The mapping is authoritative for the tag's values: upstream copy-pastes list
+            // `nomina` as a value of the payment complement's `type`, which makes the `pago`
+            // variant unsatisfiable.
+            if let Some(Value::Array(values)) = base.get_mut("properties").and_then(|p| p.get_mut(&prop)).and_then(|p| p.get_mut("enum")) {
+                let all: Vec<Value> = mapping_values.iter().map(|v| json!(v)).collect();
+                if *values != all {
+                    *values = all;
+                    places.push(format!("/components/schemas/{owner}Base/properties/{prop}/enum"));
+                }
+            }
             if let Some(Value::Object(all)) = doc.pointer_mut("/components/schemas") {
                 all.insert(format!("{owner}Base"), Value::Object(base));
             }
@@ -501,7 +530,7 @@ fn discriminator_variants(doc: &mut Value, _: &BTreeMap<String, String>, places:
 /// Gives every inline request-body and response schema of an operation a component name
 /// (`<OperationId>Body`, `<OperationId>Response<status>`), so that the model generator
 /// names them and `spec/endpoints.toml` can refer to them.
-fn hoist_inline_bodies(doc: &mut Value, _: &BTreeMap<String, String>, places: &mut Vec<String>) {
+fn hoist_inline_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let mut hoisted: Vec<(String, Value)> = Vec::new();
     let mut hoist = |ptr: String, name: String, schema: &mut Value, hoisted: &mut Vec<(String, Value)>| {
         let inline = schema.get("$ref").is_none() && schema.as_object().is_some_and(|m| !m.is_empty());
@@ -524,6 +553,18 @@ fn hoist_inline_bodies(doc: &mut Value, _: &BTreeMap<String, String>, places: &m
         }
         if let Some(r) = op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str) {
             request_bodies.push((r.to_owned(), base.clone()));
+        }
+        if let Some(Value::Array(params)) = op.get_mut("parameters") {
+            for (i, param) in params.iter_mut().enumerate() {
+                let name = format!("{base}{}", crate::names::pascal(param.get("name").and_then(Value::as_str).unwrap_or_default()));
+                let Some(schema) = param.get_mut("schema") else { continue };
+                let here = format!("{ptr}/parameters/{i}/schema");
+                if schema.get("enum").is_some() {
+                    hoist(here, name, schema, &mut hoisted);
+                } else if let Some(items) = schema.get_mut("items").filter(|items| items.get("enum").is_some()) {
+                    hoist(format!("{here}/items"), format!("{name}Item"), items, &mut hoisted);
+                }
+            }
         }
         if let Some(Value::Object(responses)) = op.get_mut("responses") {
             for (status, response) in responses.iter_mut() {
@@ -560,17 +601,237 @@ fn hoist_inline_bodies(doc: &mut Value, _: &BTreeMap<String, String>, places: &m
     }
 }
 
+
+fn required_with_default(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
+    let schemas = doc.pointer("/components/schemas").and_then(Value::as_object).cloned().unwrap_or_default();
+    for_each_schema(doc, &mut |ptr, schema| {
+        // The property may be declared beside `required` or in an `allOf` part.
+        let whole = Value::Object(schema.clone());
+        let defaulted: BTreeSet<String> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|name| declared_property(&schemas, &whole, name, 0).is_some_and(|p| p.get("default").is_some()))
+            .map(str::to_owned)
+            .collect();
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|r| {
+                let keep = !r.as_str().is_some_and(|r| defaulted.contains(r));
+                if !keep {
+                    places.push(format!("{ptr}/required/{}", r.as_str().unwrap_or_default()));
+                }
+                keep
+            });
+            if required.is_empty() {
+                schema.remove("required");
+            }
+        }
+    });
+}
+
+/// A copy of `schema` with `required` dropped at its top level, following `$ref` and `allOf`
+/// (nested objects keep their own rules).
+fn partial_copy(components: &Value, schema: &Value, depth: usize) -> Value {
+    if depth > 16 {
+        return schema.clone();
+    }
+    if let Some(target) = schema.get("$ref").and_then(Value::as_str).and_then(|r| lookup(components, r)) {
+        return partial_copy(components, target, depth + 1);
+    }
+    let mut copy = schema.clone();
+    if let Value::Object(map) = &mut copy {
+        map.remove("required");
+        if let Some(Value::Array(parts)) = map.get_mut("allOf") {
+            for part in parts.iter_mut() {
+                *part = partial_copy(components, part, depth + 1);
+            }
+        }
+    }
+    copy
+}
+
+fn partial_update_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
+    let components = doc.get("components").cloned().unwrap_or(Value::Null);
+    let mut partial_bodies = BTreeSet::new();
+    for_each_operation(doc, &mut |_, method, _, op| {
+        if method == "put"
+            && let Some(r) = op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str)
+        {
+            partial_bodies.insert(r.to_owned());
+        }
+    });
+    for reference in partial_bodies {
+        let Some(name) = reference.strip_prefix("#/components/requestBodies/") else { continue };
+        let ptr = format!("/components/requestBodies/{name}/content/application~1json/schema");
+        let Some(schema) = doc.pointer_mut(&ptr) else { continue };
+        // Only the `allOf: [$ref]` wrappers reuse a full (create/response) schema.
+        let wraps_one_ref = schema.get("allOf").and_then(Value::as_array).is_some_and(|parts| parts.len() == 1 && parts[0].get("$ref").is_some());
+        if wraps_one_ref {
+            *schema = partial_copy(&components, schema, 0);
+            places.push(ptr);
+        }
+    }
+}
+
+/// JSON type of a sample value, as a schema.
+fn inferred_schema(value: &Value) -> Value {
+    match value {
+        Value::String(_) => json!({"type": "string"}),
+        Value::Number(n) if n.is_i64() || n.is_u64() => json!({"type": "integer"}),
+        Value::Number(_) => json!({"type": "number"}),
+        Value::Bool(_) => json!({"type": "boolean"}),
+        Value::Array(items) => json!({"type": "array", "items": items.first().map_or(json!({}), inferred_schema)}),
+        Value::Object(_) | Value::Null => json!({"type": "object"}),
+    }
+}
+
+fn json_type_fits(ty: &str, value: &Value) -> bool {
+    ty == "number" && value.is_number() || has_type(value, ty)
+}
+
+/// Pointer of the schema that declares `key` for an object described by `ptr` (following
+/// `$ref` and `allOf`, not `oneOf`/`anyOf`, where the sample does not say which branch).
+fn find_property(doc: &Value, ptr: &str, key: &str, depth: usize) -> Option<String> {
+    let schema = doc.pointer(ptr)?;
+    if depth > 16 {
+        return None;
+    }
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return find_property(doc, &r[1..], key, depth + 1);
+    }
+    if schema.get("properties").and_then(|p| p.get(key)).is_some() {
+        return Some(format!("{ptr}/properties/{}", esc(key)));
+    }
+    let parts = schema.get("allOf").and_then(Value::as_array).map_or(0, Vec::len);
+    (0..parts).find_map(|i| find_property(doc, &format!("{ptr}/allOf/{i}"), key, depth + 1))
+}
+
+/// Pointer of the schema that should receive a new property for the object at `ptr`.
+fn property_host(doc: &Value, ptr: &str, depth: usize) -> Option<String> {
+    let schema = doc.pointer(ptr)?;
+    if depth > 16 || schema.get("oneOf").is_some() || schema.get("anyOf").is_some() {
+        return None;
+    }
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return property_host(doc, &r[1..], depth + 1);
+    }
+    if schema.get("properties").is_some() {
+        return Some(ptr.to_owned());
+    }
+    let parts = schema.get("allOf").and_then(Value::as_array).map_or(0, Vec::len);
+    (0..parts).find_map(|i| property_host(doc, &format!("{ptr}/allOf/{i}"), depth + 1))
+}
+
+fn fit_sample(doc: &mut Value, ptr: &str, value: &Value, places: &mut Vec<String>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let Some(schema) = doc.pointer(ptr).cloned() else { return };
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return fit_sample(doc, &r[1..].to_owned(), value, places, depth + 1);
+    }
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                match find_property(doc, ptr, key, 0) {
+                    Some(prop_ptr) => {
+                        let declared = doc.pointer(&prop_ptr).and_then(|p| p.get("type")).and_then(Value::as_str).map(str::to_owned);
+                        match declared {
+                            Some(ty) if !json_type_fits(&ty, field) => {
+                                if let Some(prop) = doc.pointer_mut(&prop_ptr) {
+                                    let old = prop.take();
+                                    *prop = json!({ "oneOf": [old, inferred_schema(field)] });
+                                    places.push(prop_ptr);
+                                }
+                            }
+                            _ => fit_sample(doc, &prop_ptr, field, places, depth + 1),
+                        }
+                    }
+                    None => {
+                        let Some(host) = property_host(doc, ptr, 0) else { continue };
+                        if let Some(Value::Object(props)) = doc.pointer_mut(&format!("{host}/properties")) {
+                            props.insert(key.clone(), inferred_schema(field));
+                            places.push(format!("{host}/properties/{}", esc(key)));
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) if schema.get("items").is_some() => {
+            for item in items {
+                fit_sample(doc, &format!("{ptr}/items"), item, places, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn sample_fields(doc: &mut Value, ctx: &Ctx, places: &mut Vec<String>) {
+    let mut bodies: BTreeMap<String, String> = BTreeMap::new();
+    for_each_operation(doc, &mut |ptr, _, _, op| {
+        let id = op.get("operationId").and_then(Value::as_str).unwrap_or_default().to_owned();
+        match op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str) {
+            Some(r) => bodies.insert(id, format!("{}/content/application~1json/schema", &r[1..])),
+            None => bodies.insert(id, format!("{ptr}/requestBody/content/application~1json/schema")),
+        };
+    });
+    for sample in &ctx.samples {
+        let (Some(id), Some(body)) = (sample.get("operation_id").and_then(Value::as_str), sample.get("body")) else { continue };
+        let Some(ptr) = bodies.get(id).cloned() else { continue };
+        fit_sample(doc, &ptr, body, places, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::yaml::load;
 
     fn run(rule: Rule, yaml: &str) -> (Value, Vec<String>) {
+        run_with(rule, yaml, Vec::new())
+    }
+
+    fn run_with(rule: Rule, yaml: &str, samples: Vec<Value>) -> (Value, Vec<String>) {
         let loaded = load(yaml).unwrap();
         let mut value = loaded.value;
+        let ctx = Ctx { raw_numbers: loaded.raw_numbers, samples };
         let mut places = Vec::new();
-        rule(&mut value, &loaded.raw_numbers, &mut places);
+        rule(&mut value, &ctx, &mut places);
         (value, places)
+    }
+
+    #[test]
+    fn required_properties_with_a_default_become_optional() {
+        let yaml = "components:\n  schemas:\n    P:\n      required: [a, b]\n      properties:\n        a: {type: string}\n        b: {type: string, default: H87}\n";
+        let (v, places) = run(required_with_default, yaml);
+        assert_eq!(v.pointer("/components/schemas/P/required").unwrap(), &json!(["a"]));
+        assert_eq!(places, ["/components/schemas/P/required/b"]);
+    }
+
+    #[test]
+    fn put_bodies_wrapping_a_full_schema_become_partial() {
+        let yaml = "components:\n  schemas:\n    P:\n      allOf:\n        - {$ref: '#/components/schemas/Q'}\n        - {required: [a], properties: {a: {type: string}}}\n    Q: {required: [b], properties: {b: {type: string}}}\n  requestBodies:\n    Edit: {content: {application/json: {schema: {allOf: [{$ref: '#/components/schemas/P'}]}}}}\n    Create: {content: {application/json: {schema: {allOf: [{$ref: '#/components/schemas/P'}]}}}}\npaths:\n  /p/{id}:\n    put: {requestBody: {$ref: '#/components/requestBodies/Edit'}}\n  /p:\n    post: {requestBody: {$ref: '#/components/requestBodies/Create'}}\n";
+        let (v, places) = run(partial_update_bodies, yaml);
+        assert_eq!(places.len(), 1);
+        let edit = v.pointer("/components/requestBodies/Edit/content/application~1json/schema").unwrap();
+        assert!(!edit.to_string().contains("required"), "{edit}");
+        assert!(edit.to_string().contains("\"b\""), "properties kept: {edit}");
+        assert!(v.pointer("/components/schemas/Q/required").is_some(), "the shared schema is untouched");
+        assert!(v.pointer("/components/requestBodies/Create/content/application~1json/schema/allOf/0/$ref").is_some());
+    }
+
+    #[test]
+    fn sample_fields_are_declared_and_conflicting_types_widened() {
+        let yaml = "components:\n  schemas:\n    In:\n      allOf:\n        - {$ref: '#/components/schemas/Base'}\n    Base:\n      properties:\n        payload: {type: object}\n        address: {properties: {zip: {type: string}}}\n  requestBodies:\n    B: {content: {application/json: {schema: {$ref: '#/components/schemas/In'}}}}\npaths:\n  /x:\n    post: {operationId: op, requestBody: {$ref: '#/components/requestBodies/B'}}\n";
+        let sample = json!({"operation_id": "op", "body": {"payload": "text", "address": {"zip": "1", "country": "MX"}, "extra": 2}});
+        let (v, places) = run_with(sample_fields, yaml, vec![sample]);
+        let base = v.pointer("/components/schemas/Base/properties").unwrap();
+        assert_eq!(base["payload"], json!({"oneOf": [{"type": "object"}, {"type": "string"}]}));
+        assert_eq!(base["address"]["properties"]["country"], json!({"type": "string"}));
+        assert_eq!(base["extra"], json!({"type": "integer"}));
+        assert_eq!(places.len(), 3);
     }
 
     #[test]
@@ -690,7 +951,7 @@ components:
         assert_eq!(places.len(), 2);
         let tax = &v.pointer("/components/schemas/Tax/oneOf").unwrap();
         // IEPS is pinned and required; IVA (the default) is pinned but optional, tried after.
-        assert_eq!(tax[0]["title"], "Ieps");
+        assert_eq!(tax[0]["title"], "TaxIeps");
         assert_eq!(tax[0]["allOf"][1]["required"], json!(["type"]));
         assert_eq!(tax[1]["allOf"][0]["$ref"], "#/components/schemas/TaxBase");
         assert!(tax[1]["allOf"][1].get("required").is_none());

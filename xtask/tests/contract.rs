@@ -122,6 +122,14 @@ fn equivalent(a: &Value, b: &Value, at: &str, diffs: &mut Vec<String>) {
     }
 }
 
+/// Upstream samples that contradict the spec on a point where the spec is right. Each must
+/// keep failing with this message, so a spec or sample change shows up here.
+const INVALID_SAMPLES: &[(&str, &str, &str)] = &[(
+    "createRetention",
+    "did not match any variant",
+    "its imp_retenidos item omits tipo_pago_ret, which the spec requires (as does SAT's Retenciones 2.0 schema)",
+)];
+
 #[test]
 fn every_sample_body_round_trips_through_its_request_type() {
     let by_id: BTreeMap<String, Endpoint> = endpoints().into_iter().map(|e| (e.operation_id.clone(), e)).collect();
@@ -135,7 +143,11 @@ fn every_sample_body_round_trips_through_its_request_type() {
         let ty = endpoint.body.ty.as_deref().unwrap();
         match facturapi_sdk::__contract::round_trip_body(ty, body.clone()) {
             None => failures.push(format!("{id}: no round-trip hook for {ty}")),
+            Some(Err(e)) if INVALID_SAMPLES.iter().any(|(i, msg, _)| *i == id && e.to_string().contains(msg)) => {}
             Some(Err(e)) => failures.push(format!("{id}: {ty} rejects the sample: {e}")),
+            Some(Ok(_)) if INVALID_SAMPLES.iter().any(|(i, _, _)| *i == id) => {
+                failures.push(format!("{id}: listed in INVALID_SAMPLES but now accepted: remove it"));
+            }
             Some(Ok(back)) => {
                 let mut diffs = Vec::new();
                 equivalent(body, &back, "", &mut diffs);
@@ -233,4 +245,16 @@ fn invoice_create_input_is_a_typed_enum_of_its_five_kinds() {
     });
     let parsed: InvoiceCreateInput = serde_json::from_value(payment).unwrap();
     assert!(matches!(parsed, InvoiceCreateInput::Payment(_)), "{parsed:?}");
+    let egress = serde_json::json!({
+        "type": "E",
+        "customer": "58e93bd8e86eb318b0197456",
+        "payment_form": "03",
+        "items": [{"product": "58e93bd8e86eb318b0197457", "quantity": 1}],
+        "related_documents": [{"relationship": "01", "documents": ["39c85a3f-275b-4341-b259-e8971d9f8a94"]}]
+    });
+    let parsed: InvoiceCreateInput = serde_json::from_value(egress).unwrap();
+    assert!(matches!(parsed, InvoiceCreateInput::Egress(_)), "{parsed:?}");
+    let draft = serde_json::json!({"status": "draft", "customer": "58e93bd8e86eb318b0197456"});
+    let parsed: InvoiceCreateInput = serde_json::from_value(draft.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&parsed).unwrap(), draft, "a draft keeps exactly what was sent");
 }

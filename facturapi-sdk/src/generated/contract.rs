@@ -191,6 +191,24 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "CancelInvoiceMotive",
+            values(&[
+                models::CancelInvoiceMotive::X01,
+                models::CancelInvoiceMotive::X02,
+                models::CancelInvoiceMotive::X03,
+                models::CancelInvoiceMotive::X04,
+            ]),
+        ),
+        (
+            "CancelRetentionMotive",
+            values(&[
+                models::CancelRetentionMotive::X01,
+                models::CancelRetentionMotive::X02,
+                models::CancelRetentionMotive::X03,
+                models::CancelRetentionMotive::X04,
+            ]),
+        ),
+        (
             "CancellationStatus",
             values(&[
                 models::CancellationStatus::None,
@@ -203,19 +221,19 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
         (
             "CartaPorteInputType",
             values(&[
+                models::CartaPorteInputType::Custom,
                 models::CartaPorteInputType::CartaPorte,
                 models::CartaPorteInputType::ComercioExterior,
                 models::CartaPorteInputType::LeyendasFiscales,
-                models::CartaPorteInputType::Custom,
             ]),
         ),
         (
             "CartaPorteOrCustomComplementInputBaseType",
             values(&[
+                models::CartaPorteOrCustomComplementInputBaseType::Custom,
                 models::CartaPorteOrCustomComplementInputBaseType::CartaPorte,
                 models::CartaPorteOrCustomComplementInputBaseType::ComercioExterior,
                 models::CartaPorteOrCustomComplementInputBaseType::LeyendasFiscales,
-                models::CartaPorteOrCustomComplementInputBaseType::Custom,
             ]),
         ),
         (
@@ -237,20 +255,16 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
-            "CartaPorteType",
-            values(&[models::CartaPorteType::CartaPorte]),
-        ),
-        (
             "ComercioExteriorDataPropertiesVersion",
             values(&[models::ComercioExteriorDataPropertiesVersion::X20]),
         ),
         (
             "ComercioExteriorInputType",
             values(&[
+                models::ComercioExteriorInputType::Custom,
                 models::ComercioExteriorInputType::CartaPorte,
                 models::ComercioExteriorInputType::ComercioExterior,
                 models::ComercioExteriorInputType::LeyendasFiscales,
-                models::ComercioExteriorInputType::Custom,
             ]),
         ),
         (
@@ -263,8 +277,28 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
-            "ComercioExteriorType",
-            values(&[models::ComercioExteriorType::ComercioExterior]),
+            "ComplementCartaPorteType",
+            values(&[models::ComplementCartaPorteType::CartaPorte]),
+        ),
+        (
+            "ComplementComercioExteriorType",
+            values(&[models::ComplementComercioExteriorType::ComercioExterior]),
+        ),
+        (
+            "ComplementCustomType",
+            values(&[models::ComplementCustomType::Custom]),
+        ),
+        (
+            "ComplementLeyendasFiscalesType",
+            values(&[models::ComplementLeyendasFiscalesType::LeyendasFiscales]),
+        ),
+        (
+            "ComplementNominaType",
+            values(&[models::ComplementNominaType::Nomina]),
+        ),
+        (
+            "ComplementPagoType",
+            values(&[models::ComplementPagoType::Pago]),
         ),
         (
             "CompleteRetentionTotalesImpRetenidosItemImpuesto",
@@ -315,7 +349,29 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             "CustomComplementPropertiesType",
             values(&[models::CustomComplementPropertiesType::Custom]),
         ),
-        ("CustomType", values(&[models::CustomType::Custom])),
+        (
+            "DownloadCancellationReceiptXmlFormat",
+            values(&[
+                models::DownloadCancellationReceiptXmlFormat::Xml,
+                models::DownloadCancellationReceiptXmlFormat::Pdf,
+            ]),
+        ),
+        (
+            "DownloadInvoiceFormat",
+            values(&[
+                models::DownloadInvoiceFormat::Xml,
+                models::DownloadInvoiceFormat::Pdf,
+                models::DownloadInvoiceFormat::Zip,
+            ]),
+        ),
+        (
+            "DownloadRetentionFormat",
+            values(&[
+                models::DownloadRetentionFormat::Xml,
+                models::DownloadRetentionFormat::Pdf,
+                models::DownloadRetentionFormat::Zip,
+            ]),
+        ),
         (
             "DraftCancellationStatus",
             values(&[
@@ -325,32 +381,6 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::DraftCancellationStatus::Accepted,
                 models::DraftCancellationStatus::Rejected,
                 models::DraftCancellationStatus::Expired,
-            ]),
-        ),
-        (
-            "DraftExport",
-            values(&[
-                models::DraftExport::X01,
-                models::DraftExport::X02,
-                models::DraftExport::X03,
-                models::DraftExport::X04,
-            ]),
-        ),
-        (
-            "DraftGlobalPeriodicity",
-            values(&[
-                models::DraftGlobalPeriodicity::Day,
-                models::DraftGlobalPeriodicity::Week,
-                models::DraftGlobalPeriodicity::Fortnight,
-                models::DraftGlobalPeriodicity::Month,
-                models::DraftGlobalPeriodicity::TwoMonths,
-            ]),
-        ),
-        (
-            "DraftPaymentMethod",
-            values(&[
-                models::DraftPaymentMethod::Pue,
-                models::DraftPaymentMethod::Ppd,
             ]),
         ),
         (
@@ -384,6 +414,33 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::DraftType::T,
             ]),
         ),
+        (
+            "EgressDraftPaymentMethod",
+            values(&[models::EgressDraftPaymentMethod::Pue]),
+        ),
+        (
+            "EgressDraftStatus",
+            values(&[models::EgressDraftStatus::Draft]),
+        ),
+        (
+            "EgressDraftType",
+            values(&[
+                models::EgressDraftType::I,
+                models::EgressDraftType::E,
+                models::EgressDraftType::P,
+                models::EgressDraftType::N,
+                models::EgressDraftType::T,
+            ]),
+        ),
+        (
+            "EgressPendingPaymentMethod",
+            values(&[models::EgressPendingPaymentMethod::Pue]),
+        ),
+        (
+            "EgressPendingStatus",
+            values(&[models::EgressPendingStatus::Pending]),
+        ),
+        ("EgressPendingType", values(&[models::EgressPendingType::E])),
         (
             "ErrorDetailLocation",
             values(&[
@@ -471,23 +528,6 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
-            "IepsFactor",
-            values(&[
-                models::IepsFactor::Tasa,
-                models::IepsFactor::Cuota,
-                models::IepsFactor::Exento,
-            ]),
-        ),
-        (
-            "IepsIepsMode",
-            values(&[
-                models::IepsIepsMode::SumBeforeTaxes,
-                models::IepsIepsMode::BreakDown,
-                models::IepsIepsMode::Unit,
-                models::IepsIepsMode::SubtractBeforeBreakDown,
-            ]),
-        ),
-        (
             "IepsTaxFactor",
             values(&[
                 models::IepsTaxFactor::Tasa,
@@ -512,7 +552,77 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::IepsTaxType::Ieps,
             ]),
         ),
-        ("IepsType", values(&[models::IepsType::Ieps])),
+        (
+            "IncomeDraftExport",
+            values(&[
+                models::IncomeDraftExport::X01,
+                models::IncomeDraftExport::X02,
+                models::IncomeDraftExport::X03,
+                models::IncomeDraftExport::X04,
+            ]),
+        ),
+        (
+            "IncomeDraftGlobalPeriodicity",
+            values(&[
+                models::IncomeDraftGlobalPeriodicity::Day,
+                models::IncomeDraftGlobalPeriodicity::Week,
+                models::IncomeDraftGlobalPeriodicity::Fortnight,
+                models::IncomeDraftGlobalPeriodicity::Month,
+                models::IncomeDraftGlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
+            "IncomeDraftPaymentMethod",
+            values(&[
+                models::IncomeDraftPaymentMethod::Pue,
+                models::IncomeDraftPaymentMethod::Ppd,
+            ]),
+        ),
+        (
+            "IncomeDraftStatus",
+            values(&[models::IncomeDraftStatus::Draft]),
+        ),
+        (
+            "IncomeDraftType",
+            values(&[
+                models::IncomeDraftType::I,
+                models::IncomeDraftType::E,
+                models::IncomeDraftType::P,
+                models::IncomeDraftType::N,
+                models::IncomeDraftType::T,
+            ]),
+        ),
+        (
+            "IncomePendingExport",
+            values(&[
+                models::IncomePendingExport::X01,
+                models::IncomePendingExport::X02,
+                models::IncomePendingExport::X03,
+                models::IncomePendingExport::X04,
+            ]),
+        ),
+        (
+            "IncomePendingGlobalPeriodicity",
+            values(&[
+                models::IncomePendingGlobalPeriodicity::Day,
+                models::IncomePendingGlobalPeriodicity::Week,
+                models::IncomePendingGlobalPeriodicity::Fortnight,
+                models::IncomePendingGlobalPeriodicity::Month,
+                models::IncomePendingGlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
+            "IncomePendingPaymentMethod",
+            values(&[
+                models::IncomePendingPaymentMethod::Pue,
+                models::IncomePendingPaymentMethod::Ppd,
+            ]),
+        ),
+        (
+            "IncomePendingStatus",
+            values(&[models::IncomePendingStatus::Pending]),
+        ),
+        ("IncomePendingType", values(&[models::IncomePendingType::I])),
         (
             "InvoiceCancellationStatus",
             values(&[
@@ -859,24 +969,12 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             values(&[models::IssuingType::Issuing, models::IssuingType::Receiving]),
         ),
         (
-            "IvaIsrFactor",
-            values(&[
-                models::IvaIsrFactor::Tasa,
-                models::IvaIsrFactor::Cuota,
-                models::IvaIsrFactor::Exento,
-            ]),
-        ),
-        (
-            "IvaIsrType",
-            values(&[models::IvaIsrType::Iva, models::IvaIsrType::Isr]),
-        ),
-        (
             "LeyendasFiscalesInputType",
             values(&[
+                models::LeyendasFiscalesInputType::Custom,
                 models::LeyendasFiscalesInputType::CartaPorte,
                 models::LeyendasFiscalesInputType::ComercioExterior,
                 models::LeyendasFiscalesInputType::LeyendasFiscales,
-                models::LeyendasFiscalesInputType::Custom,
             ]),
         ),
         (
@@ -889,10 +987,6 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
-            "LeyendasFiscalesType",
-            values(&[models::LeyendasFiscalesType::LeyendasFiscales]),
-        ),
-        (
             "LineItemProductTaxability",
             values(&[
                 models::LineItemProductTaxability::X01,
@@ -903,6 +997,40 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::LineItemProductTaxability::X06,
                 models::LineItemProductTaxability::X07,
                 models::LineItemProductTaxability::X08,
+            ]),
+        ),
+        (
+            "ListInvoicesPaymentMethod",
+            values(&[
+                models::ListInvoicesPaymentMethod::Pue,
+                models::ListInvoicesPaymentMethod::Ppd,
+            ]),
+        ),
+        (
+            "ListInvoicesPaymentStatus",
+            values(&[
+                models::ListInvoicesPaymentStatus::Paid,
+                models::ListInvoicesPaymentStatus::Unpaid,
+            ]),
+        ),
+        (
+            "ListInvoicesType",
+            values(&[
+                models::ListInvoicesType::I,
+                models::ListInvoicesType::E,
+                models::ListInvoicesType::P,
+                models::ListInvoicesType::N,
+                models::ListInvoicesType::T,
+            ]),
+        ),
+        (
+            "ListRetentionsStatusItem",
+            values(&[
+                models::ListRetentionsStatusItem::Draft,
+                models::ListRetentionsStatusItem::Pending,
+                models::ListRetentionsStatusItem::Valid,
+                models::ListRetentionsStatusItem::Canceled,
+                models::ListRetentionsStatusItem::Failed,
             ]),
         ),
         (
@@ -962,7 +1090,6 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::NominaOrCustomComplementPropertiesBaseType::Custom,
             ]),
         ),
-        ("NominaType", values(&[models::NominaType::Nomina])),
         (
             "OrganizationPendingStepsItemType",
             values(&[
@@ -1035,7 +1162,7 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
         (
             "PagoComplementInputType",
             values(&[
-                models::PagoComplementInputType::Nomina,
+                models::PagoComplementInputType::Pago,
                 models::PagoComplementInputType::Custom,
             ]),
         ),
@@ -1049,8 +1176,22 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
         (
             "PagoOrCustomComplementInputBaseType",
             values(&[
-                models::PagoOrCustomComplementInputBaseType::Nomina,
+                models::PagoOrCustomComplementInputBaseType::Pago,
                 models::PagoOrCustomComplementInputBaseType::Custom,
+            ]),
+        ),
+        (
+            "PaymentDraftStatus",
+            values(&[models::PaymentDraftStatus::Draft]),
+        ),
+        (
+            "PaymentDraftType",
+            values(&[
+                models::PaymentDraftType::I,
+                models::PaymentDraftType::E,
+                models::PaymentDraftType::P,
+                models::PaymentDraftType::N,
+                models::PaymentDraftType::T,
             ]),
         ),
         (
@@ -1084,6 +1225,36 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             values(&[models::PaymentInputTipoCadPago::X01]),
         ),
         (
+            "PaymentPendingStatus",
+            values(&[models::PaymentPendingStatus::Pending]),
+        ),
+        (
+            "PaymentPendingType",
+            values(&[models::PaymentPendingType::P]),
+        ),
+        (
+            "PayrollDraftStatus",
+            values(&[models::PayrollDraftStatus::Draft]),
+        ),
+        (
+            "PayrollDraftType",
+            values(&[
+                models::PayrollDraftType::I,
+                models::PayrollDraftType::E,
+                models::PayrollDraftType::P,
+                models::PayrollDraftType::N,
+                models::PayrollDraftType::T,
+            ]),
+        ),
+        (
+            "PayrollPendingStatus",
+            values(&[models::PayrollPendingStatus::Pending]),
+        ),
+        (
+            "PayrollPendingType",
+            values(&[models::PayrollPendingType::N]),
+        ),
+        (
             "PendingCancellationStatus",
             values(&[
                 models::PendingCancellationStatus::None,
@@ -1094,34 +1265,30 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::PendingCancellationStatus::Expired,
             ]),
         ),
-        (
-            "PendingExport",
-            values(&[
-                models::PendingExport::X01,
-                models::PendingExport::X02,
-                models::PendingExport::X03,
-                models::PendingExport::X04,
-            ]),
-        ),
-        (
-            "PendingGlobalPeriodicity",
-            values(&[
-                models::PendingGlobalPeriodicity::Day,
-                models::PendingGlobalPeriodicity::Week,
-                models::PendingGlobalPeriodicity::Fortnight,
-                models::PendingGlobalPeriodicity::Month,
-                models::PendingGlobalPeriodicity::TwoMonths,
-            ]),
-        ),
-        (
-            "PendingPaymentMethod",
-            values(&[
-                models::PendingPaymentMethod::Pue,
-                models::PendingPaymentMethod::Ppd,
-            ]),
-        ),
         ("PendingStatus", values(&[models::PendingStatus::Pending])),
-        ("PendingType", values(&[models::PendingType::I])),
+        (
+            "PendingType",
+            values(&[
+                models::PendingType::I,
+                models::PendingType::E,
+                models::PendingType::P,
+                models::PendingType::N,
+                models::PendingType::T,
+            ]),
+        ),
+        (
+            "ProductEditBodyTaxability",
+            values(&[
+                models::ProductEditBodyTaxability::X01,
+                models::ProductEditBodyTaxability::X02,
+                models::ProductEditBodyTaxability::X03,
+                models::ProductEditBodyTaxability::X04,
+                models::ProductEditBodyTaxability::X05,
+                models::ProductEditBodyTaxability::X06,
+                models::ProductEditBodyTaxability::X07,
+                models::ProductEditBodyTaxability::X08,
+            ]),
+        ),
         (
             "ProductEgresoPropertiesTaxability",
             values(&[
@@ -1261,6 +1428,58 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::RetentionUpdateInputTotalesImpRetenidosItemTipoPagoRet::X03,
                 models::RetentionUpdateInputTotalesImpRetenidosItemTipoPagoRet::X04,
             ]),
+        ),
+        (
+            "TaxIepsFactor",
+            values(&[
+                models::TaxIepsFactor::Tasa,
+                models::TaxIepsFactor::Cuota,
+                models::TaxIepsFactor::Exento,
+            ]),
+        ),
+        (
+            "TaxIepsIepsMode",
+            values(&[
+                models::TaxIepsIepsMode::SumBeforeTaxes,
+                models::TaxIepsIepsMode::BreakDown,
+                models::TaxIepsIepsMode::Unit,
+                models::TaxIepsIepsMode::SubtractBeforeBreakDown,
+            ]),
+        ),
+        ("TaxIepsType", values(&[models::TaxIepsType::Ieps])),
+        (
+            "TaxIvaIsrFactor",
+            values(&[
+                models::TaxIvaIsrFactor::Tasa,
+                models::TaxIvaIsrFactor::Cuota,
+                models::TaxIvaIsrFactor::Exento,
+            ]),
+        ),
+        (
+            "TaxIvaIsrType",
+            values(&[models::TaxIvaIsrType::Iva, models::TaxIvaIsrType::Isr]),
+        ),
+        (
+            "TransferDraftStatus",
+            values(&[models::TransferDraftStatus::Draft]),
+        ),
+        (
+            "TransferDraftType",
+            values(&[
+                models::TransferDraftType::I,
+                models::TransferDraftType::E,
+                models::TransferDraftType::P,
+                models::TransferDraftType::N,
+                models::TransferDraftType::T,
+            ]),
+        ),
+        (
+            "TransferPendingStatus",
+            values(&[models::TransferPendingStatus::Pending]),
+        ),
+        (
+            "TransferPendingType",
+            values(&[models::TransferPendingType::T]),
         ),
         (
             "ValidateCustomerTaxInfoResponse200ErrorsItemSource",

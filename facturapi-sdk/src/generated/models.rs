@@ -8,12 +8,12 @@ pub enum BaseTax {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         base: ::std::option::Option<f64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        factor: ::std::option::Option<IepsFactor>,
+        factor: ::std::option::Option<TaxIepsFactor>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        ieps_mode: ::std::option::Option<IepsIepsMode>,
+        ieps_mode: ::std::option::Option<TaxIepsIepsMode>,
         rate: f64,
         #[serde(rename = "type")]
-        type_: IepsType,
+        type_: TaxIepsType,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         withholding: ::std::option::Option<bool>,
     },
@@ -21,13 +21,13 @@ pub enum BaseTax {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         base: ::std::option::Option<f64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        factor: ::std::option::Option<IvaIsrFactor>,
+        factor: ::std::option::Option<TaxIvaIsrFactor>,
         rate: f64,
         #[serde(
             rename = "type",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        type_: ::std::option::Option<IvaIsrType>,
+        type_: ::std::option::Option<TaxIvaIsrType>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         withholding: ::std::option::Option<bool>,
     },
@@ -148,6 +148,124 @@ impl ::std::convert::TryFrom<&str> for BaseTaxBaseType {
     }
 }
 impl ::std::convert::TryFrom<::std::string::String> for BaseTaxBaseType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`CancelInvoiceMotive`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CancelInvoiceMotive {
+    #[serde(rename = "01")]
+    X01,
+    #[serde(rename = "02")]
+    X02,
+    #[serde(rename = "03")]
+    X03,
+    #[serde(rename = "04")]
+    X04,
+}
+impl ::std::fmt::Display for CancelInvoiceMotive {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::X01 => f.write_str("01"),
+            Self::X02 => f.write_str("02"),
+            Self::X03 => f.write_str("03"),
+            Self::X04 => f.write_str("04"),
+        }
+    }
+}
+impl ::std::str::FromStr for CancelInvoiceMotive {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "01" => Ok(Self::X01),
+            "02" => Ok(Self::X02),
+            "03" => Ok(Self::X03),
+            "04" => Ok(Self::X04),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CancelInvoiceMotive {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CancelInvoiceMotive {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`CancelRetentionMotive`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CancelRetentionMotive {
+    #[serde(rename = "01")]
+    X01,
+    #[serde(rename = "02")]
+    X02,
+    #[serde(rename = "03")]
+    X03,
+    #[serde(rename = "04")]
+    X04,
+}
+impl ::std::fmt::Display for CancelRetentionMotive {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::X01 => f.write_str("01"),
+            Self::X02 => f.write_str("02"),
+            Self::X03 => f.write_str("03"),
+            Self::X04 => f.write_str("04"),
+        }
+    }
+}
+impl ::std::str::FromStr for CancelRetentionMotive {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "01" => Ok(Self::X01),
+            "02" => Ok(Self::X02),
+            "03" => Ok(Self::X03),
+            "04" => Ok(Self::X04),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CancelRetentionMotive {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CancelRetentionMotive {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -715,22 +833,22 @@ pub struct CartaPorteInput {
     PartialOrd,
 )]
 pub enum CartaPorteInputType {
+    #[serde(rename = "custom")]
+    Custom,
     #[serde(rename = "carta_porte")]
     CartaPorte,
     #[serde(rename = "comercio_exterior")]
     ComercioExterior,
     #[serde(rename = "leyendas_fiscales")]
     LeyendasFiscales,
-    #[serde(rename = "custom")]
-    Custom,
 }
 impl ::std::fmt::Display for CartaPorteInputType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
+            Self::Custom => f.write_str("custom"),
             Self::CartaPorte => f.write_str("carta_porte"),
             Self::ComercioExterior => f.write_str("comercio_exterior"),
             Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
-            Self::Custom => f.write_str("custom"),
         }
     }
 }
@@ -738,10 +856,10 @@ impl ::std::str::FromStr for CartaPorteInputType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
+            "custom" => Ok(Self::Custom),
             "carta_porte" => Ok(Self::CartaPorte),
             "comercio_exterior" => Ok(Self::ComercioExterior),
             "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
-            "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
     }
@@ -1017,22 +1135,22 @@ pub enum CartaPorteOrCustomComplementInput {
     Custom {
         data: CustomComplementData,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
     CartaPorte {
         data: CartaPorteDataInput,
         #[serde(rename = "type")]
-        type_: CartaPorteType,
+        type_: ComplementCartaPorteType,
     },
     ComercioExterior {
         data: ComercioExteriorDataInput,
         #[serde(rename = "type")]
-        type_: ComercioExteriorType,
+        type_: ComplementComercioExteriorType,
     },
     LeyendasFiscales {
         data: LeyendasFiscalesData,
         #[serde(rename = "type")]
-        type_: LeyendasFiscalesType,
+        type_: ComplementLeyendasFiscalesType,
     },
 }
 ///`CartaPorteOrCustomComplementInputBase`
@@ -1056,22 +1174,22 @@ pub struct CartaPorteOrCustomComplementInputBase {
     PartialOrd,
 )]
 pub enum CartaPorteOrCustomComplementInputBaseType {
+    #[serde(rename = "custom")]
+    Custom,
     #[serde(rename = "carta_porte")]
     CartaPorte,
     #[serde(rename = "comercio_exterior")]
     ComercioExterior,
     #[serde(rename = "leyendas_fiscales")]
     LeyendasFiscales,
-    #[serde(rename = "custom")]
-    Custom,
 }
 impl ::std::fmt::Display for CartaPorteOrCustomComplementInputBaseType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
+            Self::Custom => f.write_str("custom"),
             Self::CartaPorte => f.write_str("carta_porte"),
             Self::ComercioExterior => f.write_str("comercio_exterior"),
             Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
-            Self::Custom => f.write_str("custom"),
         }
     }
 }
@@ -1079,10 +1197,10 @@ impl ::std::str::FromStr for CartaPorteOrCustomComplementInputBaseType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
+            "custom" => Ok(Self::Custom),
             "carta_porte" => Ok(Self::CartaPorte),
             "comercio_exterior" => Ok(Self::ComercioExterior),
             "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
-            "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
     }
@@ -1109,25 +1227,25 @@ pub enum CartaPorteOrCustomComplementProperties {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<CartaPorteDataProperties>,
         #[serde(rename = "type")]
-        type_: CartaPorteType,
+        type_: ComplementCartaPorteType,
     },
     ComercioExterior {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<ComercioExteriorDataProperties>,
         #[serde(rename = "type")]
-        type_: ComercioExteriorType,
+        type_: ComplementComercioExteriorType,
     },
     LeyendasFiscales {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<LeyendasFiscalesData>,
         #[serde(rename = "type")]
-        type_: LeyendasFiscalesType,
+        type_: ComplementLeyendasFiscalesType,
     },
     Custom {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<CustomComplementData>,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
 }
 ///`CartaPorteOrCustomComplementPropertiesBase`
@@ -1536,53 +1654,6 @@ pub struct CartaPorteTransporteMaritimo {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub unidades_de_arq_bruto: ::std::option::Option<f64>,
-}
-///`CartaPorteType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum CartaPorteType {
-    #[serde(rename = "carta_porte")]
-    CartaPorte,
-}
-impl ::std::fmt::Display for CartaPorteType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::CartaPorte => f.write_str("carta_porte"),
-        }
-    }
-}
-impl ::std::str::FromStr for CartaPorteType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "carta_porte" => Ok(Self::CartaPorte),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for CartaPorteType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for CartaPorteType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
 }
 ///`CheckDomainAvailabilityResponse200`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2805,22 +2876,22 @@ pub struct ComercioExteriorInput {
     PartialOrd,
 )]
 pub enum ComercioExteriorInputType {
+    #[serde(rename = "custom")]
+    Custom,
     #[serde(rename = "carta_porte")]
     CartaPorte,
     #[serde(rename = "comercio_exterior")]
     ComercioExterior,
     #[serde(rename = "leyendas_fiscales")]
     LeyendasFiscales,
-    #[serde(rename = "custom")]
-    Custom,
 }
 impl ::std::fmt::Display for ComercioExteriorInputType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
+            Self::Custom => f.write_str("custom"),
             Self::CartaPorte => f.write_str("carta_porte"),
             Self::ComercioExterior => f.write_str("comercio_exterior"),
             Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
-            Self::Custom => f.write_str("custom"),
         }
     }
 }
@@ -2828,10 +2899,10 @@ impl ::std::str::FromStr for ComercioExteriorInputType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
+            "custom" => Ok(Self::Custom),
             "carta_porte" => Ok(Self::CartaPorte),
             "comercio_exterior" => Ok(Self::ComercioExterior),
             "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
-            "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
     }
@@ -3141,58 +3212,13 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorReceptorNumRegIdTrib {
             })
     }
 }
-///`ComercioExteriorType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum ComercioExteriorType {
-    #[serde(rename = "comercio_exterior")]
-    ComercioExterior,
-}
-impl ::std::fmt::Display for ComercioExteriorType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::ComercioExterior => f.write_str("comercio_exterior"),
-        }
-    }
-}
-impl ::std::str::FromStr for ComercioExteriorType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "comercio_exterior" => Ok(Self::ComercioExterior),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for ComercioExteriorType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for ComercioExteriorType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
 ///`CommonAddressProperties`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CommonAddressProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -3205,6 +3231,288 @@ pub struct CommonAddressProperties {
     pub street: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zip: ::std::option::Option<::std::string::String>,
+}
+///`ComplementCartaPorteType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementCartaPorteType {
+    #[serde(rename = "carta_porte")]
+    CartaPorte,
+}
+impl ::std::fmt::Display for ComplementCartaPorteType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CartaPorte => f.write_str("carta_porte"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementCartaPorteType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "carta_porte" => Ok(Self::CartaPorte),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementCartaPorteType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementCartaPorteType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ComplementComercioExteriorType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementComercioExteriorType {
+    #[serde(rename = "comercio_exterior")]
+    ComercioExterior,
+}
+impl ::std::fmt::Display for ComplementComercioExteriorType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ComercioExterior => f.write_str("comercio_exterior"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementComercioExteriorType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "comercio_exterior" => Ok(Self::ComercioExterior),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementComercioExteriorType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementComercioExteriorType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ComplementCustomType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementCustomType {
+    #[serde(rename = "custom")]
+    Custom,
+}
+impl ::std::fmt::Display for ComplementCustomType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Custom => f.write_str("custom"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementCustomType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "custom" => Ok(Self::Custom),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementCustomType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementCustomType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ComplementLeyendasFiscalesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementLeyendasFiscalesType {
+    #[serde(rename = "leyendas_fiscales")]
+    LeyendasFiscales,
+}
+impl ::std::fmt::Display for ComplementLeyendasFiscalesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementLeyendasFiscalesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementLeyendasFiscalesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementLeyendasFiscalesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ComplementNominaType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementNominaType {
+    #[serde(rename = "nomina")]
+    Nomina,
+}
+impl ::std::fmt::Display for ComplementNominaType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Nomina => f.write_str("nomina"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementNominaType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "nomina" => Ok(Self::Nomina),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementNominaType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementNominaType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ComplementPagoType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ComplementPagoType {
+    #[serde(rename = "pago")]
+    Pago,
+}
+impl ::std::fmt::Display for ComplementPagoType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pago => f.write_str("pago"),
+        }
+    }
+}
+impl ::std::str::FromStr for ComplementPagoType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pago" => Ok(Self::Pago),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ComplementPagoType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ComplementPagoType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`CompleteRetentionCustomer`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -3565,6 +3873,8 @@ pub struct CreateInvoiceResponse202Address {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -3913,53 +4223,6 @@ impl ::std::convert::TryFrom<::std::string::String> for CustomComplementProperti
         value.parse()
     }
 }
-///`CustomType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum CustomType {
-    #[serde(rename = "custom")]
-    Custom,
-}
-impl ::std::fmt::Display for CustomType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Custom => f.write_str("custom"),
-        }
-    }
-}
-impl ::std::str::FromStr for CustomType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "custom" => Ok(Self::Custom),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for CustomType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for CustomType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
 ///`Customer`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Customer {
@@ -4173,23 +4436,96 @@ impl<'de> ::serde::Deserialize<'de> for CustomerCreateInputTaxSystem {
     }
 }
 ///`CustomerEditBody`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CustomerEditBody {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<CustomerEditBodyAddress>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub default_invoice_use: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub legal_name: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_system: ::std::option::Option<CustomerEditBodyTaxSystem>,
+}
+///`CustomerEditBodyAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CustomerEditBodyAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip: ::std::option::Option<::std::string::String>,
+}
+///`CustomerEditBodyTaxSystem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
-pub struct CustomerEditBody(pub CustomerProperties);
-impl ::std::ops::Deref for CustomerEditBody {
-    type Target = CustomerProperties;
-    fn deref(&self) -> &CustomerProperties {
+pub struct CustomerEditBodyTaxSystem(::std::string::String);
+impl ::std::ops::Deref for CustomerEditBodyTaxSystem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
         &self.0
     }
 }
-impl ::std::convert::From<CustomerEditBody> for CustomerProperties {
-    fn from(value: CustomerEditBody) -> Self {
+impl ::std::convert::From<CustomerEditBodyTaxSystem> for ::std::string::String {
+    fn from(value: CustomerEditBodyTaxSystem) -> Self {
         value.0
     }
 }
-impl ::std::convert::From<CustomerProperties> for CustomerEditBody {
-    fn from(value: CustomerProperties) -> Self {
-        Self(value)
+impl ::std::str::FromStr for CustomerEditBodyTaxSystem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 3usize {
+            return Err("longer than 3 characters".into());
+        }
+        if value.chars().count() < 3usize {
+            return Err("shorter than 3 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for CustomerEditBodyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CustomerEditBodyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CustomerEditBodyTaxSystem {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
     }
 }
 ///`CustomerInfo`
@@ -4484,11 +4820,174 @@ impl<'de> ::serde::Deserialize<'de> for DomainField {
             })
     }
 }
+///`DownloadCancellationReceiptXmlFormat`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DownloadCancellationReceiptXmlFormat {
+    #[serde(rename = "xml")]
+    Xml,
+    #[serde(rename = "pdf")]
+    Pdf,
+}
+impl ::std::fmt::Display for DownloadCancellationReceiptXmlFormat {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Xml => f.write_str("xml"),
+            Self::Pdf => f.write_str("pdf"),
+        }
+    }
+}
+impl ::std::str::FromStr for DownloadCancellationReceiptXmlFormat {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "xml" => Ok(Self::Xml),
+            "pdf" => Ok(Self::Pdf),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DownloadCancellationReceiptXmlFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DownloadCancellationReceiptXmlFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`DownloadInvoiceFormat`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DownloadInvoiceFormat {
+    #[serde(rename = "xml")]
+    Xml,
+    #[serde(rename = "pdf")]
+    Pdf,
+    #[serde(rename = "zip")]
+    Zip,
+}
+impl ::std::fmt::Display for DownloadInvoiceFormat {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Xml => f.write_str("xml"),
+            Self::Pdf => f.write_str("pdf"),
+            Self::Zip => f.write_str("zip"),
+        }
+    }
+}
+impl ::std::str::FromStr for DownloadInvoiceFormat {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "xml" => Ok(Self::Xml),
+            "pdf" => Ok(Self::Pdf),
+            "zip" => Ok(Self::Zip),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DownloadInvoiceFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DownloadInvoiceFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`DownloadRetentionFormat`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DownloadRetentionFormat {
+    #[serde(rename = "xml")]
+    Xml,
+    #[serde(rename = "pdf")]
+    Pdf,
+    #[serde(rename = "zip")]
+    Zip,
+}
+impl ::std::fmt::Display for DownloadRetentionFormat {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Xml => f.write_str("xml"),
+            Self::Pdf => f.write_str("pdf"),
+            Self::Zip => f.write_str("zip"),
+        }
+    }
+}
+impl ::std::str::FromStr for DownloadRetentionFormat {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "xml" => Ok(Self::Xml),
+            "pdf" => Ok(Self::Pdf),
+            "zip" => Ok(Self::Zip),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DownloadRetentionFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DownloadRetentionFormat {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`DraftAddress`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct DraftAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -4501,7 +5000,8 @@ pub struct DraftAddress {
     pub state: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub street: ::std::option::Option<::std::string::String>,
-    pub zip: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`DraftCancellationStatus`
 #[derive(
@@ -4569,355 +5069,6 @@ impl ::std::convert::TryFrom<::std::string::String> for DraftCancellationStatus 
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
-}
-///`DraftConditions`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct DraftConditions(::std::string::String);
-impl ::std::ops::Deref for DraftConditions {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<DraftConditions> for ::std::string::String {
-    fn from(value: DraftConditions) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for DraftConditions {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 1000usize {
-            return Err("longer than 1000 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftConditions {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftConditions {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for DraftConditions {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///`DraftCustomer`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum DraftCustomer {
-    CreateInput(CustomerCreateInput),
-    Id(::std::string::String),
-}
-impl ::std::convert::From<CustomerCreateInput> for DraftCustomer {
-    fn from(value: CustomerCreateInput) -> Self {
-        Self::CreateInput(value)
-    }
-}
-///`DraftExport`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum DraftExport {
-    #[serde(rename = "01")]
-    X01,
-    #[serde(rename = "02")]
-    X02,
-    #[serde(rename = "03")]
-    X03,
-    #[serde(rename = "04")]
-    X04,
-}
-impl ::std::fmt::Display for DraftExport {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::X01 => f.write_str("01"),
-            Self::X02 => f.write_str("02"),
-            Self::X03 => f.write_str("03"),
-            Self::X04 => f.write_str("04"),
-        }
-    }
-}
-impl ::std::str::FromStr for DraftExport {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "01" => Ok(Self::X01),
-            "02" => Ok(Self::X02),
-            "03" => Ok(Self::X03),
-            "04" => Ok(Self::X04),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftExport {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftExport {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`DraftGlobal`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct DraftGlobal {
-    pub months: ::std::string::String,
-    pub periodicity: DraftGlobalPeriodicity,
-    pub year: i64,
-}
-///`DraftGlobalPeriodicity`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum DraftGlobalPeriodicity {
-    #[serde(rename = "day")]
-    Day,
-    #[serde(rename = "week")]
-    Week,
-    #[serde(rename = "fortnight")]
-    Fortnight,
-    #[serde(rename = "month")]
-    Month,
-    #[serde(rename = "two_months")]
-    TwoMonths,
-}
-impl ::std::fmt::Display for DraftGlobalPeriodicity {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Day => f.write_str("day"),
-            Self::Week => f.write_str("week"),
-            Self::Fortnight => f.write_str("fortnight"),
-            Self::Month => f.write_str("month"),
-            Self::TwoMonths => f.write_str("two_months"),
-        }
-    }
-}
-impl ::std::str::FromStr for DraftGlobalPeriodicity {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "day" => Ok(Self::Day),
-            "week" => Ok(Self::Week),
-            "fortnight" => Ok(Self::Fortnight),
-            "month" => Ok(Self::Month),
-            "two_months" => Ok(Self::TwoMonths),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftGlobalPeriodicity {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftGlobalPeriodicity {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`DraftNamespacesItem`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct DraftNamespacesItem {
-    pub prefix: ::std::string::String,
-    pub schema_location: ::std::string::String,
-    pub uri: ::std::string::String,
-}
-///`DraftPaymentForm`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct DraftPaymentForm(::std::string::String);
-impl ::std::ops::Deref for DraftPaymentForm {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<DraftPaymentForm> for ::std::string::String {
-    fn from(value: DraftPaymentForm) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for DraftPaymentForm {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 2usize {
-            return Err("longer than 2 characters".into());
-        }
-        if value.chars().count() < 2usize {
-            return Err("shorter than 2 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftPaymentForm {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftPaymentForm {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for DraftPaymentForm {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///`DraftPaymentMethod`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum DraftPaymentMethod {
-    #[serde(rename = "PUE")]
-    Pue,
-    #[serde(rename = "PPD")]
-    Ppd,
-}
-impl ::std::fmt::Display for DraftPaymentMethod {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Pue => f.write_str("PUE"),
-            Self::Ppd => f.write_str("PPD"),
-        }
-    }
-}
-impl ::std::str::FromStr for DraftPaymentMethod {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "PUE" => Ok(Self::Pue),
-            "PPD" => Ok(Self::Ppd),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftPaymentMethod {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftPaymentMethod {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`DraftPdfOptions`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
-pub struct DraftPdfOptions {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub address_codes: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub codes: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub export_key: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub ieps_breakdown: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub payroll_options: ::std::option::Option<DraftPdfOptionsPayrollOptions>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub product_key: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_carta_porte: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_comercio_exterior: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_hyp_complement: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_iedu: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub repeat_signature: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub round_unit_price: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub tax_breakdown: ::std::option::Option<bool>,
-}
-///`DraftPdfOptionsPayrollOptions`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
-pub struct DraftPdfOptionsPayrollOptions {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub antiguedad: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub puesto: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub riesgo_puesto: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`DraftRetentionCustomer`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -5127,56 +5278,6 @@ impl ::std::convert::TryFrom<::std::string::String>
         value.parse()
     }
 }
-///`DraftSeries`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct DraftSeries(::std::string::String);
-impl ::std::ops::Deref for DraftSeries {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<DraftSeries> for ::std::string::String {
-    fn from(value: DraftSeries) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for DraftSeries {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 25usize {
-            return Err("longer than 25 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftSeries {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftSeries {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for DraftSeries {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
 ///`DraftStatus`
 #[derive(
     ::serde::Deserialize,
@@ -5222,67 +5323,6 @@ impl ::std::convert::TryFrom<::std::string::String> for DraftStatus {
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
-    }
-}
-///`DraftThirdParty`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct DraftThirdParty {
-    pub legal_name: ::std::string::String,
-    pub tax_id: ::std::string::String,
-    pub tax_system: DraftThirdPartyTaxSystem,
-    pub zip: ::std::string::String,
-}
-///`DraftThirdPartyTaxSystem`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct DraftThirdPartyTaxSystem(::std::string::String);
-impl ::std::ops::Deref for DraftThirdPartyTaxSystem {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<DraftThirdPartyTaxSystem> for ::std::string::String {
-    fn from(value: DraftThirdPartyTaxSystem) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for DraftThirdPartyTaxSystem {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 3usize {
-            return Err("longer than 3 characters".into());
-        }
-        if value.chars().count() < 3usize {
-            return Err("shorter than 3 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for DraftThirdPartyTaxSystem {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for DraftThirdPartyTaxSystem {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for DraftThirdPartyTaxSystem {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
     }
 }
 ///`DraftType`
@@ -5351,13 +5391,13 @@ pub enum Egress {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<DraftAddress>,
+        address: ::std::option::Option<EgressDraftAddress>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<CustomComplementInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         currency: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        customer: ::std::option::Option<DraftCustomer>,
+        customer: ::std::option::Option<EgressDraftCustomer>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -5371,25 +5411,25 @@ pub enum Egress {
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         items: ::std::vec::Vec<LineItemEgresoInput>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<DraftNamespacesItem>,
+        namespaces: ::std::vec::Vec<EgressDraftNamespacesItem>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_form: ::std::option::Option<DraftPaymentForm>,
+        payment_form: ::std::option::Option<EgressDraftPaymentForm>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_method: ::std::option::Option<DraftPaymentMethod>,
+        payment_method: ::std::option::Option<EgressDraftPaymentMethod>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<DraftPdfOptions>,
+        pdf_options: ::std::option::Option<EgressDraftPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<DraftSeries>,
-        status: DraftStatus,
+        series: ::std::option::Option<EgressDraftSeries>,
+        status: EgressDraftStatus,
         #[serde(
             rename = "type",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        type_: ::std::option::Option<DraftType>,
+        type_: ::std::option::Option<EgressDraftType>,
         #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
         use_: ::std::option::Option<::std::string::String>,
     },
@@ -5397,12 +5437,12 @@ pub enum Egress {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<PendingAddress>,
+        address: ::std::option::Option<EgressPendingAddress>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<CustomComplementInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         currency: ::std::option::Option<::std::string::String>,
-        customer: PendingCustomer,
+        customer: EgressPendingCustomer,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -5415,25 +5455,691 @@ pub enum Egress {
         idempotency_key: ::std::option::Option<::std::string::String>,
         items: ::std::vec::Vec<LineItemEgresoInput>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<PendingNamespacesItem>,
-        payment_form: PendingPaymentForm,
+        namespaces: ::std::vec::Vec<EgressPendingNamespacesItem>,
+        payment_form: EgressPendingPaymentForm,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_method: ::std::option::Option<PendingPaymentMethod>,
+        payment_method: ::std::option::Option<EgressPendingPaymentMethod>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<PendingPdfOptions>,
+        pdf_options: ::std::option::Option<EgressPendingPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<PendingSeries>,
+        series: ::std::option::Option<EgressPendingSeries>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        status: ::std::option::Option<PendingStatus>,
+        status: ::std::option::Option<EgressPendingStatus>,
         #[serde(rename = "type")]
-        type_: PendingType,
+        type_: EgressPendingType,
         #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
         use_: ::std::option::Option<::std::string::String>,
     },
+}
+///`EgressDraftAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct EgressDraftAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`EgressDraftCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum EgressDraftCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for EgressDraftCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`EgressDraftNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct EgressDraftNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`EgressDraftPaymentForm`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct EgressDraftPaymentForm(::std::string::String);
+impl ::std::ops::Deref for EgressDraftPaymentForm {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<EgressDraftPaymentForm> for ::std::string::String {
+    fn from(value: EgressDraftPaymentForm) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for EgressDraftPaymentForm {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 2usize {
+            return Err("longer than 2 characters".into());
+        }
+        if value.chars().count() < 2usize {
+            return Err("shorter than 2 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressDraftPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressDraftPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EgressDraftPaymentForm {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`EgressDraftPaymentMethod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressDraftPaymentMethod {
+    #[serde(rename = "PUE")]
+    Pue,
+}
+impl ::std::fmt::Display for EgressDraftPaymentMethod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pue => f.write_str("PUE"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressDraftPaymentMethod {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "PUE" => Ok(Self::Pue),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressDraftPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressDraftPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`EgressDraftPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct EgressDraftPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<EgressDraftPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`EgressDraftPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct EgressDraftPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`EgressDraftSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct EgressDraftSeries(::std::string::String);
+impl ::std::ops::Deref for EgressDraftSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<EgressDraftSeries> for ::std::string::String {
+    fn from(value: EgressDraftSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for EgressDraftSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EgressDraftSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`EgressDraftStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressDraftStatus {
+    #[serde(rename = "draft")]
+    Draft,
+}
+impl ::std::fmt::Display for EgressDraftStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressDraftStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`EgressDraftType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressDraftType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for EgressDraftType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressDraftType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`EgressPendingAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct EgressPendingAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`EgressPendingCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum EgressPendingCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for EgressPendingCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`EgressPendingNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct EgressPendingNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`EgressPendingPaymentForm`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct EgressPendingPaymentForm(::std::string::String);
+impl ::std::ops::Deref for EgressPendingPaymentForm {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<EgressPendingPaymentForm> for ::std::string::String {
+    fn from(value: EgressPendingPaymentForm) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for EgressPendingPaymentForm {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 2usize {
+            return Err("longer than 2 characters".into());
+        }
+        if value.chars().count() < 2usize {
+            return Err("shorter than 2 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressPendingPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressPendingPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EgressPendingPaymentForm {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`EgressPendingPaymentMethod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressPendingPaymentMethod {
+    #[serde(rename = "PUE")]
+    Pue,
+}
+impl ::std::fmt::Display for EgressPendingPaymentMethod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pue => f.write_str("PUE"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressPendingPaymentMethod {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "PUE" => Ok(Self::Pue),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressPendingPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressPendingPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`EgressPendingPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct EgressPendingPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<EgressPendingPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`EgressPendingPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct EgressPendingPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`EgressPendingSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct EgressPendingSeries(::std::string::String);
+impl ::std::ops::Deref for EgressPendingSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<EgressPendingSeries> for ::std::string::String {
+    fn from(value: EgressPendingSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for EgressPendingSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EgressPendingSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`EgressPendingStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressPendingStatus {
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl ::std::fmt::Display for EgressPendingStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressPendingStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`EgressPendingType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum EgressPendingType {
+    E,
+}
+impl ::std::fmt::Display for EgressPendingType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::E => f.write_str("E"),
+        }
+    }
+}
+impl ::std::str::FromStr for EgressPendingType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "E" => Ok(Self::E),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for EgressPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for EgressPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`ErrorDetail`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -5740,11 +6446,11 @@ impl ::std::str::FromStr for GetTestApiKeyResponse200 {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GlobalInvoiceInput {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub date: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub date: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub folio_number: ::std::option::Option<i64>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub from: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub from: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub months: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -5755,7 +6461,9 @@ pub struct GlobalInvoiceInput {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub series: ::std::option::Option<GlobalInvoiceInputSeries>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub to: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub to: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub year: ::std::option::Option<i64>,
 }
 ///`GlobalInvoiceInputPaymentForm`
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -6513,117 +7221,6 @@ impl<'de> ::serde::Deserialize<'de> for IeduComplementInputRfcPago {
             })
     }
 }
-///`IepsFactor`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum IepsFactor {
-    Tasa,
-    Cuota,
-    Exento,
-}
-impl ::std::fmt::Display for IepsFactor {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Tasa => f.write_str("Tasa"),
-            Self::Cuota => f.write_str("Cuota"),
-            Self::Exento => f.write_str("Exento"),
-        }
-    }
-}
-impl ::std::str::FromStr for IepsFactor {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "Tasa" => Ok(Self::Tasa),
-            "Cuota" => Ok(Self::Cuota),
-            "Exento" => Ok(Self::Exento),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for IepsFactor {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for IepsFactor {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`IepsIepsMode`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum IepsIepsMode {
-    #[serde(rename = "sum_before_taxes")]
-    SumBeforeTaxes,
-    #[serde(rename = "break_down")]
-    BreakDown,
-    #[serde(rename = "unit")]
-    Unit,
-    #[serde(rename = "subtract_before_break_down")]
-    SubtractBeforeBreakDown,
-}
-impl ::std::fmt::Display for IepsIepsMode {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::SumBeforeTaxes => f.write_str("sum_before_taxes"),
-            Self::BreakDown => f.write_str("break_down"),
-            Self::Unit => f.write_str("unit"),
-            Self::SubtractBeforeBreakDown => f.write_str("subtract_before_break_down"),
-        }
-    }
-}
-impl ::std::str::FromStr for IepsIepsMode {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "sum_before_taxes" => Ok(Self::SumBeforeTaxes),
-            "break_down" => Ok(Self::BreakDown),
-            "unit" => Ok(Self::Unit),
-            "subtract_before_break_down" => Ok(Self::SubtractBeforeBreakDown),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for IepsIepsMode {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for IepsIepsMode {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
 ///`IepsTax`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IepsTax {
@@ -6808,7 +7405,200 @@ impl ::std::convert::TryFrom<::std::string::String> for IepsTaxType {
         value.parse()
     }
 }
-///`IepsType`
+///`Income`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Income {
+    Draft {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        addenda: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        address: ::std::option::Option<IncomeDraftAddress>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        complements: ::std::vec::Vec<CustomComplementInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        conditions: ::std::option::Option<IncomeDraftConditions>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        currency: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        customer: ::std::option::Option<IncomeDraftCustomer>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        exchange: ::std::option::Option<f64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        export: ::std::option::Option<IncomeDraftExport>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        external_id: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        folio_number: ::std::option::Option<i64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        global: ::std::option::Option<IncomeDraftGlobal>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        idempotency_key: ::std::option::Option<::std::string::String>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        items: ::std::vec::Vec<LineItemInput>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        namespaces: ::std::vec::Vec<IncomeDraftNamespacesItem>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        payment_form: ::std::option::Option<IncomeDraftPaymentForm>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        payment_method: ::std::option::Option<IncomeDraftPaymentMethod>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_custom_section: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_options: ::std::option::Option<IncomeDraftPdfOptions>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        series: ::std::option::Option<IncomeDraftSeries>,
+        status: IncomeDraftStatus,
+        #[serde(
+            rename = "type",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        type_: ::std::option::Option<IncomeDraftType>,
+        #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+        use_: ::std::option::Option<::std::string::String>,
+    },
+    Pending {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        addenda: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        address: ::std::option::Option<IncomePendingAddress>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        complements: ::std::vec::Vec<CartaPorteOrCustomComplementInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        conditions: ::std::option::Option<IncomePendingConditions>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        currency: ::std::option::Option<::std::string::String>,
+        customer: IncomePendingCustomer,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        exchange: ::std::option::Option<f64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        export: ::std::option::Option<IncomePendingExport>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        external_id: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        folio_number: ::std::option::Option<i64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        global: ::std::option::Option<IncomePendingGlobal>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        idempotency_key: ::std::option::Option<::std::string::String>,
+        items: ::std::vec::Vec<LineItemInput>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        namespaces: ::std::vec::Vec<IncomePendingNamespacesItem>,
+        payment_form: IncomePendingPaymentForm,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        payment_method: ::std::option::Option<IncomePendingPaymentMethod>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_custom_section: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_options: ::std::option::Option<IncomePendingPdfOptions>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        series: ::std::option::Option<IncomePendingSeries>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        status: ::std::option::Option<IncomePendingStatus>,
+        #[serde(
+            rename = "type",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        type_: ::std::option::Option<IncomePendingType>,
+        #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+        use_: ::std::option::Option<::std::string::String>,
+    },
+}
+///`IncomeDraftAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomeDraftAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`IncomeDraftConditions`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomeDraftConditions(::std::string::String);
+impl ::std::ops::Deref for IncomeDraftConditions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomeDraftConditions> for ::std::string::String {
+    fn from(value: IncomeDraftConditions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomeDraftConditions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1000usize {
+            return Err("longer than 1000 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftConditions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftConditions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomeDraftConditions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomeDraftCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum IncomeDraftCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for IncomeDraftCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`IncomeDraftExport`
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -6821,33 +7611,45 @@ impl ::std::convert::TryFrom<::std::string::String> for IepsTaxType {
     PartialEq,
     PartialOrd,
 )]
-pub enum IepsType {
-    #[serde(rename = "IEPS")]
-    Ieps,
+pub enum IncomeDraftExport {
+    #[serde(rename = "01")]
+    X01,
+    #[serde(rename = "02")]
+    X02,
+    #[serde(rename = "03")]
+    X03,
+    #[serde(rename = "04")]
+    X04,
 }
-impl ::std::fmt::Display for IepsType {
+impl ::std::fmt::Display for IncomeDraftExport {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
-            Self::Ieps => f.write_str("IEPS"),
+            Self::X01 => f.write_str("01"),
+            Self::X02 => f.write_str("02"),
+            Self::X03 => f.write_str("03"),
+            Self::X04 => f.write_str("04"),
         }
     }
 }
-impl ::std::str::FromStr for IepsType {
+impl ::std::str::FromStr for IncomeDraftExport {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
-            "IEPS" => Ok(Self::Ieps),
+            "01" => Ok(Self::X01),
+            "02" => Ok(Self::X02),
+            "03" => Ok(Self::X03),
+            "04" => Ok(Self::X04),
             _ => Err("invalid value".into()),
         }
     }
 }
-impl ::std::convert::TryFrom<&str> for IepsType {
+impl ::std::convert::TryFrom<&str> for IncomeDraftExport {
     type Error = self::error::ConversionError;
     fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
-impl ::std::convert::TryFrom<::std::string::String> for IepsType {
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftExport {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -6855,112 +7657,898 @@ impl ::std::convert::TryFrom<::std::string::String> for IepsType {
         value.parse()
     }
 }
-///`Income`
+///`IncomeDraftGlobal`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomeDraftGlobal {
+    pub months: ::std::string::String,
+    pub periodicity: IncomeDraftGlobalPeriodicity,
+    pub year: i64,
+}
+///`IncomeDraftGlobalPeriodicity`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomeDraftGlobalPeriodicity {
+    #[serde(rename = "day")]
+    Day,
+    #[serde(rename = "week")]
+    Week,
+    #[serde(rename = "fortnight")]
+    Fortnight,
+    #[serde(rename = "month")]
+    Month,
+    #[serde(rename = "two_months")]
+    TwoMonths,
+}
+impl ::std::fmt::Display for IncomeDraftGlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Day => f.write_str("day"),
+            Self::Week => f.write_str("week"),
+            Self::Fortnight => f.write_str("fortnight"),
+            Self::Month => f.write_str("month"),
+            Self::TwoMonths => f.write_str("two_months"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomeDraftGlobalPeriodicity {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "day" => Ok(Self::Day),
+            "week" => Ok(Self::Week),
+            "fortnight" => Ok(Self::Fortnight),
+            "month" => Ok(Self::Month),
+            "two_months" => Ok(Self::TwoMonths),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftGlobalPeriodicity {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftGlobalPeriodicity {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomeDraftNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomeDraftNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`IncomeDraftPaymentForm`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomeDraftPaymentForm(::std::string::String);
+impl ::std::ops::Deref for IncomeDraftPaymentForm {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomeDraftPaymentForm> for ::std::string::String {
+    fn from(value: IncomeDraftPaymentForm) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomeDraftPaymentForm {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 2usize {
+            return Err("longer than 2 characters".into());
+        }
+        if value.chars().count() < 2usize {
+            return Err("shorter than 2 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomeDraftPaymentForm {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomeDraftPaymentMethod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomeDraftPaymentMethod {
+    #[serde(rename = "PUE")]
+    Pue,
+    #[serde(rename = "PPD")]
+    Ppd,
+}
+impl ::std::fmt::Display for IncomeDraftPaymentMethod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pue => f.write_str("PUE"),
+            Self::Ppd => f.write_str("PPD"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomeDraftPaymentMethod {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "PUE" => Ok(Self::Pue),
+            "PPD" => Ok(Self::Ppd),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomeDraftPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct IncomeDraftPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<IncomeDraftPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`IncomeDraftPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct IncomeDraftPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`IncomeDraftSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomeDraftSeries(::std::string::String);
+impl ::std::ops::Deref for IncomeDraftSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomeDraftSeries> for ::std::string::String {
+    fn from(value: IncomeDraftSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomeDraftSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomeDraftSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomeDraftStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomeDraftStatus {
+    #[serde(rename = "draft")]
+    Draft,
+}
+impl ::std::fmt::Display for IncomeDraftStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomeDraftStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomeDraftType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomeDraftType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for IncomeDraftType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomeDraftType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomeDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomeDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomePendingAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomePendingAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`IncomePendingConditions`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomePendingConditions(::std::string::String);
+impl ::std::ops::Deref for IncomePendingConditions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomePendingConditions> for ::std::string::String {
+    fn from(value: IncomePendingConditions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomePendingConditions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1000usize {
+            return Err("longer than 1000 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingConditions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingConditions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomePendingConditions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomePendingCustomer`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
-pub enum Income {
-    Draft {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        addenda: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<DraftAddress>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        complements: ::std::vec::Vec<CustomComplementInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        conditions: ::std::option::Option<DraftConditions>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        currency: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        customer: ::std::option::Option<DraftCustomer>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        exchange: ::std::option::Option<f64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        export: ::std::option::Option<DraftExport>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        external_id: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        folio_number: ::std::option::Option<i64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        global: ::std::option::Option<DraftGlobal>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        idempotency_key: ::std::option::Option<::std::string::String>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        items: ::std::vec::Vec<LineItemInput>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<DraftNamespacesItem>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_form: ::std::option::Option<DraftPaymentForm>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_method: ::std::option::Option<DraftPaymentMethod>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_custom_section: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<DraftPdfOptions>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<DraftSeries>,
-        status: DraftStatus,
-        #[serde(
-            rename = "type",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
-        type_: ::std::option::Option<DraftType>,
-        #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
-        use_: ::std::option::Option<::std::string::String>,
-    },
-    Pending {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        addenda: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<PendingAddress>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        complements: ::std::vec::Vec<CartaPorteOrCustomComplementInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        conditions: ::std::option::Option<PendingConditions>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        currency: ::std::option::Option<::std::string::String>,
-        customer: PendingCustomer,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        exchange: ::std::option::Option<f64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        export: ::std::option::Option<PendingExport>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        external_id: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        folio_number: ::std::option::Option<i64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        global: ::std::option::Option<PendingGlobal>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        idempotency_key: ::std::option::Option<::std::string::String>,
-        items: ::std::vec::Vec<LineItemInput>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<PendingNamespacesItem>,
-        payment_form: PendingPaymentForm,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        payment_method: ::std::option::Option<PendingPaymentMethod>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_custom_section: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<PendingPdfOptions>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<PendingSeries>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        status: ::std::option::Option<PendingStatus>,
-        #[serde(
-            rename = "type",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
-        type_: ::std::option::Option<PendingType>,
-        #[serde(rename = "use")]
-        use_: ::std::string::String,
-    },
+pub enum IncomePendingCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for IncomePendingCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`IncomePendingExport`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomePendingExport {
+    #[serde(rename = "01")]
+    X01,
+    #[serde(rename = "02")]
+    X02,
+    #[serde(rename = "03")]
+    X03,
+    #[serde(rename = "04")]
+    X04,
+}
+impl ::std::fmt::Display for IncomePendingExport {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::X01 => f.write_str("01"),
+            Self::X02 => f.write_str("02"),
+            Self::X03 => f.write_str("03"),
+            Self::X04 => f.write_str("04"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomePendingExport {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "01" => Ok(Self::X01),
+            "02" => Ok(Self::X02),
+            "03" => Ok(Self::X03),
+            "04" => Ok(Self::X04),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingExport {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingExport {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomePendingGlobal`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomePendingGlobal {
+    pub months: ::std::string::String,
+    pub periodicity: IncomePendingGlobalPeriodicity,
+    pub year: i64,
+}
+///`IncomePendingGlobalPeriodicity`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomePendingGlobalPeriodicity {
+    #[serde(rename = "day")]
+    Day,
+    #[serde(rename = "week")]
+    Week,
+    #[serde(rename = "fortnight")]
+    Fortnight,
+    #[serde(rename = "month")]
+    Month,
+    #[serde(rename = "two_months")]
+    TwoMonths,
+}
+impl ::std::fmt::Display for IncomePendingGlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Day => f.write_str("day"),
+            Self::Week => f.write_str("week"),
+            Self::Fortnight => f.write_str("fortnight"),
+            Self::Month => f.write_str("month"),
+            Self::TwoMonths => f.write_str("two_months"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomePendingGlobalPeriodicity {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "day" => Ok(Self::Day),
+            "week" => Ok(Self::Week),
+            "fortnight" => Ok(Self::Fortnight),
+            "month" => Ok(Self::Month),
+            "two_months" => Ok(Self::TwoMonths),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingGlobalPeriodicity {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingGlobalPeriodicity {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomePendingNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct IncomePendingNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`IncomePendingPaymentForm`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomePendingPaymentForm(::std::string::String);
+impl ::std::ops::Deref for IncomePendingPaymentForm {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomePendingPaymentForm> for ::std::string::String {
+    fn from(value: IncomePendingPaymentForm) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomePendingPaymentForm {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 2usize {
+            return Err("longer than 2 characters".into());
+        }
+        if value.chars().count() < 2usize {
+            return Err("shorter than 2 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingPaymentForm {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomePendingPaymentForm {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomePendingPaymentMethod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomePendingPaymentMethod {
+    #[serde(rename = "PUE")]
+    Pue,
+    #[serde(rename = "PPD")]
+    Ppd,
+}
+impl ::std::fmt::Display for IncomePendingPaymentMethod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pue => f.write_str("PUE"),
+            Self::Ppd => f.write_str("PPD"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomePendingPaymentMethod {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "PUE" => Ok(Self::Pue),
+            "PPD" => Ok(Self::Ppd),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomePendingPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct IncomePendingPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<IncomePendingPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`IncomePendingPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct IncomePendingPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`IncomePendingSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IncomePendingSeries(::std::string::String);
+impl ::std::ops::Deref for IncomePendingSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IncomePendingSeries> for ::std::string::String {
+    fn from(value: IncomePendingSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IncomePendingSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IncomePendingSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`IncomePendingStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomePendingStatus {
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl ::std::fmt::Display for IncomePendingStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomePendingStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`IncomePendingType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum IncomePendingType {
+    I,
+}
+impl ::std::fmt::Display for IncomePendingType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+        }
+    }
+}
+impl ::std::str::FromStr for IncomePendingType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for IncomePendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IncomePendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`Invoice`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -7035,6 +8623,8 @@ pub struct Invoice {
 pub struct InvoiceAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -7150,6 +8740,8 @@ pub struct InvoiceCommonEditInputProperties {
 pub struct InvoiceCommonEditInputPropertiesAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -7358,6 +8950,8 @@ pub struct InvoiceCommonInputProperties {
 pub struct InvoiceCommonInputPropertiesAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -7671,6 +9265,8 @@ pub struct InvoiceDraftAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -7812,6 +9408,8 @@ pub struct InvoiceDraftProperties {
 pub struct InvoiceDraftPropertiesAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -8218,6 +9816,8 @@ pub struct InvoiceEgresoEditInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -8602,6 +10202,8 @@ pub struct InvoiceEgresoInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -8985,6 +10587,8 @@ pub struct InvoiceIngresoEditInput {
 pub struct InvoiceIngresoEditInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -9552,14 +11156,16 @@ pub struct InvoiceIngresoInput {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub type_: ::std::option::Option<InvoiceIngresoInputType>,
-    #[serde(rename = "use")]
-    pub use_: ::std::string::String,
+    #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+    pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceIngresoInputAddress`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10113,6 +11719,8 @@ pub struct InvoiceNominaEditInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -10351,6 +11959,7 @@ pub struct InvoiceNominaInput {
     pub addenda: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<InvoiceNominaInputAddress>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub complements: ::std::vec::Vec<NominaOrCustomComplementInput>,
     pub customer: InvoiceNominaInputCustomer,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10381,6 +11990,8 @@ pub struct InvoiceNominaInput {
 pub struct InvoiceNominaInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10649,6 +12260,8 @@ pub struct InvoicePagoEditInput {
 pub struct InvoicePagoEditInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10949,6 +12562,7 @@ pub struct InvoicePagoInput {
     pub addenda: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<InvoicePagoInputAddress>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub complements: ::std::vec::Vec<PagoOrCustomComplementInput>,
     pub customer: InvoicePagoInputCustomer,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10981,6 +12595,8 @@ pub struct InvoicePagoInput {
 pub struct InvoicePagoInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -11336,6 +12952,8 @@ pub struct InvoiceProperties {
 pub struct InvoicePropertiesAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -11860,6 +13478,8 @@ pub struct InvoiceTrasladoEditInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -12136,6 +13756,8 @@ pub struct InvoiceTrasladoInput {
 pub struct InvoiceTrasladoInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -12860,109 +14482,6 @@ impl ::std::convert::TryFrom<::std::string::String> for IssuingType {
         value.parse()
     }
 }
-///`IvaIsrFactor`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum IvaIsrFactor {
-    Tasa,
-    Cuota,
-    Exento,
-}
-impl ::std::fmt::Display for IvaIsrFactor {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Tasa => f.write_str("Tasa"),
-            Self::Cuota => f.write_str("Cuota"),
-            Self::Exento => f.write_str("Exento"),
-        }
-    }
-}
-impl ::std::str::FromStr for IvaIsrFactor {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "Tasa" => Ok(Self::Tasa),
-            "Cuota" => Ok(Self::Cuota),
-            "Exento" => Ok(Self::Exento),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for IvaIsrFactor {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for IvaIsrFactor {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`IvaIsrType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum IvaIsrType {
-    #[serde(rename = "IVA")]
-    Iva,
-    #[serde(rename = "ISR")]
-    Isr,
-}
-impl ::std::fmt::Display for IvaIsrType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Iva => f.write_str("IVA"),
-            Self::Isr => f.write_str("ISR"),
-        }
-    }
-}
-impl ::std::str::FromStr for IvaIsrType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "IVA" => Ok(Self::Iva),
-            "ISR" => Ok(Self::Isr),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for IvaIsrType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for IvaIsrType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
 ///`LeyendasFiscalesData`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LeyendasFiscalesData {
@@ -13155,22 +14674,22 @@ pub struct LeyendasFiscalesInput {
     PartialOrd,
 )]
 pub enum LeyendasFiscalesInputType {
+    #[serde(rename = "custom")]
+    Custom,
     #[serde(rename = "carta_porte")]
     CartaPorte,
     #[serde(rename = "comercio_exterior")]
     ComercioExterior,
     #[serde(rename = "leyendas_fiscales")]
     LeyendasFiscales,
-    #[serde(rename = "custom")]
-    Custom,
 }
 impl ::std::fmt::Display for LeyendasFiscalesInputType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
+            Self::Custom => f.write_str("custom"),
             Self::CartaPorte => f.write_str("carta_porte"),
             Self::ComercioExterior => f.write_str("comercio_exterior"),
             Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
-            Self::Custom => f.write_str("custom"),
         }
     }
 }
@@ -13178,10 +14697,10 @@ impl ::std::str::FromStr for LeyendasFiscalesInputType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
+            "custom" => Ok(Self::Custom),
             "carta_porte" => Ok(Self::CartaPorte),
             "comercio_exterior" => Ok(Self::ComercioExterior),
             "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
-            "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
     }
@@ -13263,53 +14782,6 @@ impl ::std::convert::TryFrom<&str> for LeyendasFiscalesPropertiesType {
     }
 }
 impl ::std::convert::TryFrom<::std::string::String> for LeyendasFiscalesPropertiesType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`LeyendasFiscalesType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum LeyendasFiscalesType {
-    #[serde(rename = "leyendas_fiscales")]
-    LeyendasFiscales,
-}
-impl ::std::fmt::Display for LeyendasFiscalesType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::LeyendasFiscales => f.write_str("leyendas_fiscales"),
-        }
-    }
-}
-impl ::std::str::FromStr for LeyendasFiscalesType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "leyendas_fiscales" => Ok(Self::LeyendasFiscales),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for LeyendasFiscalesType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for LeyendasFiscalesType {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -13565,7 +15037,8 @@ pub struct LineItemProduct {
     pub taxability: ::std::option::Option<LineItemProductTaxability>,
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub taxes: ::std::vec::Vec<BaseTax>,
-    pub unit_key: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_key: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
@@ -13785,6 +15258,166 @@ pub struct LineItemTrasladoProductInput {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
+///`ListInvoicesPaymentMethod`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ListInvoicesPaymentMethod {
+    #[serde(rename = "PUE")]
+    Pue,
+    #[serde(rename = "PPD")]
+    Ppd,
+}
+impl ::std::fmt::Display for ListInvoicesPaymentMethod {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pue => f.write_str("PUE"),
+            Self::Ppd => f.write_str("PPD"),
+        }
+    }
+}
+impl ::std::str::FromStr for ListInvoicesPaymentMethod {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "PUE" => Ok(Self::Pue),
+            "PPD" => Ok(Self::Ppd),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListInvoicesPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListInvoicesPaymentMethod {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ListInvoicesPaymentStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ListInvoicesPaymentStatus {
+    #[serde(rename = "paid")]
+    Paid,
+    #[serde(rename = "unpaid")]
+    Unpaid,
+}
+impl ::std::fmt::Display for ListInvoicesPaymentStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Paid => f.write_str("paid"),
+            Self::Unpaid => f.write_str("unpaid"),
+        }
+    }
+}
+impl ::std::str::FromStr for ListInvoicesPaymentStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "paid" => Ok(Self::Paid),
+            "unpaid" => Ok(Self::Unpaid),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListInvoicesPaymentStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListInvoicesPaymentStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ListInvoicesType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ListInvoicesType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for ListInvoicesType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for ListInvoicesType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListInvoicesType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListInvoicesType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`ListLiveApiKeysResponse200`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
@@ -13818,6 +15451,69 @@ pub struct ListLiveApiKeysResponse200Item {
     pub first_12: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
+}
+///`ListRetentionsStatusItem`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ListRetentionsStatusItem {
+    #[serde(rename = "draft")]
+    Draft,
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "valid")]
+    Valid,
+    #[serde(rename = "canceled")]
+    Canceled,
+    #[serde(rename = "failed")]
+    Failed,
+}
+impl ::std::fmt::Display for ListRetentionsStatusItem {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+            Self::Pending => f.write_str("pending"),
+            Self::Valid => f.write_str("valid"),
+            Self::Canceled => f.write_str("canceled"),
+            Self::Failed => f.write_str("failed"),
+        }
+    }
+}
+impl ::std::str::FromStr for ListRetentionsStatusItem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            "pending" => Ok(Self::Pending),
+            "valid" => Ok(Self::Valid),
+            "canceled" => Ok(Self::Canceled),
+            "failed" => Ok(Self::Failed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListRetentionsStatusItem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListRetentionsStatusItem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`LocalTax`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -13882,11 +15578,11 @@ pub struct NominaCompensacionProperties {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataDirectProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_final_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_final_pago: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_inicial_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_inicial_pago: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_pago: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub num_dias_pagados: ::std::option::Option<f64>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -13950,10 +15646,10 @@ pub struct NominaComplementDataInput {
     pub deducciones: ::std::vec::Vec<NominaDeduccionInput>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub emisor: ::std::option::Option<NominaEmisorProperties>,
-    pub fecha_final_pago: ::chrono::naive::NaiveDate,
-    pub fecha_inicial_pago: ::chrono::naive::NaiveDate,
+    pub fecha_final_pago: ::std::string::String,
+    pub fecha_inicial_pago: ::std::string::String,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_pago: ::std::option::Option<::std::string::String>,
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub incapacidades: ::std::vec::Vec<NominaIncapacidadInput>,
     pub num_dias_pagados: f64,
@@ -14126,11 +15822,11 @@ pub struct NominaComplementDataProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub emisor: ::std::option::Option<NominaEmisorProperties>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_final_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_final_pago: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_inicial_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_inicial_pago: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_pago: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_pago: ::std::option::Option<::std::string::String>,
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub incapacidades: ::std::vec::Vec<NominaIncapacidadProperties>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -14767,12 +16463,12 @@ pub enum NominaOrCustomComplementInput {
     Nomina {
         data: NominaComplementDataInput,
         #[serde(rename = "type")]
-        type_: NominaType,
+        type_: ComplementNominaType,
     },
     Custom {
         data: CustomComplementData,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
 }
 ///`NominaOrCustomComplementInputBase`
@@ -14841,13 +16537,13 @@ pub enum NominaOrCustomComplementProperties {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<NominaComplementDataProperties>,
         #[serde(rename = "type")]
-        type_: NominaType,
+        type_: ComplementNominaType,
     },
     Custom {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<CustomComplementData>,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
 }
 ///`NominaOrCustomComplementPropertiesBase`
@@ -15299,7 +16995,7 @@ pub struct NominaReceptorDirectProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub departamento: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_inicio_rel_laboral: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_inicio_rel_laboral: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub num_empleado: ::std::option::Option<NominaReceptorDirectPropertiesNumEmpleado>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -15410,7 +17106,7 @@ pub struct NominaReceptorInput {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub departamento: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_inicio_rel_laboral: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_inicio_rel_laboral: ::std::option::Option<::std::string::String>,
     pub num_empleado: NominaReceptorInputNumEmpleado,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub num_seguridad_social: ::std::option::Option<::std::string::String>,
@@ -15545,7 +17241,7 @@ pub struct NominaReceptorProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub departamento: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub fecha_inicio_rel_laboral: ::std::option::Option<::chrono::naive::NaiveDate>,
+    pub fecha_inicio_rel_laboral: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub num_empleado: ::std::option::Option<NominaReceptorPropertiesNumEmpleado>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -15681,53 +17377,6 @@ pub struct NominaSubContratacionRequiredProperties {
     pub porcentaje_tiempo: ::serde_json::Value,
     pub rfc_labora: ::serde_json::Value,
 }
-///`NominaType`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum NominaType {
-    #[serde(rename = "nomina")]
-    Nomina,
-}
-impl ::std::fmt::Display for NominaType {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Nomina => f.write_str("nomina"),
-        }
-    }
-}
-impl ::std::str::FromStr for NominaType {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "nomina" => Ok(Self::Nomina),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for NominaType {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for NominaType {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
 ///`OkResponse`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OkResponse {
@@ -15766,6 +17415,8 @@ pub struct Organization {
 pub struct OrganizationAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -16074,6 +17725,8 @@ pub struct OrganizationLegalAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interior: ::std::option::Option<::std::string::String>,
@@ -16107,6 +17760,8 @@ pub struct OrganizationLegalInput {
 pub struct OrganizationLegalInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -16744,6 +18399,8 @@ pub struct OrganizationReceiptsInput {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub duration_days: ::std::option::Option<i64>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub invoicing_period: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_folio_number: ::std::option::Option<i64>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_folio_number_test: ::std::option::Option<i64>,
@@ -17257,15 +18914,15 @@ pub struct PagoComplementInput {
     PartialOrd,
 )]
 pub enum PagoComplementInputType {
-    #[serde(rename = "nomina")]
-    Nomina,
+    #[serde(rename = "pago")]
+    Pago,
     #[serde(rename = "custom")]
     Custom,
 }
 impl ::std::fmt::Display for PagoComplementInputType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
-            Self::Nomina => f.write_str("nomina"),
+            Self::Pago => f.write_str("pago"),
             Self::Custom => f.write_str("custom"),
         }
     }
@@ -17274,7 +18931,7 @@ impl ::std::str::FromStr for PagoComplementInputType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
-            "nomina" => Ok(Self::Nomina),
+            "pago" => Ok(Self::Pago),
             "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
@@ -17360,17 +19017,16 @@ impl ::std::convert::TryFrom<::std::string::String> for PagoComplementProperties
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum PagoOrCustomComplementInput {
-    Pago(PagoOrCustomComplementInputPago),
+    Pago {
+        data: PagoComplementDataInput,
+        #[serde(rename = "type")]
+        type_: ComplementPagoType,
+    },
     Custom {
         data: CustomComplementData,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
-}
-impl ::std::convert::From<PagoOrCustomComplementInputPago> for PagoOrCustomComplementInput {
-    fn from(value: PagoOrCustomComplementInputPago) -> Self {
-        Self::Pago(value)
-    }
 }
 ///`PagoOrCustomComplementInputBase`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -17393,15 +19049,15 @@ pub struct PagoOrCustomComplementInputBase {
     PartialOrd,
 )]
 pub enum PagoOrCustomComplementInputBaseType {
-    #[serde(rename = "nomina")]
-    Nomina,
+    #[serde(rename = "pago")]
+    Pago,
     #[serde(rename = "custom")]
     Custom,
 }
 impl ::std::fmt::Display for PagoOrCustomComplementInputBaseType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
-            Self::Nomina => f.write_str("nomina"),
+            Self::Pago => f.write_str("pago"),
             Self::Custom => f.write_str("custom"),
         }
     }
@@ -17410,7 +19066,7 @@ impl ::std::str::FromStr for PagoOrCustomComplementInputBaseType {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
-            "nomina" => Ok(Self::Nomina),
+            "pago" => Ok(Self::Pago),
             "custom" => Ok(Self::Custom),
             _ => Err("invalid value".into()),
         }
@@ -17430,21 +19086,6 @@ impl ::std::convert::TryFrom<::std::string::String> for PagoOrCustomComplementIn
         value.parse()
     }
 }
-///`PagoOrCustomComplementInputPago`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-#[serde(deny_unknown_fields)]
-pub enum PagoOrCustomComplementInputPago {}
 ///`PagoOrCustomComplementProperties`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
@@ -17454,7 +19095,7 @@ pub enum PagoOrCustomComplementProperties {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         data: ::std::option::Option<CustomComplementData>,
         #[serde(rename = "type")]
-        type_: CustomType,
+        type_: ComplementCustomType,
     },
 }
 impl ::std::convert::From<PagoOrCustomComplementPropertiesPago>
@@ -17521,11 +19162,11 @@ pub enum Payment {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<DraftAddress>,
+        address: ::std::option::Option<PaymentDraftAddress>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<PagoOrCustomComplementInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        customer: ::std::option::Option<DraftCustomer>,
+        customer: ::std::option::Option<PaymentDraftCustomer>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -17535,31 +19176,32 @@ pub enum Payment {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         idempotency_key: ::std::option::Option<::std::string::String>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<DraftNamespacesItem>,
+        namespaces: ::std::vec::Vec<PaymentDraftNamespacesItem>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<DraftPdfOptions>,
+        pdf_options: ::std::option::Option<PaymentDraftPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<DraftSeries>,
-        status: DraftStatus,
+        series: ::std::option::Option<PaymentDraftSeries>,
+        status: PaymentDraftStatus,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        third_party: ::std::option::Option<DraftThirdParty>,
+        third_party: ::std::option::Option<PaymentDraftThirdParty>,
         #[serde(
             rename = "type",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        type_: ::std::option::Option<DraftType>,
+        type_: ::std::option::Option<PaymentDraftType>,
     },
     Pending {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<PendingAddress>,
+        address: ::std::option::Option<PaymentPendingAddress>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<PagoOrCustomComplementInput>,
-        customer: PendingCustomer,
+        customer: PaymentPendingCustomer,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -17569,22 +19211,322 @@ pub enum Payment {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         idempotency_key: ::std::option::Option<::std::string::String>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<PendingNamespacesItem>,
+        namespaces: ::std::vec::Vec<PaymentPendingNamespacesItem>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<PendingPdfOptions>,
+        pdf_options: ::std::option::Option<PaymentPendingPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<PendingSeries>,
+        series: ::std::option::Option<PaymentPendingSeries>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        status: ::std::option::Option<PendingStatus>,
+        status: ::std::option::Option<PaymentPendingStatus>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        third_party: ::std::option::Option<PendingThirdParty>,
+        third_party: ::std::option::Option<PaymentPendingThirdParty>,
         #[serde(rename = "type")]
-        type_: PendingType,
+        type_: PaymentPendingType,
     },
+}
+///`PaymentDraftAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PaymentDraftAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`PaymentDraftCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PaymentDraftCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for PaymentDraftCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`PaymentDraftNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PaymentDraftNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`PaymentDraftPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PaymentDraftPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<PaymentDraftPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`PaymentDraftPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PaymentDraftPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`PaymentDraftSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PaymentDraftSeries(::std::string::String);
+impl ::std::ops::Deref for PaymentDraftSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PaymentDraftSeries> for ::std::string::String {
+    fn from(value: PaymentDraftSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PaymentDraftSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PaymentDraftSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PaymentDraftStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PaymentDraftStatus {
+    #[serde(rename = "draft")]
+    Draft,
+}
+impl ::std::fmt::Display for PaymentDraftStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+        }
+    }
+}
+impl ::std::str::FromStr for PaymentDraftStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PaymentDraftThirdParty`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PaymentDraftThirdParty {
+    pub legal_name: ::std::string::String,
+    pub tax_id: ::std::string::String,
+    pub tax_system: PaymentDraftThirdPartyTaxSystem,
+    pub zip: ::std::string::String,
+}
+///`PaymentDraftThirdPartyTaxSystem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PaymentDraftThirdPartyTaxSystem(::std::string::String);
+impl ::std::ops::Deref for PaymentDraftThirdPartyTaxSystem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PaymentDraftThirdPartyTaxSystem> for ::std::string::String {
+    fn from(value: PaymentDraftThirdPartyTaxSystem) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PaymentDraftThirdPartyTaxSystem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 3usize {
+            return Err("longer than 3 characters".into());
+        }
+        if value.chars().count() < 3usize {
+            return Err("shorter than 3 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentDraftThirdPartyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentDraftThirdPartyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PaymentDraftThirdPartyTaxSystem {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PaymentDraftType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PaymentDraftType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for PaymentDraftType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for PaymentDraftType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`PaymentInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -18006,80 +19948,13 @@ impl ::std::convert::TryFrom<::std::string::String> for PaymentInputTipoCadPago 
         value.parse()
     }
 }
-///`Payroll`
+///`PaymentPendingAddress`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum Payroll {
-    Draft {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        addenda: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<DraftAddress>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        complements: ::std::vec::Vec<NominaOrCustomComplementInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        customer: ::std::option::Option<DraftCustomer>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        external_id: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        folio_number: ::std::option::Option<i64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        idempotency_key: ::std::option::Option<::std::string::String>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<DraftNamespacesItem>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_custom_section: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<DraftPdfOptions>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<DraftSeries>,
-        status: DraftStatus,
-        #[serde(
-            rename = "type",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
-        type_: ::std::option::Option<DraftType>,
-    },
-    Pending {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        addenda: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<PendingAddress>,
-        complements: ::std::vec::Vec<NominaOrCustomComplementInput>,
-        customer: PendingCustomer,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        external_id: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        folio_number: ::std::option::Option<i64>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        idempotency_key: ::std::option::Option<::std::string::String>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<PendingNamespacesItem>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_custom_section: ::std::option::Option<::std::string::String>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<PendingPdfOptions>,
-        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<PendingSeries>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        status: ::std::option::Option<PendingStatus>,
-        #[serde(rename = "type")]
-        type_: PendingType,
-    },
-}
-///`PendingAddress`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct PendingAddress {
+pub struct PaymentPendingAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -18093,6 +19968,831 @@ pub struct PendingAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub street: ::std::option::Option<::std::string::String>,
     pub zip: ::std::string::String,
+}
+///`PaymentPendingCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PaymentPendingCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for PaymentPendingCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`PaymentPendingNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PaymentPendingNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`PaymentPendingPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PaymentPendingPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<PaymentPendingPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`PaymentPendingPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PaymentPendingPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`PaymentPendingSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PaymentPendingSeries(::std::string::String);
+impl ::std::ops::Deref for PaymentPendingSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PaymentPendingSeries> for ::std::string::String {
+    fn from(value: PaymentPendingSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PaymentPendingSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PaymentPendingSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PaymentPendingStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PaymentPendingStatus {
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl ::std::fmt::Display for PaymentPendingStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+        }
+    }
+}
+impl ::std::str::FromStr for PaymentPendingStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PaymentPendingThirdParty`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PaymentPendingThirdParty {
+    pub legal_name: ::std::string::String,
+    pub tax_id: ::std::string::String,
+    pub tax_system: PaymentPendingThirdPartyTaxSystem,
+    pub zip: ::std::string::String,
+}
+///`PaymentPendingThirdPartyTaxSystem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PaymentPendingThirdPartyTaxSystem(::std::string::String);
+impl ::std::ops::Deref for PaymentPendingThirdPartyTaxSystem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PaymentPendingThirdPartyTaxSystem> for ::std::string::String {
+    fn from(value: PaymentPendingThirdPartyTaxSystem) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PaymentPendingThirdPartyTaxSystem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 3usize {
+            return Err("longer than 3 characters".into());
+        }
+        if value.chars().count() < 3usize {
+            return Err("shorter than 3 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentPendingThirdPartyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentPendingThirdPartyTaxSystem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PaymentPendingThirdPartyTaxSystem {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PaymentPendingType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PaymentPendingType {
+    P,
+}
+impl ::std::fmt::Display for PaymentPendingType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::P => f.write_str("P"),
+        }
+    }
+}
+impl ::std::str::FromStr for PaymentPendingType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "P" => Ok(Self::P),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PaymentPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PaymentPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`Payroll`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Payroll {
+    Draft {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        addenda: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        address: ::std::option::Option<PayrollDraftAddress>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        complements: ::std::vec::Vec<NominaOrCustomComplementInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        customer: ::std::option::Option<PayrollDraftCustomer>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        external_id: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        folio_number: ::std::option::Option<i64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        idempotency_key: ::std::option::Option<::std::string::String>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        namespaces: ::std::vec::Vec<PayrollDraftNamespacesItem>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_custom_section: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_options: ::std::option::Option<PayrollDraftPdfOptions>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        series: ::std::option::Option<PayrollDraftSeries>,
+        status: PayrollDraftStatus,
+        #[serde(
+            rename = "type",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        type_: ::std::option::Option<PayrollDraftType>,
+    },
+    Pending {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        addenda: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        address: ::std::option::Option<PayrollPendingAddress>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        complements: ::std::vec::Vec<NominaOrCustomComplementInput>,
+        customer: PayrollPendingCustomer,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        external_id: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        folio_number: ::std::option::Option<i64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        idempotency_key: ::std::option::Option<::std::string::String>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        namespaces: ::std::vec::Vec<PayrollPendingNamespacesItem>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_custom_section: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pdf_options: ::std::option::Option<PayrollPendingPdfOptions>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        related_documents: ::std::vec::Vec<RelatedDocumentInput>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        series: ::std::option::Option<PayrollPendingSeries>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        status: ::std::option::Option<PayrollPendingStatus>,
+        #[serde(rename = "type")]
+        type_: PayrollPendingType,
+    },
+}
+///`PayrollDraftAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PayrollDraftAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`PayrollDraftCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PayrollDraftCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for PayrollDraftCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`PayrollDraftNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PayrollDraftNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`PayrollDraftPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PayrollDraftPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<PayrollDraftPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`PayrollDraftPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PayrollDraftPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`PayrollDraftSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PayrollDraftSeries(::std::string::String);
+impl ::std::ops::Deref for PayrollDraftSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PayrollDraftSeries> for ::std::string::String {
+    fn from(value: PayrollDraftSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PayrollDraftSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PayrollDraftSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PayrollDraftStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PayrollDraftStatus {
+    #[serde(rename = "draft")]
+    Draft,
+}
+impl ::std::fmt::Display for PayrollDraftStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+        }
+    }
+}
+impl ::std::str::FromStr for PayrollDraftStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PayrollDraftType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PayrollDraftType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for PayrollDraftType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for PayrollDraftType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PayrollPendingAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PayrollPendingAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`PayrollPendingCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum PayrollPendingCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for PayrollPendingCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`PayrollPendingNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PayrollPendingNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`PayrollPendingPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PayrollPendingPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<PayrollPendingPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`PayrollPendingPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PayrollPendingPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`PayrollPendingSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PayrollPendingSeries(::std::string::String);
+impl ::std::ops::Deref for PayrollPendingSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PayrollPendingSeries> for ::std::string::String {
+    fn from(value: PayrollPendingSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PayrollPendingSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PayrollPendingSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`PayrollPendingStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PayrollPendingStatus {
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl ::std::fmt::Display for PayrollPendingStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+        }
+    }
+}
+impl ::std::str::FromStr for PayrollPendingStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PayrollPendingType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PayrollPendingType {
+    N,
+}
+impl ::std::fmt::Display for PayrollPendingType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::N => f.write_str("N"),
+        }
+    }
+}
+impl ::std::str::FromStr for PayrollPendingType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "N" => Ok(Self::N),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PayrollPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PayrollPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`PendingAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PendingAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`PendingCancellationStatus`
 #[derive(
@@ -18161,405 +20861,6 @@ impl ::std::convert::TryFrom<::std::string::String> for PendingCancellationStatu
         value.parse()
     }
 }
-///`PendingConditions`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct PendingConditions(::std::string::String);
-impl ::std::ops::Deref for PendingConditions {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<PendingConditions> for ::std::string::String {
-    fn from(value: PendingConditions) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for PendingConditions {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 1000usize {
-            return Err("longer than 1000 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingConditions {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingConditions {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for PendingConditions {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///`PendingCustomer`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum PendingCustomer {
-    CreateInput(CustomerCreateInput),
-    Id(::std::string::String),
-}
-impl ::std::convert::From<CustomerCreateInput> for PendingCustomer {
-    fn from(value: CustomerCreateInput) -> Self {
-        Self::CreateInput(value)
-    }
-}
-///`PendingExport`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum PendingExport {
-    #[serde(rename = "01")]
-    X01,
-    #[serde(rename = "02")]
-    X02,
-    #[serde(rename = "03")]
-    X03,
-    #[serde(rename = "04")]
-    X04,
-}
-impl ::std::fmt::Display for PendingExport {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::X01 => f.write_str("01"),
-            Self::X02 => f.write_str("02"),
-            Self::X03 => f.write_str("03"),
-            Self::X04 => f.write_str("04"),
-        }
-    }
-}
-impl ::std::str::FromStr for PendingExport {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "01" => Ok(Self::X01),
-            "02" => Ok(Self::X02),
-            "03" => Ok(Self::X03),
-            "04" => Ok(Self::X04),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingExport {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingExport {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`PendingGlobal`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct PendingGlobal {
-    pub months: ::std::string::String,
-    pub periodicity: PendingGlobalPeriodicity,
-    pub year: i64,
-}
-///`PendingGlobalPeriodicity`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum PendingGlobalPeriodicity {
-    #[serde(rename = "day")]
-    Day,
-    #[serde(rename = "week")]
-    Week,
-    #[serde(rename = "fortnight")]
-    Fortnight,
-    #[serde(rename = "month")]
-    Month,
-    #[serde(rename = "two_months")]
-    TwoMonths,
-}
-impl ::std::fmt::Display for PendingGlobalPeriodicity {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Day => f.write_str("day"),
-            Self::Week => f.write_str("week"),
-            Self::Fortnight => f.write_str("fortnight"),
-            Self::Month => f.write_str("month"),
-            Self::TwoMonths => f.write_str("two_months"),
-        }
-    }
-}
-impl ::std::str::FromStr for PendingGlobalPeriodicity {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "day" => Ok(Self::Day),
-            "week" => Ok(Self::Week),
-            "fortnight" => Ok(Self::Fortnight),
-            "month" => Ok(Self::Month),
-            "two_months" => Ok(Self::TwoMonths),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingGlobalPeriodicity {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingGlobalPeriodicity {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`PendingNamespacesItem`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct PendingNamespacesItem {
-    pub prefix: ::std::string::String,
-    pub schema_location: ::std::string::String,
-    pub uri: ::std::string::String,
-}
-///`PendingPaymentForm`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct PendingPaymentForm(::std::string::String);
-impl ::std::ops::Deref for PendingPaymentForm {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<PendingPaymentForm> for ::std::string::String {
-    fn from(value: PendingPaymentForm) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for PendingPaymentForm {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 2usize {
-            return Err("longer than 2 characters".into());
-        }
-        if value.chars().count() < 2usize {
-            return Err("shorter than 2 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingPaymentForm {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingPaymentForm {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for PendingPaymentForm {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///`PendingPaymentMethod`
-#[derive(
-    ::serde::Deserialize,
-    ::serde::Serialize,
-    Clone,
-    Copy,
-    Debug,
-    Eq,
-    Hash,
-    Ord,
-    PartialEq,
-    PartialOrd,
-)]
-pub enum PendingPaymentMethod {
-    #[serde(rename = "PUE")]
-    Pue,
-    #[serde(rename = "PPD")]
-    Ppd,
-}
-impl ::std::fmt::Display for PendingPaymentMethod {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        match *self {
-            Self::Pue => f.write_str("PUE"),
-            Self::Ppd => f.write_str("PPD"),
-        }
-    }
-}
-impl ::std::str::FromStr for PendingPaymentMethod {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        match value {
-            "PUE" => Ok(Self::Pue),
-            "PPD" => Ok(Self::Ppd),
-            _ => Err("invalid value".into()),
-        }
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingPaymentMethod {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingPaymentMethod {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-///`PendingPdfOptions`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
-pub struct PendingPdfOptions {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub address_codes: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub codes: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub export_key: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub ieps_breakdown: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub payroll_options: ::std::option::Option<PendingPdfOptionsPayrollOptions>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub product_key: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_carta_porte: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_comercio_exterior: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_hyp_complement: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub render_iedu: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub repeat_signature: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub round_unit_price: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub tax_breakdown: ::std::option::Option<bool>,
-}
-///`PendingPdfOptionsPayrollOptions`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
-pub struct PendingPdfOptionsPayrollOptions {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub antiguedad: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub puesto: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub riesgo_puesto: ::std::option::Option<bool>,
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub tipo_contrato: ::std::option::Option<bool>,
-}
-///`PendingSeries`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct PendingSeries(::std::string::String);
-impl ::std::ops::Deref for PendingSeries {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<PendingSeries> for ::std::string::String {
-    fn from(value: PendingSeries) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for PendingSeries {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 25usize {
-            return Err("longer than 25 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingSeries {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingSeries {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for PendingSeries {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
 ///`PendingStatus`
 #[derive(
     ::serde::Deserialize,
@@ -18607,67 +20908,6 @@ impl ::std::convert::TryFrom<::std::string::String> for PendingStatus {
         value.parse()
     }
 }
-///`PendingThirdParty`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct PendingThirdParty {
-    pub legal_name: ::std::string::String,
-    pub tax_id: ::std::string::String,
-    pub tax_system: PendingThirdPartyTaxSystem,
-    pub zip: ::std::string::String,
-}
-///`PendingThirdPartyTaxSystem`
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct PendingThirdPartyTaxSystem(::std::string::String);
-impl ::std::ops::Deref for PendingThirdPartyTaxSystem {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<PendingThirdPartyTaxSystem> for ::std::string::String {
-    fn from(value: PendingThirdPartyTaxSystem) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for PendingThirdPartyTaxSystem {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 3usize {
-            return Err("longer than 3 characters".into());
-        }
-        if value.chars().count() < 3usize {
-            return Err("shorter than 3 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for PendingThirdPartyTaxSystem {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for PendingThirdPartyTaxSystem {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for PendingThirdPartyTaxSystem {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
 ///`PendingType`
 #[derive(
     ::serde::Deserialize,
@@ -18683,11 +20923,19 @@ impl<'de> ::serde::Deserialize<'de> for PendingThirdPartyTaxSystem {
 )]
 pub enum PendingType {
     I,
+    E,
+    P,
+    N,
+    T,
 }
 impl ::std::fmt::Display for PendingType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
             Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
         }
     }
 }
@@ -18696,6 +20944,10 @@ impl ::std::str::FromStr for PendingType {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
             "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
             _ => Err("invalid value".into()),
         }
     }
@@ -18733,7 +20985,8 @@ pub struct Product {
     pub taxability: ::std::option::Option<ProductTaxability>,
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub taxes: ::std::vec::Vec<BaseTax>,
-    pub unit_key: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_key: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
@@ -18780,23 +21033,102 @@ impl ::std::convert::From<ProductProperties> for ProductCreateBody {
     }
 }
 ///`ProductEditBody`
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct ProductEditBody(pub ProductProperties);
-impl ::std::ops::Deref for ProductEditBody {
-    type Target = ProductProperties;
-    fn deref(&self) -> &ProductProperties {
-        &self.0
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ProductEditBody {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub local_taxes: ::std::vec::Vec<LocalTax>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub price: ::std::option::Option<f64>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sku: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_included: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub taxability: ::std::option::Option<ProductEditBodyTaxability>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub taxes: ::std::vec::Vec<BaseTax>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_key: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_name: ::std::option::Option<::std::string::String>,
+}
+///`ProductEditBodyTaxability`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ProductEditBodyTaxability {
+    #[serde(rename = "01")]
+    X01,
+    #[serde(rename = "02")]
+    X02,
+    #[serde(rename = "03")]
+    X03,
+    #[serde(rename = "04")]
+    X04,
+    #[serde(rename = "05")]
+    X05,
+    #[serde(rename = "06")]
+    X06,
+    #[serde(rename = "07")]
+    X07,
+    #[serde(rename = "08")]
+    X08,
+}
+impl ::std::fmt::Display for ProductEditBodyTaxability {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::X01 => f.write_str("01"),
+            Self::X02 => f.write_str("02"),
+            Self::X03 => f.write_str("03"),
+            Self::X04 => f.write_str("04"),
+            Self::X05 => f.write_str("05"),
+            Self::X06 => f.write_str("06"),
+            Self::X07 => f.write_str("07"),
+            Self::X08 => f.write_str("08"),
+        }
     }
 }
-impl ::std::convert::From<ProductEditBody> for ProductProperties {
-    fn from(value: ProductEditBody) -> Self {
-        value.0
+impl ::std::str::FromStr for ProductEditBodyTaxability {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "01" => Ok(Self::X01),
+            "02" => Ok(Self::X02),
+            "03" => Ok(Self::X03),
+            "04" => Ok(Self::X04),
+            "05" => Ok(Self::X05),
+            "06" => Ok(Self::X06),
+            "07" => Ok(Self::X07),
+            "08" => Ok(Self::X08),
+            _ => Err("invalid value".into()),
+        }
     }
 }
-impl ::std::convert::From<ProductProperties> for ProductEditBody {
-    fn from(value: ProductProperties) -> Self {
-        Self(value)
+impl ::std::convert::TryFrom<&str> for ProductEditBodyTaxability {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ProductEditBodyTaxability {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`ProductEgresoProperties`
@@ -18910,7 +21242,8 @@ pub struct ProductProperties {
     pub taxability: ::std::option::Option<ProductPropertiesTaxability>,
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub taxes: ::std::vec::Vec<BaseTax>,
-    pub unit_key: ::std::string::String,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_key: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
@@ -19239,6 +21572,8 @@ pub struct ReceiptInput {
 pub struct ReceiptInputAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exterior: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -20776,6 +23111,267 @@ pub struct TaxIdValidationResultEfosDataDetallesItem {
     )]
     pub situacion_contribuyente: ::std::option::Option<::std::string::String>,
 }
+///`TaxIepsFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TaxIepsFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for TaxIepsFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
+    }
+}
+impl ::std::str::FromStr for TaxIepsFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TaxIepsFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TaxIepsFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TaxIepsIepsMode`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TaxIepsIepsMode {
+    #[serde(rename = "sum_before_taxes")]
+    SumBeforeTaxes,
+    #[serde(rename = "break_down")]
+    BreakDown,
+    #[serde(rename = "unit")]
+    Unit,
+    #[serde(rename = "subtract_before_break_down")]
+    SubtractBeforeBreakDown,
+}
+impl ::std::fmt::Display for TaxIepsIepsMode {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::SumBeforeTaxes => f.write_str("sum_before_taxes"),
+            Self::BreakDown => f.write_str("break_down"),
+            Self::Unit => f.write_str("unit"),
+            Self::SubtractBeforeBreakDown => f.write_str("subtract_before_break_down"),
+        }
+    }
+}
+impl ::std::str::FromStr for TaxIepsIepsMode {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "sum_before_taxes" => Ok(Self::SumBeforeTaxes),
+            "break_down" => Ok(Self::BreakDown),
+            "unit" => Ok(Self::Unit),
+            "subtract_before_break_down" => Ok(Self::SubtractBeforeBreakDown),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TaxIepsIepsMode {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TaxIepsIepsMode {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TaxIepsType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TaxIepsType {
+    #[serde(rename = "IEPS")]
+    Ieps,
+}
+impl ::std::fmt::Display for TaxIepsType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Ieps => f.write_str("IEPS"),
+        }
+    }
+}
+impl ::std::str::FromStr for TaxIepsType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "IEPS" => Ok(Self::Ieps),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TaxIepsType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TaxIepsType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TaxIvaIsrFactor`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TaxIvaIsrFactor {
+    Tasa,
+    Cuota,
+    Exento,
+}
+impl ::std::fmt::Display for TaxIvaIsrFactor {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Tasa => f.write_str("Tasa"),
+            Self::Cuota => f.write_str("Cuota"),
+            Self::Exento => f.write_str("Exento"),
+        }
+    }
+}
+impl ::std::str::FromStr for TaxIvaIsrFactor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "Tasa" => Ok(Self::Tasa),
+            "Cuota" => Ok(Self::Cuota),
+            "Exento" => Ok(Self::Exento),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TaxIvaIsrFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TaxIvaIsrFactor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TaxIvaIsrType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TaxIvaIsrType {
+    #[serde(rename = "IVA")]
+    Iva,
+    #[serde(rename = "ISR")]
+    Isr,
+}
+impl ::std::fmt::Display for TaxIvaIsrType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Iva => f.write_str("IVA"),
+            Self::Isr => f.write_str("ISR"),
+        }
+    }
+}
+impl ::std::str::FromStr for TaxIvaIsrType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "IVA" => Ok(Self::Iva),
+            "ISR" => Ok(Self::Isr),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TaxIvaIsrType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TaxIvaIsrType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`ThirdParty`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ThirdParty {
@@ -20972,13 +23568,13 @@ pub enum Transfer {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<DraftAddress>,
+        address: ::std::option::Option<TransferDraftAddress>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<CustomComplementInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         currency: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        customer: ::std::option::Option<DraftCustomer>,
+        customer: ::std::option::Option<TransferDraftCustomer>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -20992,21 +23588,21 @@ pub enum Transfer {
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         items: ::std::vec::Vec<LineItemTrasladoInput>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<DraftNamespacesItem>,
+        namespaces: ::std::vec::Vec<TransferDraftNamespacesItem>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<DraftPdfOptions>,
+        pdf_options: ::std::option::Option<TransferDraftPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<DraftSeries>,
-        status: DraftStatus,
+        series: ::std::option::Option<TransferDraftSeries>,
+        status: TransferDraftStatus,
         #[serde(
             rename = "type",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        type_: ::std::option::Option<DraftType>,
+        type_: ::std::option::Option<TransferDraftType>,
         #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
         use_: ::std::option::Option<::std::string::String>,
     },
@@ -21014,12 +23610,12 @@ pub enum Transfer {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         addenda: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        address: ::std::option::Option<PendingAddress>,
+        address: ::std::option::Option<TransferPendingAddress>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         complements: ::std::vec::Vec<CartaPorteOrCustomComplementInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         currency: ::std::option::Option<::std::string::String>,
-        customer: PendingCustomer,
+        customer: TransferPendingCustomer,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         date: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -21032,22 +23628,488 @@ pub enum Transfer {
         idempotency_key: ::std::option::Option<::std::string::String>,
         items: ::std::vec::Vec<LineItemTrasladoInput>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
-        namespaces: ::std::vec::Vec<PendingNamespacesItem>,
+        namespaces: ::std::vec::Vec<TransferPendingNamespacesItem>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pdf_options: ::std::option::Option<PendingPdfOptions>,
+        pdf_options: ::std::option::Option<TransferPendingPdfOptions>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         related_documents: ::std::vec::Vec<RelatedDocumentInput>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        series: ::std::option::Option<PendingSeries>,
+        series: ::std::option::Option<TransferPendingSeries>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        status: ::std::option::Option<PendingStatus>,
+        status: ::std::option::Option<TransferPendingStatus>,
         #[serde(rename = "type")]
-        type_: PendingType,
+        type_: TransferPendingType,
         #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
         use_: ::std::option::Option<::std::string::String>,
     },
+}
+///`TransferDraftAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TransferDraftAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`TransferDraftCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum TransferDraftCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for TransferDraftCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`TransferDraftNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TransferDraftNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`TransferDraftPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct TransferDraftPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<TransferDraftPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`TransferDraftPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct TransferDraftPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`TransferDraftSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TransferDraftSeries(::std::string::String);
+impl ::std::ops::Deref for TransferDraftSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TransferDraftSeries> for ::std::string::String {
+    fn from(value: TransferDraftSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TransferDraftSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferDraftSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TransferDraftSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`TransferDraftStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TransferDraftStatus {
+    #[serde(rename = "draft")]
+    Draft,
+}
+impl ::std::fmt::Display for TransferDraftStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Draft => f.write_str("draft"),
+        }
+    }
+}
+impl ::std::str::FromStr for TransferDraftStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "draft" => Ok(Self::Draft),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferDraftStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TransferDraftType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TransferDraftType {
+    I,
+    E,
+    P,
+    N,
+    T,
+}
+impl ::std::fmt::Display for TransferDraftType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::I => f.write_str("I"),
+            Self::E => f.write_str("E"),
+            Self::P => f.write_str("P"),
+            Self::N => f.write_str("N"),
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for TransferDraftType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "I" => Ok(Self::I),
+            "E" => Ok(Self::E),
+            "P" => Ok(Self::P),
+            "N" => Ok(Self::N),
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferDraftType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TransferPendingAddress`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TransferPendingAddress {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub exterior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub interior: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub municipality: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub neighborhood: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub street: ::std::option::Option<::std::string::String>,
+    pub zip: ::std::string::String,
+}
+///`TransferPendingCustomer`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum TransferPendingCustomer {
+    CreateInput(CustomerCreateInput),
+    Id(::std::string::String),
+}
+impl ::std::convert::From<CustomerCreateInput> for TransferPendingCustomer {
+    fn from(value: CustomerCreateInput) -> Self {
+        Self::CreateInput(value)
+    }
+}
+///`TransferPendingNamespacesItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TransferPendingNamespacesItem {
+    pub prefix: ::std::string::String,
+    pub schema_location: ::std::string::String,
+    pub uri: ::std::string::String,
+}
+///`TransferPendingPdfOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct TransferPendingPdfOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address_codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub codes: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub combine_ieps_with_subtotal: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ieps_breakdown: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payroll_options: ::std::option::Option<TransferPendingPdfOptionsPayrollOptions>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub product_key: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_carta_porte: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_comercio_exterior: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_hyp_complement: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub render_iedu: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub repeat_signature: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub round_unit_price: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_breakdown: ::std::option::Option<bool>,
+}
+///`TransferPendingPdfOptionsPayrollOptions`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct TransferPendingPdfOptionsPayrollOptions {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub antiguedad: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub riesgo_puesto: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tipo_contrato: ::std::option::Option<bool>,
+}
+///`TransferPendingSeries`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TransferPendingSeries(::std::string::String);
+impl ::std::ops::Deref for TransferPendingSeries {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TransferPendingSeries> for ::std::string::String {
+    fn from(value: TransferPendingSeries) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TransferPendingSeries {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 25usize {
+            return Err("longer than 25 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferPendingSeries {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TransferPendingSeries {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`TransferPendingStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TransferPendingStatus {
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl ::std::fmt::Display for TransferPendingStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+        }
+    }
+}
+impl ::std::str::FromStr for TransferPendingStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferPendingStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`TransferPendingType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TransferPendingType {
+    T,
+}
+impl ::std::fmt::Display for TransferPendingType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::T => f.write_str("T"),
+        }
+    }
+}
+impl ::std::str::FromStr for TransferPendingType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "T" => Ok(Self::T),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TransferPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TransferPendingType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`UnitCatalogResult`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -21138,12 +24200,26 @@ impl ::std::convert::TryFrom<::std::string::String>
 ///`ValidateWebhookSignatureBody`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ValidateWebhookSignatureBody {
-    #[serde(default, skip_serializing_if = "::serde_json::Map::is_empty")]
-    pub payload: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payload: ::std::option::Option<ValidateWebhookSignatureBodyPayload>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::string::String>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub signature: ::std::option::Option<::std::string::String>,
+}
+///`ValidateWebhookSignatureBodyPayload`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum ValidateWebhookSignatureBodyPayload {
+    Object(::serde_json::Map<::std::string::String, ::serde_json::Value>),
+    String(::std::string::String),
+}
+impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json::Value>>
+    for ValidateWebhookSignatureBodyPayload
+{
+    fn from(value: ::serde_json::Map<::std::string::String, ::serde_json::Value>) -> Self {
+        Self::Object(value)
+    }
 }
 ///`ValidateWebhookSignatureResponse200`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
