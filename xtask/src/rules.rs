@@ -58,6 +58,7 @@ pub(crate) const RULES: &[(&str, &str, Rule)] = &[
     ("dedupe-deepobject-params", "explicit `date[gte]` params beside a deepObject `date` param", dedupe_deep_object),
     ("discriminator-variants", "discriminator mappings become oneOf variants with a typed tag", discriminator_variants),
     ("required-with-default", "a required property with a server default is optional for the client", required_with_default),
+    ("required-undeclared", "`required` names of properties no part of the schema declares", required_undeclared),
     ("partial-update-bodies", "PUT bodies that reuse a full schema become partial (nothing required)", partial_update_bodies),
     ("hoist-inline-bodies", "inline body/response schemas and enum parameters become named components", hoist_inline_bodies),
     ("sample-fields", "fields the upstream samples send but the schema lacks or types differently", sample_fields),
@@ -631,6 +632,30 @@ fn required_with_default(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     });
 }
 
+fn required_undeclared(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
+    // Conservative: a name is dropped only when no schema of the document declares a
+    // property of that name, since a `required` in one `allOf` part may name a property of
+    // a sibling part or of a schema that extends this one.
+    let mut declared_anywhere = BTreeSet::new();
+    for_each_schema(doc, &mut |_, schema| {
+        if let Some(Value::Object(props)) = schema.get("properties") {
+            declared_anywhere.extend(props.keys().cloned());
+        }
+    });
+    for_each_schema(doc, &mut |ptr, schema| {
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|r| {
+                let name = r.as_str().unwrap_or_default();
+                let keep = declared_anywhere.contains(name);
+                if !keep {
+                    places.push(format!("{ptr}/required/{name}"));
+                }
+                keep
+            });
+        }
+    });
+}
+
 /// A copy of `schema` with `required` dropped at its top level, following `$ref` and `allOf`
 /// (nested objects keep their own rules).
 fn partial_copy(components: &Value, schema: &Value, depth: usize) -> Value {
@@ -800,6 +825,14 @@ mod tests {
         let mut places = Vec::new();
         rule(&mut value, &ctx, &mut places);
         (value, places)
+    }
+
+    #[test]
+    fn required_names_nothing_declares_are_dropped() {
+        let yaml = "components:\n  schemas:\n    R:\n      allOf:\n        - {required: [relationship, related]}\n        - {properties: {relationship: {type: string}, documents: {type: array}}}\n";
+        let (v, places) = run(required_undeclared, yaml);
+        assert_eq!(v.pointer("/components/schemas/R/allOf/0/required").unwrap(), &json!(["relationship"]));
+        assert_eq!(places, ["/components/schemas/R/allOf/0/required/related"]);
     }
 
     #[test]

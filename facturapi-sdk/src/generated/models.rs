@@ -13349,7 +13349,6 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceReceiptInputSeries {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceRequiredProperties {
     pub description: ::serde_json::Value,
-    pub invoice_key: ::serde_json::Value,
     pub price: ::serde_json::Value,
 }
 ///`InvoiceSearchResult`
@@ -21838,7 +21837,6 @@ pub struct RelatedDocument {
 pub struct RelatedDocumentInput {
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub documents: ::std::vec::Vec<::std::string::String>,
-    pub related: ::serde_json::Value,
     pub relationship: ::std::string::String,
 }
 ///`RelatedResourceMessage`
