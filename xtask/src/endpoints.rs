@@ -27,7 +27,13 @@ pub enum Class {
 
 impl Class {
     /// Every class, in table order.
-    pub const ALL: [Class; 5] = [Class::DetailRead, Class::ListRead, Class::Create, Class::Write, Class::HeavyWrite];
+    pub const ALL: [Class; 5] = [
+        Class::DetailRead,
+        Class::ListRead,
+        Class::Create,
+        Class::Write,
+        Class::HeavyWrite,
+    ];
 }
 
 impl fmt::Display for Class {
@@ -183,11 +189,18 @@ pub struct Response {
 }
 
 fn ref_name(schema: &Value) -> Option<&str> {
-    schema.get("$ref")?.as_str()?.strip_prefix("#/components/schemas/")
+    schema
+        .get("$ref")?
+        .as_str()?
+        .strip_prefix("#/components/schemas/")
 }
 
 fn resolve<'a>(spec: &'a Value, node: &'a Value) -> &'a Value {
-    match node.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+    match node
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
         Some(pointer) => spec.pointer(pointer).unwrap_or(node),
         None => node,
     }
@@ -202,7 +215,10 @@ fn rust_type(schema: &Value) -> Result<String, String> {
         Some("integer") => "i64".to_owned(),
         Some("number") => "f64".to_owned(),
         Some("boolean") => "bool".to_owned(),
-        Some("array") => format!("Vec<{}>", rust_type(schema.get("items").unwrap_or(&Value::Null))?),
+        Some("array") => format!(
+            "Vec<{}>",
+            rust_type(schema.get("items").unwrap_or(&Value::Null))?
+        ),
         Some(other) => return Err(format!("unsupported parameter schema type {other}")),
     })
 }
@@ -222,7 +238,10 @@ pub fn default_class(method: &str, path: &str, binary_response: bool) -> Class {
 /// `edit` → `update`; derived ids of catalog lookups become `search_<last segment>`.
 pub fn default_name(operation_id: &str, derived: bool, path: &str, strip: &[String]) -> String {
     if derived {
-        let last = path.rsplit('/').find(|s| !s.starts_with('{')).unwrap_or_default();
+        let last = path
+            .rsplit('/')
+            .find(|s| !s.starts_with('{'))
+            .unwrap_or_default();
         return format!("search_{}", snake(last));
     }
     let words: Vec<String> = snake(operation_id).split('_').map(str::to_owned).collect();
@@ -243,7 +262,10 @@ pub fn default_name(operation_id: &str, derived: bool, path: &str, strip: &[Stri
 /// Builds every endpoint of `spec` (the normalized document).
 pub fn build(spec: &Value, overrides: &Overrides) -> Result<Vec<Endpoint>, String> {
     let mut endpoints = Vec::new();
-    let paths = spec.get("paths").and_then(Value::as_object).ok_or("spec has no paths")?;
+    let paths = spec
+        .get("paths")
+        .and_then(Value::as_object)
+        .ok_or("spec has no paths")?;
     for (path, item) in paths {
         for (method, op) in item.as_object().into_iter().flatten() {
             let method = method.to_ascii_uppercase();
@@ -257,38 +279,74 @@ pub fn build(spec: &Value, overrides: &Overrides) -> Result<Vec<Endpoint>, Strin
     let mut seen = BTreeSet::new();
     for e in &endpoints {
         if !seen.insert((e.resource.clone(), e.name.clone())) {
-            return Err(format!("two operations are named {}.{}: add a [[name]] override", e.resource, e.name));
+            return Err(format!(
+                "two operations are named {}.{}: add a [[name]] override",
+                e.resource, e.name
+            ));
         }
     }
     Ok(endpoints)
 }
 
-fn endpoint(spec: &Value, overrides: &Overrides, method: &str, path: &str, op: &Value) -> Result<Endpoint, String> {
-    let operation_id = op.get("operationId").and_then(Value::as_str).ok_or_else(|| format!("{method} {path}: no operationId"))?;
+fn endpoint(
+    spec: &Value,
+    overrides: &Overrides,
+    method: &str,
+    path: &str,
+    op: &Value,
+) -> Result<Endpoint, String> {
+    let operation_id = op
+        .get("operationId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{method} {path}: no operationId"))?;
     let here = |msg: String| format!("{operation_id}: {msg}");
-    let tag = op.get("tags").and_then(|t| t.get(0)).and_then(Value::as_str).unwrap_or_default();
-    let rule = overrides.resources.get(tag).ok_or_else(|| here(format!("tag {tag:?} has no [resources] entry")))?;
-    let derived = op.get("x-operation-id-derived").and_then(Value::as_bool).unwrap_or(false);
+    let tag = op
+        .get("tags")
+        .and_then(|t| t.get(0))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let rule = overrides
+        .resources
+        .get(tag)
+        .ok_or_else(|| here(format!("tag {tag:?} has no [resources] entry")))?;
+    let derived = op
+        .get("x-operation-id-derived")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
 
     let mut path_params = Vec::new();
     let mut query_params = Vec::new();
-    for param in op.get("parameters").and_then(Value::as_array).into_iter().flatten() {
+    for param in op
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let param = resolve(spec, param);
         let location = param.get("in").and_then(Value::as_str).unwrap_or_default();
-        let name = param.get("name").and_then(Value::as_str).ok_or_else(|| here("parameter without name".into()))?;
+        let name = param
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| here("parameter without name".into()))?;
         let style = param
             .get("style")
             .and_then(Value::as_str)
             .unwrap_or(if location == "path" { "simple" } else { "form" })
             .to_owned();
-        let explode = param.get("explode").and_then(Value::as_bool).unwrap_or(style == "form");
+        let explode = param
+            .get("explode")
+            .and_then(Value::as_bool)
+            .unwrap_or(style == "form");
         let schema = param.get("schema").unwrap_or(&Value::Null);
         let p = Param {
             name: name.to_owned(),
             ty: rust_type(schema).map_err(here)?,
             style,
             explode,
-            required: param.get("required").and_then(Value::as_bool).unwrap_or(location == "path"),
+            required: param
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(location == "path"),
         };
         match location {
             "path" => path_params.push(p),
@@ -297,18 +355,31 @@ fn endpoint(spec: &Value, overrides: &Overrides, method: &str, path: &str, op: &
         }
     }
     // Path parameters in template order; every placeholder must be declared.
-    let placeholders: Vec<&str> = path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+    let placeholders: Vec<&str> = path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .collect();
     let mut ordered = Vec::new();
     for ph in &placeholders {
-        let idx = path_params.iter().position(|p: &Param| p.name == *ph).ok_or_else(|| here(format!("path placeholder {{{ph}}} is not declared")))?;
+        let idx = path_params
+            .iter()
+            .position(|p: &Param| p.name == *ph)
+            .ok_or_else(|| here(format!("path placeholder {{{ph}}} is not declared")))?;
         ordered.push(path_params.remove(idx));
     }
     if let Some(extra) = path_params.first() {
-        return Err(here(format!("path parameter {} is not in the template", extra.name)));
+        return Err(here(format!(
+            "path parameter {} is not in the template",
+            extra.name
+        )));
     }
 
     let body = match op.get("requestBody") {
-        None => Body { kind: "none".into(), ty: None, required: false },
+        None => Body {
+            kind: "none".into(),
+            ty: None,
+            required: false,
+        },
         Some(b) => {
             let b = resolve(spec, b);
             let (media, content) = b
@@ -321,28 +392,60 @@ fn endpoint(spec: &Value, overrides: &Overrides, method: &str, path: &str, op: &
                 "multipart/form-data" => "multipart",
                 other => return Err(here(format!("unsupported request media type {other}"))),
             };
-            let ty = content.get("schema").and_then(ref_name).ok_or_else(|| here("request body schema is not a named component".into()))?;
-            Body { kind: kind.into(), ty: Some(ty.to_owned()), required: b.get("required").and_then(Value::as_bool).unwrap_or(false) }
+            let ty = content
+                .get("schema")
+                .and_then(ref_name)
+                .ok_or_else(|| here("request body schema is not a named component".into()))?;
+            Body {
+                kind: kind.into(),
+                ty: Some(ty.to_owned()),
+                required: b.get("required").and_then(Value::as_bool).unwrap_or(false),
+            }
         }
     };
 
     let mut responses = Vec::new();
-    for (status, response) in op.get("responses").and_then(Value::as_object).into_iter().flatten() {
+    for (status, response) in op
+        .get("responses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         if !status.starts_with('2') {
             continue;
         }
-        let status: u16 = status.parse().map_err(|_| here(format!("bad status {status}")))?;
+        let status: u16 = status
+            .parse()
+            .map_err(|_| here(format!("bad status {status}")))?;
         let response = resolve(spec, response);
-        let content = response.get("content").and_then(Value::as_object).and_then(|c| c.iter().next());
+        let content = response
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|c| c.iter().next());
         responses.push(match content {
-            None => Response { status, kind: "empty".into(), ty: None, content_type: None },
+            None => Response {
+                status,
+                kind: "empty".into(),
+                ty: None,
+                content_type: None,
+            },
             Some((media, c)) if media == "application/json" => Response {
                 status,
                 kind: "json".into(),
-                ty: Some(c.get("schema").and_then(ref_name).ok_or_else(|| here("response schema is not a named component".into()))?.to_owned()),
+                ty: Some(
+                    c.get("schema")
+                        .and_then(ref_name)
+                        .ok_or_else(|| here("response schema is not a named component".into()))?
+                        .to_owned(),
+                ),
                 content_type: None,
             },
-            Some((media, _)) => Response { status, kind: "binary".into(), ty: None, content_type: Some(media.clone()) },
+            Some((media, _)) => Response {
+                status,
+                kind: "binary".into(),
+                ty: None,
+                content_type: Some(media.clone()),
+            },
         });
     }
     responses.sort_by_key(|r| r.status);
@@ -389,10 +492,16 @@ fn apply_overrides(endpoints: &mut [Endpoint], overrides: &Overrides) -> Result<
             .find(|e| e.operation_id == o.operation_id)
             .ok_or_else(|| format!("class override for unknown operation {}", o.operation_id))?;
         if e.class == o.class {
-            return Err(format!("class override for {} repeats the default ({}): remove it", o.operation_id, o.class));
+            return Err(format!(
+                "class override for {} repeats the default ({}): remove it",
+                o.operation_id, o.class
+            ));
         }
         if o.reason.trim().is_empty() {
-            return Err(format!("class override for {} has no reason", o.operation_id));
+            return Err(format!(
+                "class override for {} has no reason",
+                o.operation_id
+            ));
         }
         e.class = o.class;
         e.class_overridden = true;
@@ -403,10 +512,16 @@ fn apply_overrides(endpoints: &mut [Endpoint], overrides: &Overrides) -> Result<
             .find(|e| e.operation_id == o.operation_id)
             .ok_or_else(|| format!("name override for unknown operation {}", o.operation_id))?;
         if e.name == o.name {
-            return Err(format!("name override for {} repeats the default ({}): remove it", o.operation_id, o.name));
+            return Err(format!(
+                "name override for {} repeats the default ({}): remove it",
+                o.operation_id, o.name
+            ));
         }
         if o.reason.trim().is_empty() || snake(&o.name) != o.name {
-            return Err(format!("name override for {} needs a snake_case name and a reason", o.operation_id));
+            return Err(format!(
+                "name override for {} needs a snake_case name and a reason",
+                o.operation_id
+            ));
         }
         e.name = o.name.clone();
     }
@@ -421,7 +536,10 @@ pub fn class_table(endpoints: &[Endpoint]) -> String {
         out.push_str(&format!("{:<13} {n:>4}\n", class.to_string()));
     }
     out.push_str(&format!("{:<13} {:>4}\n\n", "total", endpoints.len()));
-    out.push_str(&format!("{:<12} {:<7} {:<62} {:<42} {}\n", "class", "method", "path", "operation_id", "method name"));
+    out.push_str(&format!(
+        "{:<12} {:<7} {:<62} {:<42} {}\n",
+        "class", "method", "path", "operation_id", "method name"
+    ));
     let mut sorted: Vec<&Endpoint> = endpoints.iter().collect();
     sorted.sort_by(|a, b| (a.class, &a.path, &a.method).cmp(&(b.class, &b.path, &b.method)));
     for e in sorted {
@@ -446,21 +564,53 @@ mod tests {
 
     #[test]
     fn default_classes() {
-        assert_eq!(default_class("GET", "/invoices/{invoice_id}", false), Class::DetailRead);
+        assert_eq!(
+            default_class("GET", "/invoices/{invoice_id}", false),
+            Class::DetailRead
+        );
         assert_eq!(default_class("GET", "/invoices", false), Class::ListRead);
-        assert_eq!(default_class("GET", "/invoices/zip-requests/{id}/zip", true), Class::DetailRead);
+        assert_eq!(
+            default_class("GET", "/invoices/zip-requests/{id}/zip", true),
+            Class::DetailRead
+        );
         assert_eq!(default_class("POST", "/invoices", false), Class::Create);
-        assert_eq!(default_class("PUT", "/invoices/{invoice_id}", false), Class::Write);
-        assert_eq!(default_class("DELETE", "/products/{product_id}", false), Class::Write);
+        assert_eq!(
+            default_class("PUT", "/invoices/{invoice_id}", false),
+            Class::Write
+        );
+        assert_eq!(
+            default_class("DELETE", "/products/{product_id}", false),
+            Class::Write
+        );
     }
 
     #[test]
     fn default_names() {
         let strip = ["invoice".to_owned(), "invoices".to_owned()];
-        assert_eq!(default_name("createInvoice", false, "/invoices", &strip), "create");
-        assert_eq!(default_name("getInvoice", false, "/invoices/{id}", &strip), "retrieve");
-        assert_eq!(default_name("stampDraftInvoice", false, "/x", &strip), "stamp_draft");
-        assert_eq!(default_name("listInvoiceZipRequests", false, "/x", &strip), "list_zip_requests");
-        assert_eq!(default_name("getCatalogsCartaporte31AirTransportCodes", true, "/catalogs/cartaporte/3.1/air-transport-codes", &[]), "search_air_transport_codes");
+        assert_eq!(
+            default_name("createInvoice", false, "/invoices", &strip),
+            "create"
+        );
+        assert_eq!(
+            default_name("getInvoice", false, "/invoices/{id}", &strip),
+            "retrieve"
+        );
+        assert_eq!(
+            default_name("stampDraftInvoice", false, "/x", &strip),
+            "stamp_draft"
+        );
+        assert_eq!(
+            default_name("listInvoiceZipRequests", false, "/x", &strip),
+            "list_zip_requests"
+        );
+        assert_eq!(
+            default_name(
+                "getCatalogsCartaporte31AirTransportCodes",
+                true,
+                "/catalogs/cartaporte/3.1/air-transport-codes",
+                &[]
+            ),
+            "search_air_transport_codes"
+        );
     }
 }

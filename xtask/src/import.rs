@@ -36,7 +36,10 @@ pub fn import(upstream_text: &str) -> Result<Imported, String> {
     let header = "# Normalized by `cargo xtask import-spec` from Facturapi's OpenAPI file (Apache-2.0):\n# facts only, no prose or code samples. Regenerate; do not edit.\n";
     Ok(Imported {
         spec_yaml: format!("{header}{}", crate::yaml::dump(&spec)?),
-        samples_json: format!("{}\n", serde_json::to_string_pretty(&samples).map_err(|e| e.to_string())?),
+        samples_json: format!(
+            "{}\n",
+            serde_json::to_string_pretty(&samples).map_err(|e| e.to_string())?
+        ),
         report: report.render(),
         sample_counts: (samples.len(), with_body, with_form),
     })
@@ -44,9 +47,15 @@ pub fn import(upstream_text: &str) -> Result<Imported, String> {
 
 /// Reads `upstream`, writes `spec/facturapi.openapi.yaml` and `spec/samples.json` under `root`.
 pub fn run(root: &Path, upstream: &Path) -> Result<Imported, String> {
-    let text = std::fs::read_to_string(upstream).map_err(|e| format!("{}: {e}", upstream.display()))?;
+    let text =
+        std::fs::read_to_string(upstream).map_err(|e| format!("{}: {e}", upstream.display()))?;
     let imported = import(&text)?;
-    std::fs::write(root.join("spec/facturapi.openapi.yaml"), &imported.spec_yaml).map_err(|e| e.to_string())?;
-    std::fs::write(root.join("spec/samples.json"), &imported.samples_json).map_err(|e| e.to_string())?;
+    std::fs::write(
+        root.join("spec/facturapi.openapi.yaml"),
+        &imported.spec_yaml,
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(root.join("spec/samples.json"), &imported.samples_json)
+        .map_err(|e| e.to_string())?;
     Ok(imported)
 }

@@ -14,24 +14,41 @@ fn main() -> ExitCode {
     // Three commands and one flag: a hand-rolled match keeps clap out of every build.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["import-spec"] => import_spec(&root, root.join(import::DEFAULT_UPSTREAM)),
         ["import-spec", path] => import_spec(&root, PathBuf::from(path)),
         ["codegen"] => codegen::render(&root).and_then(|out| {
             codegen::write(&root, &out)?;
-            println!("codegen: wrote {} files ({} endpoints)", out.files.len(), out.endpoints.len());
+            println!(
+                "codegen: wrote {} files ({} endpoints)",
+                out.files.len(),
+                out.endpoints.len()
+            );
             Ok(())
         }),
         ["codegen", "--check"] => codegen::render(&root).and_then(|out| {
             let problems = codegen::stale(&root, &out);
             if problems.is_empty() {
-                println!("codegen --check: {} generated files are fresh", out.files.len());
+                println!(
+                    "codegen --check: {} generated files are fresh",
+                    out.files.len()
+                );
                 Ok(())
             } else {
-                Err(format!("generated code is out of date; run `cargo xtask codegen`:\n  {}", problems.join("\n  ")))
+                Err(format!(
+                    "generated code is out of date; run `cargo xtask codegen`:\n  {}",
+                    problems.join("\n  ")
+                ))
             }
         }),
-        ["classes"] => codegen::render(&root).map(|out| print!("{}", endpoints::class_table(&out.endpoints))),
+        ["classes"] => {
+            codegen::render(&root).map(|out| print!("{}", endpoints::class_table(&out.endpoints)))
+        }
         _ => Err(USAGE.to_owned()),
     };
     match result {

@@ -6,14 +6,20 @@ pub(crate) fn pascal(text: &str) -> String {
         .iter()
         .map(|w| {
             let mut chars = w.chars();
-            chars.next().map_or_else(String::new, |c| c.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase())
+            chars.next().map_or_else(String::new, |c| {
+                c.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+            })
         })
         .collect()
 }
 
 /// `createInvoice`, `tax-id`, `IVA` → `create_invoice`, `tax_id`, `iva`.
 pub(crate) fn snake(text: &str) -> String {
-    words(text).iter().map(|w| w.to_ascii_lowercase()).collect::<Vec<_>>().join("_")
+    words(text)
+        .iter()
+        .map(|w| w.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// Splits on non-alphanumerics and on lower→upper case changes.

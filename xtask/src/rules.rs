@@ -46,28 +46,98 @@ type Rule = fn(&mut Value, &Ctx, &mut Vec<String>);
 
 /// Every rule, in the order it runs, with what it fixes.
 pub(crate) const RULES: &[(&str, &str, Rule)] = &[
-    ("drop-code-samples", "x-codeSamples carry upstream code; the facts go to spec/samples.json", drop_code_samples),
-    ("drop-prose", "descriptions, summaries and display-only extensions are upstream prose", drop_prose),
-    ("openapi-version-3.0", "progenitor/openapiv3 accept only OpenAPI 3.0.*", openapi_version),
-    ("derive-operation-ids", "operations without operationId get one derived from method + path", derive_operation_ids),
-    ("null-type-3.0", "3.1 `type: \"null\"` becomes a 3.0 nullable null-only enum", null_type),
-    ("const-to-enum", "3.1 `const` becomes a one-value `enum`", const_to_enum),
-    ("exclusive-minimum-3.0", "3.1 numeric exclusiveMinimum becomes 3.0 minimum + boolean", exclusive_minimum),
-    ("zero-padded-enum-strings", "string enums written as bare numbers (01) get their text back (\"01\")", zero_padded_enums),
-    ("invalid-defaults", "prose `default` values that violate their own schema are removed", invalid_defaults),
-    ("dedupe-deepobject-params", "explicit `date[gte]` params beside a deepObject `date` param", dedupe_deep_object),
-    ("discriminator-variants", "discriminator mappings become oneOf variants with a typed tag", discriminator_variants),
-    ("required-with-default", "a required property with a server default is optional for the client", required_with_default),
-    ("required-undeclared", "`required` names of properties no part of the schema declares", required_undeclared),
-    ("partial-update-bodies", "PUT bodies that reuse a full schema become partial (nothing required)", partial_update_bodies),
-    ("hoist-inline-bodies", "inline body/response schemas and enum parameters become named components", hoist_inline_bodies),
-    ("sample-fields", "fields the upstream samples send but the schema lacks or types differently", sample_fields),
+    (
+        "drop-code-samples",
+        "x-codeSamples carry upstream code; the facts go to spec/samples.json",
+        drop_code_samples,
+    ),
+    (
+        "drop-prose",
+        "descriptions, summaries and display-only extensions are upstream prose",
+        drop_prose,
+    ),
+    (
+        "openapi-version-3.0",
+        "progenitor/openapiv3 accept only OpenAPI 3.0.*",
+        openapi_version,
+    ),
+    (
+        "derive-operation-ids",
+        "operations without operationId get one derived from method + path",
+        derive_operation_ids,
+    ),
+    (
+        "null-type-3.0",
+        "3.1 `type: \"null\"` becomes a 3.0 nullable null-only enum",
+        null_type,
+    ),
+    (
+        "const-to-enum",
+        "3.1 `const` becomes a one-value `enum`",
+        const_to_enum,
+    ),
+    (
+        "exclusive-minimum-3.0",
+        "3.1 numeric exclusiveMinimum becomes 3.0 minimum + boolean",
+        exclusive_minimum,
+    ),
+    (
+        "zero-padded-enum-strings",
+        "string enums written as bare numbers (01) get their text back (\"01\")",
+        zero_padded_enums,
+    ),
+    (
+        "invalid-defaults",
+        "prose `default` values that violate their own schema are removed",
+        invalid_defaults,
+    ),
+    (
+        "dedupe-deepobject-params",
+        "explicit `date[gte]` params beside a deepObject `date` param",
+        dedupe_deep_object,
+    ),
+    (
+        "discriminator-variants",
+        "discriminator mappings become oneOf variants with a typed tag",
+        discriminator_variants,
+    ),
+    (
+        "required-with-default",
+        "a required property with a server default is optional for the client",
+        required_with_default,
+    ),
+    (
+        "required-undeclared",
+        "`required` names of properties no part of the schema declares",
+        required_undeclared,
+    ),
+    (
+        "partial-update-bodies",
+        "PUT bodies that reuse a full schema become partial (nothing required)",
+        partial_update_bodies,
+    ),
+    (
+        "hoist-inline-bodies",
+        "inline body/response schemas and enum parameters become named components",
+        hoist_inline_bodies,
+    ),
+    (
+        "sample-fields",
+        "fields the upstream samples send but the schema lacks or types differently",
+        sample_fields,
+    ),
 ];
 
 /// Runs every rule on `loaded` and returns the normalized document and the report.
 pub(crate) fn normalize(loaded: Loaded, samples: Vec<Value>) -> (Value, Report) {
-    let Loaded { mut value, raw_numbers } = loaded;
-    let ctx = Ctx { raw_numbers, samples };
+    let Loaded {
+        mut value,
+        raw_numbers,
+    } = loaded;
+    let ctx = Ctx {
+        raw_numbers,
+        samples,
+    };
     let mut report = Report::default();
     for (name, _, rule) in RULES {
         let mut places = Vec::new();
@@ -77,14 +147,23 @@ pub(crate) fn normalize(loaded: Loaded, samples: Vec<Value>) -> (Value, Report) 
     (value, report)
 }
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "patch", "head", "options", "trace",
+];
 
 fn esc(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
 /// Keys whose values are data, never OpenAPI objects or schemas.
-const DATA_KEYS: &[&str] = &["example", "examples", "default", "enum", "const", "x-codeSamples"];
+const DATA_KEYS: &[&str] = &[
+    "example",
+    "examples",
+    "default",
+    "enum",
+    "const",
+    "x-codeSamples",
+];
 
 /// Calls `f(pointer, schema)` on every schema object of the document, parents before children.
 fn for_each_schema(doc: &mut Value, f: &mut dyn FnMut(&str, &mut Map<String, Value>)) {
@@ -155,9 +234,14 @@ pub(crate) fn strip_schema_format(doc: &mut Value, format: &str) {
     });
 }
 
+/// `(pointer, method, path, operation)`.
+type OperationVisitor<'a> = dyn FnMut(&str, &str, &str, &mut Map<String, Value>) + 'a;
+
 /// Calls `f(pointer, method, path, operation)` on every operation.
-fn for_each_operation(doc: &mut Value, f: &mut dyn FnMut(&str, &str, &str, &mut Map<String, Value>)) {
-    let Some(Value::Object(paths)) = doc.get_mut("paths") else { return };
+fn for_each_operation(doc: &mut Value, f: &mut OperationVisitor<'_>) {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
     for (path, item) in paths.iter_mut() {
         let Value::Object(item) = item else { continue };
         for (method, op) in item.iter_mut() {
@@ -181,8 +265,15 @@ fn drop_code_samples(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
 }
 
 /// Keys of OpenAPI objects (outside schemas' `properties`) that hold prose or presentation.
-const PROSE_KEYS: &[&str] =
-    &["description", "summary", "externalDocs", "x-tagGroups", "x-logo", "x-displayName", "x-enum-descriptions"];
+const PROSE_KEYS: &[&str] = &[
+    "description",
+    "summary",
+    "externalDocs",
+    "x-tagGroups",
+    "x-logo",
+    "x-displayName",
+    "x-enum-descriptions",
+];
 
 fn drop_prose(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     // Schemas first: there `properties` keys are field names (a field may be called
@@ -204,7 +295,10 @@ fn drop_prose(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
                 }
                 for (key, child) in map.iter_mut() {
                     // Schemas were handled above; data is left alone.
-                    if key == "schema" || ptr == "/components/schemas" || DATA_KEYS.contains(&key.as_str()) {
+                    if key == "schema"
+                        || ptr == "/components/schemas"
+                        || DATA_KEYS.contains(&key.as_str())
+                    {
                         continue;
                     }
                     walk(&format!("{ptr}/{}", esc(key)), child, places);
@@ -240,7 +334,10 @@ pub(crate) fn derived_operation_id(method: &str, path: &str) -> String {
             None => ("", segment),
         };
         id.push_str(prefix);
-        for part in word.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+        for part in word
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|p| !p.is_empty())
+        {
             let mut chars = part.chars();
             if let Some(first) = chars.next() {
                 id.push(first.to_ascii_uppercase());
@@ -254,7 +351,10 @@ pub(crate) fn derived_operation_id(method: &str, path: &str) -> String {
 fn derive_operation_ids(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_operation(doc, &mut |ptr, method, path, op| {
         if !op.contains_key("operationId") {
-            op.insert("operationId".into(), json!(derived_operation_id(method, path)));
+            op.insert(
+                "operationId".into(),
+                json!(derived_operation_id(method, path)),
+            );
             op.insert("x-operation-id-derived".into(), json!(true));
             places.push(format!("{ptr}/operationId"));
         }
@@ -283,7 +383,10 @@ fn const_to_enum(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
 
 fn exclusive_minimum(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
-        for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+        for (exclusive, bound) in [
+            ("exclusiveMinimum", "minimum"),
+            ("exclusiveMaximum", "maximum"),
+        ] {
             if let Some(limit) = schema.get(exclusive).filter(|v| v.is_number()).cloned() {
                 schema.insert(bound.into(), limit);
                 schema.insert(exclusive.into(), json!(true));
@@ -311,7 +414,11 @@ fn zero_padded_enums(doc: &mut Value, ctx: &Ctx, places: &mut Vec<String>) {
             for (here, value) in values {
                 if value.is_number() {
                     // The source text when it differs from the number (`01`), else the number.
-                    let text = ctx.raw_numbers.get(&here).cloned().unwrap_or_else(|| value.to_string());
+                    let text = ctx
+                        .raw_numbers
+                        .get(&here)
+                        .cloned()
+                        .unwrap_or_else(|| value.to_string());
                     *value = Value::String(text);
                     places.push(here);
                 }
@@ -335,7 +442,9 @@ fn has_type(value: &Value, ty: &str) -> bool {
 
 fn invalid_defaults(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |ptr, schema| {
-        let Some(default) = schema.get("default") else { return };
+        let Some(default) = schema.get("default") else {
+            return;
+        };
         let type_ok = schema
             .get("type")
             .and_then(Value::as_str)
@@ -346,7 +455,9 @@ fn invalid_defaults(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         };
         let format_ok = match schema.get("format").and_then(Value::as_str) {
             // `"now"` is prose for "the request time", not a date-time.
-            Some("date-time" | "date") => default.as_str().is_some_and(|s| s.starts_with(|c: char| c.is_ascii_digit())),
+            Some("date-time" | "date") => default
+                .as_str()
+                .is_some_and(|s| s.starts_with(|c: char| c.is_ascii_digit())),
             _ => true,
         };
         if !(type_ok && enum_ok && format_ok) {
@@ -365,7 +476,9 @@ fn dedupe_deep_object(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         }
     };
     for_each_operation(doc, &mut |ptr, _, _, op| {
-        let Some(Value::Array(params)) = op.get_mut("parameters") else { return };
+        let Some(Value::Array(params)) = op.get_mut("parameters") else {
+            return;
+        };
         let deep: BTreeSet<String> = params
             .iter()
             .map(&resolve)
@@ -374,7 +487,11 @@ fn dedupe_deep_object(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
             .collect();
         let mut i = 0;
         params.retain(|p| {
-            let name = resolve(p).get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let name = resolve(p)
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let keep = !deep.iter().any(|d| name.starts_with(&format!("{d}[")));
             if !keep {
                 places.push(format!("{ptr}/parameters/{i}"));
@@ -388,7 +505,9 @@ fn dedupe_deep_object(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
 /// Resolves a local `#/components/...` reference against the `components` object.
 fn lookup<'a>(components: &'a Value, reference: &str) -> Option<&'a Value> {
     let rest = reference.strip_prefix("#/components/")?;
-    rest.split('/').try_fold(components, |node, token| node.get(token.replace("~1", "/").replace("~0", "~")))
+    rest.split('/').try_fold(components, |node, token| {
+        node.get(token.replace("~1", "/").replace("~0", "~"))
+    })
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -396,7 +515,12 @@ fn schema_ref(name: &str) -> Value {
 }
 
 /// Properties a schema declares, following `allOf` and local references.
-fn declared_property<'a>(schemas: &'a Map<String, Value>, schema: &'a Value, prop: &str, depth: usize) -> Option<&'a Value> {
+fn declared_property<'a>(
+    schemas: &'a Map<String, Value>,
+    schema: &'a Value,
+    prop: &str,
+    depth: usize,
+) -> Option<&'a Value> {
     if depth > 16 {
         return None;
     }
@@ -410,7 +534,11 @@ fn declared_property<'a>(schemas: &'a Map<String, Value>, schema: &'a Value, pro
     schema
         .get("allOf")
         .and_then(Value::as_array)
-        .and_then(|parts| parts.iter().find_map(|part| declared_property(schemas, part, prop, depth + 1)))
+        .and_then(|parts| {
+            parts
+                .iter()
+                .find_map(|part| declared_property(schemas, part, prop, depth + 1))
+        })
 }
 
 fn variant_title(value: &str) -> String {
@@ -423,7 +551,9 @@ fn variant_title(value: &str) -> String {
 /// last. When the mapping names the schema itself, or other schemas extend it through
 /// `allOf`, its own shape moves to `<Name>Base` and those references follow it.
 fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
-    let Some(Value::Object(schemas)) = doc.pointer("/components/schemas").cloned() else { return };
+    let Some(Value::Object(schemas)) = doc.pointer("/components/schemas").cloned() else {
+        return;
+    };
     // Locate discriminators: (pointer, owning component).
     let mut found = Vec::new();
     for_each_schema(doc, &mut |ptr, schema| {
@@ -442,7 +572,10 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     for_each_schema(doc, &mut |_, schema| {
         if let Some(Value::Array(parts)) = schema.get_mut("allOf") {
             for part in parts {
-                if let Some(name) = part.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/"))
+                if let Some(name) = part
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
                     && bases.contains(name)
                 {
                     needs_base.insert(name.to_owned());
@@ -452,15 +585,41 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         }
     });
     for ptr in found {
-        let Some(Value::Object(node)) = doc.pointer_mut(&ptr) else { continue };
-        let Some(discriminator) = node.remove("discriminator") else { continue };
-        let owner = ptr.strip_prefix("/components/schemas/").filter(|n| !n.contains('/')).map(str::to_owned);
-        let prop = discriminator.get("propertyName").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mapping_values: Vec<String> = discriminator.get("mapping").and_then(Value::as_object).into_iter().flatten().map(|(v, _)| v.clone()).collect();
+        let Some(Value::Object(node)) = doc.pointer_mut(&ptr) else {
+            continue;
+        };
+        let Some(discriminator) = node.remove("discriminator") else {
+            continue;
+        };
+        let owner = ptr
+            .strip_prefix("/components/schemas/")
+            .filter(|n| !n.contains('/'))
+            .map(str::to_owned);
+        let prop = discriminator
+            .get("propertyName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mapping_values: Vec<String> = discriminator
+            .get("mapping")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(v, _)| v.clone())
+            .collect();
         // Group values by target, keeping first-seen order.
         let mut targets: Vec<(String, Vec<String>)> = Vec::new();
-        for (value, target) in discriminator.get("mapping").and_then(Value::as_object).into_iter().flatten() {
-            let name = target.as_str().and_then(|t| t.strip_prefix("#/components/schemas/")).unwrap_or_default().to_owned();
+        for (value, target) in discriminator
+            .get("mapping")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let name = target
+                .as_str()
+                .and_then(|t| t.strip_prefix("#/components/schemas/"))
+                .unwrap_or_default()
+                .to_owned();
             match targets.iter_mut().find(|(t, _)| *t == name) {
                 Some((_, values)) => values.push(value.clone()),
                 None => targets.push((name, vec![value.clone()])),
@@ -474,10 +633,18 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
             .map(crate::names::pascal)
             .or_else(|| owner.clone())
             .unwrap_or_default();
-        let self_mapped = owner.as_ref().is_some_and(|o| targets.iter().any(|(t, _)| t == o));
-        let keep_base = owner.as_ref().is_some_and(|o| needs_base.contains(o) || self_mapped);
+        let self_mapped = owner
+            .as_ref()
+            .is_some_and(|o| targets.iter().any(|(t, _)| t == o));
+        let keep_base = owner
+            .as_ref()
+            .is_some_and(|o| needs_base.contains(o) || self_mapped);
         let original = std::mem::take(node);
-        let rest: Map<String, Value> = original.iter().filter(|(k, _)| *k == "title").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let rest: Map<String, Value> = original
+            .iter()
+            .filter(|(k, _)| *k == "title")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut tagged_required = Vec::new();
         let mut tagged_optional = Vec::new();
         let mut untagged = Vec::new();
@@ -489,21 +656,38 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
                 _ => target,
             };
             let declared = declared_property(&schemas, &target_schema, &prop, 0).cloned();
-            let title = format!("{owner_title}{}", values.iter().map(|v| variant_title(v)).collect::<String>());
+            let title = format!(
+                "{owner_title}{}",
+                values.iter().map(|v| variant_title(v)).collect::<String>()
+            );
             match declared {
-                None => untagged.push(json!({ "title": title, "allOf": [schema_ref(&target_name)] })),
+                None => {
+                    untagged.push(json!({ "title": title, "allOf": [schema_ref(&target_name)] }))
+                }
                 Some(decl) => {
-                    let optional = decl.get("default").and_then(Value::as_str).is_some_and(|d| values.iter().any(|v| v == d));
+                    let optional = decl
+                        .get("default")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| values.iter().any(|v| v == d));
                     let mut tag = json!({ "type": "object", "properties": { prop.clone(): { "type": "string", "enum": values } } });
                     if !optional {
                         tag["required"] = json!([prop.clone()]);
                     }
-                    let variant = json!({ "title": title, "allOf": [schema_ref(&target_name), tag] });
-                    if optional { tagged_optional.push(variant) } else { tagged_required.push(variant) }
+                    let variant =
+                        json!({ "title": title, "allOf": [schema_ref(&target_name), tag] });
+                    if optional {
+                        tagged_optional.push(variant)
+                    } else {
+                        tagged_required.push(variant)
+                    }
                 }
             }
         }
-        let variants: Vec<Value> = tagged_required.into_iter().chain(tagged_optional).chain(untagged).collect();
+        let variants: Vec<Value> = tagged_required
+            .into_iter()
+            .chain(tagged_optional)
+            .chain(untagged)
+            .collect();
         places.push(format!("{ptr}/discriminator"));
         let mut replacement = rest;
         replacement.insert("oneOf".into(), Value::Array(variants));
@@ -514,11 +698,17 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
             // The mapping is authoritative for the tag's values: upstream copy-pastes list
             // `nomina` as a value of the payment complement's `type`, which makes the `pago`
             // variant unsatisfiable.
-            if let Some(Value::Array(values)) = base.get_mut("properties").and_then(|p| p.get_mut(&prop)).and_then(|p| p.get_mut("enum")) {
+            if let Some(Value::Array(values)) = base
+                .get_mut("properties")
+                .and_then(|p| p.get_mut(&prop))
+                .and_then(|p| p.get_mut("enum"))
+            {
                 let all: Vec<Value> = mapping_values.iter().map(|v| json!(v)).collect();
                 if *values != all {
                     *values = all;
-                    places.push(format!("/components/schemas/{owner}Base/properties/{prop}/enum"));
+                    places.push(format!(
+                        "/components/schemas/{owner}Base/properties/{prop}/enum"
+                    ));
                 }
             }
             if let Some(Value::Object(all)) = doc.pointer_mut("/components/schemas") {
@@ -533,37 +723,72 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
 /// names them and `spec/endpoints.toml` can refer to them.
 fn hoist_inline_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let mut hoisted: Vec<(String, Value)> = Vec::new();
-    let mut hoist = |ptr: String, name: String, schema: &mut Value, hoisted: &mut Vec<(String, Value)>| {
-        let inline = schema.get("$ref").is_none() && schema.as_object().is_some_and(|m| !m.is_empty());
-        let json_like = !matches!(schema.get("format").and_then(Value::as_str), Some("binary"));
-        if inline && json_like {
-            let taken = std::mem::replace(schema, schema_ref(&name));
-            hoisted.push((name, taken));
-            places.push(ptr);
-        }
-    };
+    let mut hoist =
+        |ptr: String, name: String, schema: &mut Value, hoisted: &mut Vec<(String, Value)>| {
+            let inline =
+                schema.get("$ref").is_none() && schema.as_object().is_some_and(|m| !m.is_empty());
+            let json_like = !matches!(schema.get("format").and_then(Value::as_str), Some("binary"));
+            if inline && json_like {
+                let taken = std::mem::replace(schema, schema_ref(&name));
+                hoisted.push((name, taken));
+                places.push(ptr);
+            }
+        };
     let mut request_bodies = Vec::new();
     for_each_operation(doc, &mut |ptr, _, _, op| {
-        let base = crate::names::pascal(op.get("operationId").and_then(Value::as_str).unwrap_or_default());
-        if let Some(Value::Object(content)) = op.get_mut("requestBody").and_then(|b| b.get_mut("content")) {
+        let base = crate::names::pascal(
+            op.get("operationId")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        if let Some(Value::Object(content)) =
+            op.get_mut("requestBody").and_then(|b| b.get_mut("content"))
+        {
             for (media, body) in content.iter_mut() {
                 if let Some(schema) = body.get_mut("schema") {
-                    hoist(format!("{ptr}/requestBody/content/{}/schema", esc(media)), format!("{base}Body"), schema, &mut hoisted);
+                    hoist(
+                        format!("{ptr}/requestBody/content/{}/schema", esc(media)),
+                        format!("{base}Body"),
+                        schema,
+                        &mut hoisted,
+                    );
                 }
             }
         }
-        if let Some(r) = op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str) {
+        if let Some(r) = op
+            .get("requestBody")
+            .and_then(|b| b.get("$ref"))
+            .and_then(Value::as_str)
+        {
             request_bodies.push((r.to_owned(), base.clone()));
         }
         if let Some(Value::Array(params)) = op.get_mut("parameters") {
             for (i, param) in params.iter_mut().enumerate() {
-                let name = format!("{base}{}", crate::names::pascal(param.get("name").and_then(Value::as_str).unwrap_or_default()));
-                let Some(schema) = param.get_mut("schema") else { continue };
+                let name = format!(
+                    "{base}{}",
+                    crate::names::pascal(
+                        param
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    )
+                );
+                let Some(schema) = param.get_mut("schema") else {
+                    continue;
+                };
                 let here = format!("{ptr}/parameters/{i}/schema");
                 if schema.get("enum").is_some() {
                     hoist(here, name, schema, &mut hoisted);
-                } else if let Some(items) = schema.get_mut("items").filter(|items| items.get("enum").is_some()) {
-                    hoist(format!("{here}/items"), format!("{name}Item"), items, &mut hoisted);
+                } else if let Some(items) = schema
+                    .get_mut("items")
+                    .filter(|items| items.get("enum").is_some())
+                {
+                    hoist(
+                        format!("{here}/items"),
+                        format!("{name}Item"),
+                        items,
+                        &mut hoisted,
+                    );
                 }
             }
         }
@@ -576,7 +801,12 @@ fn hoist_inline_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
                     for (media, body) in content.iter_mut() {
                         if let Some(schema) = body.get_mut("schema") {
                             let name = format!("{base}Response{status}");
-                            hoist(format!("{ptr}/responses/{status}/content/{}/schema", esc(media)), name, schema, &mut hoisted);
+                            hoist(
+                                format!("{ptr}/responses/{status}/content/{}/schema", esc(media)),
+                                name,
+                                schema,
+                                &mut hoisted,
+                            );
                         }
                     }
                 }
@@ -589,7 +819,15 @@ fn hoist_inline_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
             if let Some(Value::Object(content)) = body.get_mut("content") {
                 for (media, media_body) in content.iter_mut() {
                     if let Some(schema) = media_body.get_mut("schema") {
-                        hoist(format!("/components/requestBodies/{name}/content/{}/schema", esc(media)), format!("{name}Body"), schema, &mut hoisted);
+                        hoist(
+                            format!(
+                                "/components/requestBodies/{name}/content/{}/schema",
+                                esc(media)
+                            ),
+                            format!("{name}Body"),
+                            schema,
+                            &mut hoisted,
+                        );
                     }
                 }
             }
@@ -602,9 +840,12 @@ fn hoist_inline_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     }
 }
 
-
 fn required_with_default(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
-    let schemas = doc.pointer("/components/schemas").and_then(Value::as_object).cloned().unwrap_or_default();
+    let schemas = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     for_each_schema(doc, &mut |ptr, schema| {
         // The property may be declared beside `required` or in an `allOf` part.
         let whole = Value::Object(schema.clone());
@@ -614,7 +855,10 @@ fn required_with_default(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
-            .filter(|name| declared_property(&schemas, &whole, name, 0).is_some_and(|p| p.get("default").is_some()))
+            .filter(|name| {
+                declared_property(&schemas, &whole, name, 0)
+                    .is_some_and(|p| p.get("default").is_some())
+            })
             .map(str::to_owned)
             .collect();
         if let Some(Value::Array(required)) = schema.get_mut("required") {
@@ -662,7 +906,11 @@ fn partial_copy(components: &Value, schema: &Value, depth: usize) -> Value {
     if depth > 16 {
         return schema.clone();
     }
-    if let Some(target) = schema.get("$ref").and_then(Value::as_str).and_then(|r| lookup(components, r)) {
+    if let Some(target) = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| lookup(components, r))
+    {
         return partial_copy(components, target, depth + 1);
     }
     let mut copy = schema.clone();
@@ -682,17 +930,27 @@ fn partial_update_bodies(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let mut partial_bodies = BTreeSet::new();
     for_each_operation(doc, &mut |_, method, _, op| {
         if method == "put"
-            && let Some(r) = op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str)
+            && let Some(r) = op
+                .get("requestBody")
+                .and_then(|b| b.get("$ref"))
+                .and_then(Value::as_str)
         {
             partial_bodies.insert(r.to_owned());
         }
     });
     for reference in partial_bodies {
-        let Some(name) = reference.strip_prefix("#/components/requestBodies/") else { continue };
+        let Some(name) = reference.strip_prefix("#/components/requestBodies/") else {
+            continue;
+        };
         let ptr = format!("/components/requestBodies/{name}/content/application~1json/schema");
-        let Some(schema) = doc.pointer_mut(&ptr) else { continue };
+        let Some(schema) = doc.pointer_mut(&ptr) else {
+            continue;
+        };
         // Only the `allOf: [$ref]` wrappers reuse a full (create/response) schema.
-        let wraps_one_ref = schema.get("allOf").and_then(Value::as_array).is_some_and(|parts| parts.len() == 1 && parts[0].get("$ref").is_some());
+        let wraps_one_ref = schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| parts.len() == 1 && parts[0].get("$ref").is_some());
         if wraps_one_ref {
             *schema = partial_copy(&components, schema, 0);
             places.push(ptr);
@@ -707,7 +965,9 @@ fn inferred_schema(value: &Value) -> Value {
         Value::Number(n) if n.is_i64() || n.is_u64() => json!({"type": "integer"}),
         Value::Number(_) => json!({"type": "number"}),
         Value::Bool(_) => json!({"type": "boolean"}),
-        Value::Array(items) => json!({"type": "array", "items": items.first().map_or(json!({}), inferred_schema)}),
+        Value::Array(items) => {
+            json!({"type": "array", "items": items.first().map_or(json!({}), inferred_schema)})
+        }
         Value::Object(_) | Value::Null => json!({"type": "object"}),
     }
 }
@@ -729,7 +989,10 @@ fn find_property(doc: &Value, ptr: &str, key: &str, depth: usize) -> Option<Stri
     if schema.get("properties").and_then(|p| p.get(key)).is_some() {
         return Some(format!("{ptr}/properties/{}", esc(key)));
     }
-    let parts = schema.get("allOf").and_then(Value::as_array).map_or(0, Vec::len);
+    let parts = schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     (0..parts).find_map(|i| find_property(doc, &format!("{ptr}/allOf/{i}"), key, depth + 1))
 }
 
@@ -745,7 +1008,10 @@ fn property_host(doc: &Value, ptr: &str, depth: usize) -> Option<String> {
     if schema.get("properties").is_some() {
         return Some(ptr.to_owned());
     }
-    let parts = schema.get("allOf").and_then(Value::as_array).map_or(0, Vec::len);
+    let parts = schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     (0..parts).find_map(|i| property_host(doc, &format!("{ptr}/allOf/{i}"), depth + 1))
 }
 
@@ -753,16 +1019,22 @@ fn fit_sample(doc: &mut Value, ptr: &str, value: &Value, places: &mut Vec<String
     if depth > 32 {
         return;
     }
-    let Some(schema) = doc.pointer(ptr).cloned() else { return };
+    let Some(schema) = doc.pointer(ptr).cloned() else {
+        return;
+    };
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        return fit_sample(doc, &r[1..].to_owned(), value, places, depth + 1);
+        return fit_sample(doc, &r[1..], value, places, depth + 1);
     }
     match value {
         Value::Object(fields) => {
             for (key, field) in fields {
                 match find_property(doc, ptr, key, 0) {
                     Some(prop_ptr) => {
-                        let declared = doc.pointer(&prop_ptr).and_then(|p| p.get("type")).and_then(Value::as_str).map(str::to_owned);
+                        let declared = doc
+                            .pointer(&prop_ptr)
+                            .and_then(|p| p.get("type"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
                         match declared {
                             Some(ty) if !json_type_fits(&ty, field) => {
                                 if let Some(prop) = doc.pointer_mut(&prop_ptr) {
@@ -775,8 +1047,12 @@ fn fit_sample(doc: &mut Value, ptr: &str, value: &Value, places: &mut Vec<String
                         }
                     }
                     None => {
-                        let Some(host) = property_host(doc, ptr, 0) else { continue };
-                        if let Some(Value::Object(props)) = doc.pointer_mut(&format!("{host}/properties")) {
+                        let Some(host) = property_host(doc, ptr, 0) else {
+                            continue;
+                        };
+                        if let Some(Value::Object(props)) =
+                            doc.pointer_mut(&format!("{host}/properties"))
+                        {
                             props.insert(key.clone(), inferred_schema(field));
                             places.push(format!("{host}/properties/{}", esc(key)));
                         }
@@ -796,15 +1072,33 @@ fn fit_sample(doc: &mut Value, ptr: &str, value: &Value, places: &mut Vec<String
 fn sample_fields(doc: &mut Value, ctx: &Ctx, places: &mut Vec<String>) {
     let mut bodies: BTreeMap<String, String> = BTreeMap::new();
     for_each_operation(doc, &mut |ptr, _, _, op| {
-        let id = op.get("operationId").and_then(Value::as_str).unwrap_or_default().to_owned();
-        match op.get("requestBody").and_then(|b| b.get("$ref")).and_then(Value::as_str) {
+        let id = op
+            .get("operationId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match op
+            .get("requestBody")
+            .and_then(|b| b.get("$ref"))
+            .and_then(Value::as_str)
+        {
             Some(r) => bodies.insert(id, format!("{}/content/application~1json/schema", &r[1..])),
-            None => bodies.insert(id, format!("{ptr}/requestBody/content/application~1json/schema")),
+            None => bodies.insert(
+                id,
+                format!("{ptr}/requestBody/content/application~1json/schema"),
+            ),
         };
     });
     for sample in &ctx.samples {
-        let (Some(id), Some(body)) = (sample.get("operation_id").and_then(Value::as_str), sample.get("body")) else { continue };
-        let Some(ptr) = bodies.get(id).cloned() else { continue };
+        let (Some(id), Some(body)) = (
+            sample.get("operation_id").and_then(Value::as_str),
+            sample.get("body"),
+        ) else {
+            continue;
+        };
+        let Some(ptr) = bodies.get(id).cloned() else {
+            continue;
+        };
         fit_sample(doc, &ptr, body, places, 0);
     }
 }
@@ -821,7 +1115,10 @@ mod tests {
     fn run_with(rule: Rule, yaml: &str, samples: Vec<Value>) -> (Value, Vec<String>) {
         let loaded = load(yaml).unwrap();
         let mut value = loaded.value;
-        let ctx = Ctx { raw_numbers: loaded.raw_numbers, samples };
+        let ctx = Ctx {
+            raw_numbers: loaded.raw_numbers,
+            samples,
+        };
         let mut places = Vec::new();
         rule(&mut value, &ctx, &mut places);
         (value, places)
@@ -831,7 +1128,10 @@ mod tests {
     fn required_names_nothing_declares_are_dropped() {
         let yaml = "components:\n  schemas:\n    R:\n      allOf:\n        - {required: [relationship, related]}\n        - {properties: {relationship: {type: string}, documents: {type: array}}}\n";
         let (v, places) = run(required_undeclared, yaml);
-        assert_eq!(v.pointer("/components/schemas/R/allOf/0/required").unwrap(), &json!(["relationship"]));
+        assert_eq!(
+            v.pointer("/components/schemas/R/allOf/0/required").unwrap(),
+            &json!(["relationship"])
+        );
         assert_eq!(places, ["/components/schemas/R/allOf/0/required/related"]);
     }
 
@@ -839,7 +1139,10 @@ mod tests {
     fn required_properties_with_a_default_become_optional() {
         let yaml = "components:\n  schemas:\n    P:\n      required: [a, b]\n      properties:\n        a: {type: string}\n        b: {type: string, default: H87}\n";
         let (v, places) = run(required_with_default, yaml);
-        assert_eq!(v.pointer("/components/schemas/P/required").unwrap(), &json!(["a"]));
+        assert_eq!(
+            v.pointer("/components/schemas/P/required").unwrap(),
+            &json!(["a"])
+        );
         assert_eq!(places, ["/components/schemas/P/required/b"]);
     }
 
@@ -848,11 +1151,24 @@ mod tests {
         let yaml = "components:\n  schemas:\n    P:\n      allOf:\n        - {$ref: '#/components/schemas/Q'}\n        - {required: [a], properties: {a: {type: string}}}\n    Q: {required: [b], properties: {b: {type: string}}}\n  requestBodies:\n    Edit: {content: {application/json: {schema: {allOf: [{$ref: '#/components/schemas/P'}]}}}}\n    Create: {content: {application/json: {schema: {allOf: [{$ref: '#/components/schemas/P'}]}}}}\npaths:\n  /p/{id}:\n    put: {requestBody: {$ref: '#/components/requestBodies/Edit'}}\n  /p:\n    post: {requestBody: {$ref: '#/components/requestBodies/Create'}}\n";
         let (v, places) = run(partial_update_bodies, yaml);
         assert_eq!(places.len(), 1);
-        let edit = v.pointer("/components/requestBodies/Edit/content/application~1json/schema").unwrap();
+        let edit = v
+            .pointer("/components/requestBodies/Edit/content/application~1json/schema")
+            .unwrap();
         assert!(!edit.to_string().contains("required"), "{edit}");
-        assert!(edit.to_string().contains("\"b\""), "properties kept: {edit}");
-        assert!(v.pointer("/components/schemas/Q/required").is_some(), "the shared schema is untouched");
-        assert!(v.pointer("/components/requestBodies/Create/content/application~1json/schema/allOf/0/$ref").is_some());
+        assert!(
+            edit.to_string().contains("\"b\""),
+            "properties kept: {edit}"
+        );
+        assert!(
+            v.pointer("/components/schemas/Q/required").is_some(),
+            "the shared schema is untouched"
+        );
+        assert!(
+            v.pointer(
+                "/components/requestBodies/Create/content/application~1json/schema/allOf/0/$ref"
+            )
+            .is_some()
+        );
     }
 
     #[test]
@@ -861,8 +1177,14 @@ mod tests {
         let sample = json!({"operation_id": "op", "body": {"payload": "text", "address": {"zip": "1", "country": "MX"}, "extra": 2}});
         let (v, places) = run_with(sample_fields, yaml, vec![sample]);
         let base = v.pointer("/components/schemas/Base/properties").unwrap();
-        assert_eq!(base["payload"], json!({"oneOf": [{"type": "object"}, {"type": "string"}]}));
-        assert_eq!(base["address"]["properties"]["country"], json!({"type": "string"}));
+        assert_eq!(
+            base["payload"],
+            json!({"oneOf": [{"type": "object"}, {"type": "string"}]})
+        );
+        assert_eq!(
+            base["address"]["properties"]["country"],
+            json!({"type": "string"})
+        );
         assert_eq!(base["extra"], json!({"type": "integer"}));
         assert_eq!(places.len(), 3);
     }
@@ -882,7 +1204,10 @@ mod tests {
 
     #[test]
     fn code_samples_are_dropped() {
-        let (v, places) = run(drop_code_samples, "paths:\n  /a:\n    get:\n      x-codeSamples: [{lang: Bash, source: curl}]\n");
+        let (v, places) = run(
+            drop_code_samples,
+            "paths:\n  /a:\n    get:\n      x-codeSamples: [{lang: Bash, source: curl}]\n",
+        );
         assert!(v.pointer("/paths/~1a/get/x-codeSamples").is_none());
         assert_eq!(places.len(), 1);
     }
@@ -893,20 +1218,47 @@ mod tests {
         let (v, places) = run(drop_prose, yaml);
         assert!(v.pointer("/info/description").is_none());
         assert!(v.pointer("/components/schemas/P/description").is_none());
-        assert_eq!(v.pointer("/components/schemas/P/properties/description/type").unwrap(), "string");
-        assert!(v.pointer("/components/schemas/P/properties/description/description").is_none());
-        assert_eq!(v.pointer("/components/schemas/P/properties/description/example").unwrap(), "a description: kept");
+        assert_eq!(
+            v.pointer("/components/schemas/P/properties/description/type")
+                .unwrap(),
+            "string"
+        );
+        assert!(
+            v.pointer("/components/schemas/P/properties/description/description")
+                .is_none()
+        );
+        assert_eq!(
+            v.pointer("/components/schemas/P/properties/description/example")
+                .unwrap(),
+            "a description: kept"
+        );
         assert_eq!(places.len(), 3);
     }
 
     #[test]
     fn operation_ids_are_derived_from_method_and_path() {
-        assert_eq!(derived_operation_id("get", "/catalogs/cartaporte/3.1/air-transport-codes"), "getCatalogsCartaporte31AirTransportCodes");
-        assert_eq!(derived_operation_id("get", "/tools/tax_id_validation"), "getToolsTaxIdValidation");
+        assert_eq!(
+            derived_operation_id("get", "/catalogs/cartaporte/3.1/air-transport-codes"),
+            "getCatalogsCartaporte31AirTransportCodes"
+        );
+        assert_eq!(
+            derived_operation_id("get", "/tools/tax_id_validation"),
+            "getToolsTaxIdValidation"
+        );
         assert_eq!(derived_operation_id("delete", "/a/{a_id}"), "deleteAByAId");
-        let (v, places) = run(derive_operation_ids, "paths:\n  /check:\n    get: {}\n  /x:\n    get: {operationId: keep}\n");
-        assert_eq!(v.pointer("/paths/~1check/get/operationId").unwrap(), "getCheck");
-        assert_eq!(v.pointer("/paths/~1check/get/x-operation-id-derived").unwrap(), true);
+        let (v, places) = run(
+            derive_operation_ids,
+            "paths:\n  /check:\n    get: {}\n  /x:\n    get: {operationId: keep}\n",
+        );
+        assert_eq!(
+            v.pointer("/paths/~1check/get/operationId").unwrap(),
+            "getCheck"
+        );
+        assert_eq!(
+            v.pointer("/paths/~1check/get/x-operation-id-derived")
+                .unwrap(),
+            true
+        );
         assert_eq!(v.pointer("/paths/~1x/get/operationId").unwrap(), "keep");
         assert_eq!(places.len(), 1);
     }
@@ -915,11 +1267,21 @@ mod tests {
     fn null_type_const_and_exclusive_minimum_become_3_0() {
         let yaml = "components:\n  schemas:\n    A:\n      not: {properties: {c: {type: \"null\"}}}\n      properties:\n        l: {type: boolean, const: true}\n        n: {type: number, exclusiveMinimum: 0}\n";
         let (v, p1) = run(null_type, yaml);
-        assert_eq!(v.pointer("/components/schemas/A/not/properties/c").unwrap(), &json!({"nullable": true, "enum": [null]}));
+        assert_eq!(
+            v.pointer("/components/schemas/A/not/properties/c").unwrap(),
+            &json!({"nullable": true, "enum": [null]})
+        );
         let (v, p2) = run(const_to_enum, yaml);
-        assert_eq!(v.pointer("/components/schemas/A/properties/l/enum").unwrap(), &json!([true]));
+        assert_eq!(
+            v.pointer("/components/schemas/A/properties/l/enum")
+                .unwrap(),
+            &json!([true])
+        );
         let (v, p3) = run(exclusive_minimum, yaml);
-        assert_eq!(v.pointer("/components/schemas/A/properties/n").unwrap(), &json!({"type": "number", "exclusiveMinimum": true, "minimum": 0}));
+        assert_eq!(
+            v.pointer("/components/schemas/A/properties/n").unwrap(),
+            &json!({"type": "number", "exclusiveMinimum": true, "minimum": 0})
+        );
         assert_eq!((p1.len(), p2.len(), p3.len()), (1, 1, 1));
     }
 
@@ -927,8 +1289,15 @@ mod tests {
     fn zero_padded_enum_values_get_their_text_back() {
         let yaml = "components:\n  schemas:\n    T:\n      type: string\n      enum:\n        - 01\n        - 02\n        - '03'\n    N:\n      type: integer\n      enum: [01]\n";
         let (v, places) = run(zero_padded_enums, yaml);
-        assert_eq!(v.pointer("/components/schemas/T/enum").unwrap(), &json!(["01", "02", "03"]));
-        assert_eq!(v.pointer("/components/schemas/N/enum").unwrap(), &json!([1]), "integer enums are numbers");
+        assert_eq!(
+            v.pointer("/components/schemas/T/enum").unwrap(),
+            &json!(["01", "02", "03"])
+        );
+        assert_eq!(
+            v.pointer("/components/schemas/N/enum").unwrap(),
+            &json!([1]),
+            "integer enums are numbers"
+        );
         assert_eq!(places.len(), 2);
     }
 
@@ -950,7 +1319,11 @@ mod tests {
     fn explicit_deep_object_members_are_deduplicated() {
         let yaml = "components:\n  parameters:\n    D: {in: query, name: date, style: deepObject, schema: {type: object}}\npaths:\n  /r:\n    get:\n      parameters:\n        - {in: query, name: q}\n        - {in: query, name: 'date[gte]'}\n        - $ref: '#/components/parameters/D'\n";
         let (v, places) = run(dedupe_deep_object, yaml);
-        let params = v.pointer("/paths/~1r/get/parameters").unwrap().as_array().unwrap();
+        let params = v
+            .pointer("/paths/~1r/get/parameters")
+            .unwrap()
+            .as_array()
+            .unwrap();
         assert_eq!(params.len(), 2);
         assert_eq!(places, ["/paths/~1r/get/parameters/1"]);
     }
@@ -988,12 +1361,24 @@ components:
         assert_eq!(tax[0]["allOf"][1]["required"], json!(["type"]));
         assert_eq!(tax[1]["allOf"][0]["$ref"], "#/components/schemas/TaxBase");
         assert!(tax[1]["allOf"][1].get("required").is_none());
-        assert_eq!(v.pointer("/components/schemas/Ieps/allOf/0/$ref").unwrap(), "#/components/schemas/TaxBase");
-        assert!(v.pointer("/components/schemas/TaxBase/properties/rate").is_some());
+        assert_eq!(
+            v.pointer("/components/schemas/Ieps/allOf/0/$ref").unwrap(),
+            "#/components/schemas/TaxBase"
+        );
+        assert!(
+            v.pointer("/components/schemas/TaxBase/properties/rate")
+                .is_some()
+        );
         // Full lacks `status`: an untagged fallback after the pinned draft.
         let untyped = v.pointer("/components/schemas/Untyped/oneOf").unwrap();
-        assert_eq!(untyped[0]["allOf"][1]["properties"]["status"]["enum"], json!(["draft"]));
-        assert_eq!(untyped[1]["allOf"], json!([{"$ref": "#/components/schemas/Full"}]));
+        assert_eq!(
+            untyped[0]["allOf"][1]["properties"]["status"]["enum"],
+            json!(["draft"])
+        );
+        assert_eq!(
+            untyped[1]["allOf"],
+            json!([{"$ref": "#/components/schemas/Full"}])
+        );
     }
 
     #[test]
@@ -1001,8 +1386,19 @@ components:
         let yaml = "paths:\n  /a:\n    post:\n      operationId: sendThing\n      requestBody: {content: {application/json: {schema: {type: object}}}}\n      responses:\n        '200': {content: {application/json: {schema: {type: object}}}}\n        '201': {content: {application/pdf: {schema: {type: string, format: binary}}}}\ncomponents: {schemas: {}}\n";
         let (v, places) = run(hoist_inline_bodies, yaml);
         assert_eq!(places.len(), 2);
-        assert_eq!(v.pointer("/paths/~1a/post/requestBody/content/application~1json/schema/$ref").unwrap(), "#/components/schemas/SendThingBody");
-        assert!(v.pointer("/components/schemas/SendThingResponse200").is_some());
-        assert_eq!(v.pointer("/paths/~1a/post/responses/201/content/application~1pdf/schema/format").unwrap(), "binary");
+        assert_eq!(
+            v.pointer("/paths/~1a/post/requestBody/content/application~1json/schema/$ref")
+                .unwrap(),
+            "#/components/schemas/SendThingBody"
+        );
+        assert!(
+            v.pointer("/components/schemas/SendThingResponse200")
+                .is_some()
+        );
+        assert_eq!(
+            v.pointer("/paths/~1a/post/responses/201/content/application~1pdf/schema/format")
+                .unwrap(),
+            "binary"
+        );
     }
 }

@@ -71,7 +71,8 @@ fn shell_commands(source: &str) -> Vec<Vec<String>> {
                 // Three upstream samples forget the trailing backslash before an indented
                 // `-H`/`-d` line; a line that starts with an option continues the command.
                 let rest: String = chars.clone().take_while(|c| *c != '\n').collect();
-                let continues = rest.trim_start().starts_with('-') && rest.starts_with(char::is_whitespace);
+                let continues =
+                    rest.trim_start().starts_with('-') && rest.starts_with(char::is_whitespace);
                 if !words.is_empty() && !continues {
                     commands.push(std::mem::take(&mut words));
                 }
@@ -102,7 +103,9 @@ pub(crate) fn parse_curl(words: &[String]) -> Result<Value, String> {
         match arg.as_str() {
             "-X" | "--request" => method = args.next().cloned(),
             "-G" | "--get" => get = true,
-            "-d" | "--data" | "--data-raw" | "--data-urlencode" => data.extend(args.next().cloned()),
+            "-d" | "--data" | "--data-raw" | "--data-urlencode" => {
+                data.extend(args.next().cloned())
+            }
             "-F" | "--form" => {
                 let field = args.next().cloned().unwrap_or_default();
                 form.push(field.split('=').next().unwrap_or_default().to_owned());
@@ -116,8 +119,18 @@ pub(crate) fn parse_curl(words: &[String]) -> Result<Value, String> {
         }
     }
     let url = url.ok_or("curl sample without URL")?;
-    let mut path = url.strip_prefix(SERVER).ok_or_else(|| format!("URL outside {SERVER}: {url}"))?.to_owned();
-    let method = method.unwrap_or_else(|| if !get && (!data.is_empty() || !form.is_empty()) { "POST" } else { "GET" }.to_owned());
+    let mut path = url
+        .strip_prefix(SERVER)
+        .ok_or_else(|| format!("URL outside {SERVER}: {url}"))?
+        .to_owned();
+    let method = method.unwrap_or_else(|| {
+        if !get && (!data.is_empty() || !form.is_empty()) {
+            "POST"
+        } else {
+            "GET"
+        }
+        .to_owned()
+    });
     let mut body = Value::Null;
     if get {
         if !data.is_empty() {
@@ -126,7 +139,8 @@ pub(crate) fn parse_curl(words: &[String]) -> Result<Value, String> {
         }
     } else if !data.is_empty() {
         let text = data.join("&");
-        body = serde_json::from_str(&text).map_err(|e| format!("{method} {path}: body is not JSON ({e})"))?;
+        body = serde_json::from_str(&text)
+            .map_err(|e| format!("{method} {path}: body is not JSON ({e})"))?;
     }
     let mut sample = json!({ "method": method.to_ascii_uppercase(), "path": path });
     if !body.is_null() {
@@ -141,24 +155,45 @@ pub(crate) fn parse_curl(words: &[String]) -> Result<Value, String> {
 /// One fixture per operation that has a cURL sample (its first curl command).
 pub(crate) fn extract(upstream: &Value) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
-    for (path, item) in upstream.get("paths").and_then(Value::as_object).into_iter().flatten() {
+    for (path, item) in upstream
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         for (method, op) in item.as_object().into_iter().flatten() {
-            let samples = op.get("x-codeSamples").and_then(Value::as_array).into_iter().flatten();
-            for sample in samples.filter(|s| s.get("label").and_then(Value::as_str) == Some("cURL")) {
-                let source = sample.get("source").and_then(Value::as_str).unwrap_or_default();
+            let samples = op
+                .get("x-codeSamples")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for sample in samples.filter(|s| s.get("label").and_then(Value::as_str) == Some("cURL"))
+            {
+                let source = sample
+                    .get("source")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 // A sample may show several calls (e.g. "send to the stored e-mail", then "to
                 // another address"): keep the first that carries a body or form, else the first.
-                let curls: Vec<Vec<String>> = shell_commands(source).into_iter().filter(|w| w.first().is_some_and(|c| c == "curl")).collect();
-                let carries = |w: &Vec<String>| !w.contains(&"-G".to_owned()) && w.iter().any(|a| a == "-d" || a == "-F");
+                let curls: Vec<Vec<String>> = shell_commands(source)
+                    .into_iter()
+                    .filter(|w| w.first().is_some_and(|c| c == "curl"))
+                    .collect();
+                let carries = |w: &Vec<String>| {
+                    !w.contains(&"-G".to_owned()) && w.iter().any(|a| a == "-d" || a == "-F")
+                };
                 let Some(curl) = curls.iter().find(|w| carries(w)).or(curls.first()) else {
-                    return Err(format!("{method} {path}: cURL sample without a curl command"));
+                    return Err(format!(
+                        "{method} {path}: cURL sample without a curl command"
+                    ));
                 };
                 let operation_id = op
                     .get("operationId")
                     .and_then(Value::as_str)
                     .map_or_else(|| derived_operation_id(method, path), str::to_owned);
                 let mut fixture = json!({ "operation_id": operation_id });
-                if let (Value::Object(f), Value::Object(parsed)) = (&mut fixture, parse_curl(curl)?) {
+                if let (Value::Object(f), Value::Object(parsed)) = (&mut fixture, parse_curl(curl)?)
+                {
                     f.extend(parsed);
                 }
                 out.push(fixture);
@@ -180,7 +215,10 @@ mod tests {
     fn json_body_with_continuations() {
         let s = "curl https://www.facturapi.io/v2/customers \\\n  -H \"Authorization: Bearer k\" \\\n  -d '{\n \"a\": 1\n}'\n";
         let v = parse_curl(&words(s)).unwrap();
-        assert_eq!(v, json!({"method": "POST", "path": "/customers", "body": {"a": 1}}));
+        assert_eq!(
+            v,
+            json!({"method": "POST", "path": "/customers", "body": {"a": 1}})
+        );
     }
 
     #[test]
@@ -189,14 +227,20 @@ mod tests {
         let commands = shell_commands(s);
         assert_eq!(commands.len(), 2);
         let v = parse_curl(&commands[0]).unwrap();
-        assert_eq!(v, json!({"method": "GET", "path": "/customers?q=Dunder&date[gt]=2021"}));
+        assert_eq!(
+            v,
+            json!({"method": "GET", "path": "/customers?q=Dunder&date[gt]=2021"})
+        );
     }
 
     #[test]
     fn explicit_method_and_form_fields() {
         let s = "curl https://www.facturapi.io/v2/organizations/1/logo \\\n  -X PUT \\\n  -F 'file=@/path/logo.jpg'\n";
         let v = parse_curl(&words(s)).unwrap();
-        assert_eq!(v, json!({"method": "PUT", "path": "/organizations/1/logo", "form": ["file"]}));
+        assert_eq!(
+            v,
+            json!({"method": "PUT", "path": "/organizations/1/logo", "form": ["file"]})
+        );
     }
 
     #[test]
@@ -204,7 +248,10 @@ mod tests {
         let s = "curl https://www.facturapi.io/v2/webhooks/1 \\\n  -X PUT\n  -H \"A: b\" \\\n  -d '{\"a\": 1}'\n";
         let commands = shell_commands(s);
         assert_eq!(commands.len(), 1);
-        assert_eq!(parse_curl(&commands[0]).unwrap(), json!({"method": "PUT", "path": "/webhooks/1", "body": {"a": 1}}));
+        assert_eq!(
+            parse_curl(&commands[0]).unwrap(),
+            json!({"method": "PUT", "path": "/webhooks/1", "body": {"a": 1}})
+        );
     }
 
     #[test]

@@ -196,7 +196,10 @@ mod tests {
         let loaded = load("a:\n  enum:\n    - 01\n    - 10\n    - '02'\n").unwrap();
         assert_eq!(loaded.value["a"]["enum"][0], 1);
         assert_eq!(loaded.value["a"]["enum"][2], "02");
-        assert_eq!(loaded.raw_numbers.get("/a/enum/0").map(String::as_str), Some("01"));
+        assert_eq!(
+            loaded.raw_numbers.get("/a/enum/0").map(String::as_str),
+            Some("01")
+        );
         assert!(!loaded.raw_numbers.contains_key("/a/enum/1"));
     }
 
@@ -212,6 +215,9 @@ mod tests {
         let value = serde_json::json!({"z": ["01", 1, 1.5, true, null, "yes"], "a": {"b": "x: y"}});
         let text = dump(&value).unwrap();
         assert_eq!(load(&text).unwrap().value, value);
-        assert!(text.find("z:").unwrap() < text.find("a:").unwrap(), "key order kept");
+        assert!(
+            text.find("z:").unwrap() < text.find("a:").unwrap(),
+            "key order kept"
+        );
     }
 }

@@ -7,16 +7,21 @@ use serde_json::Value;
 use xtask::endpoints::{Class, Endpoint, EndpointsFile};
 
 fn root_file(path: &str) -> String {
-    std::fs::read_to_string(xtask::workspace_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(xtask::workspace_root().join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn endpoints() -> Vec<Endpoint> {
     let text = root_file("spec/endpoints.toml");
-    toml::from_str::<EndpointsFile>(&text).expect("spec/endpoints.toml parses").endpoint
+    toml::from_str::<EndpointsFile>(&text)
+        .expect("spec/endpoints.toml parses")
+        .endpoint
 }
 
 fn spec() -> Value {
-    xtask::yaml::load(&root_file("spec/facturapi.openapi.yaml")).expect("spec parses").value
+    xtask::yaml::load(&root_file("spec/facturapi.openapi.yaml"))
+        .expect("spec parses")
+        .value
 }
 
 fn samples() -> Vec<Value> {
@@ -32,17 +37,31 @@ fn there_are_110_endpoints_each_with_one_class_and_a_unique_operation_id() {
     for (_, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
-                assert!(spec_ids.insert(op["operationId"].as_str().unwrap().to_owned()), "duplicate id in spec");
+                assert!(
+                    spec_ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+                    "duplicate id in spec"
+                );
             }
         }
     }
     let ids: Vec<&str> = endpoints.iter().map(|e| e.operation_id.as_str()).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "an operation id appears twice");
-    assert_eq!(unique, spec_ids.iter().map(String::as_str).collect(), "endpoints and spec operations differ");
-    assert_eq!(endpoints.iter().filter(|e| e.operation_id_derived).count(), 15, "the 15 operations upstream left unnamed");
+    assert_eq!(
+        unique,
+        spec_ids.iter().map(String::as_str).collect(),
+        "endpoints and spec operations differ"
+    );
+    assert_eq!(
+        endpoints.iter().filter(|e| e.operation_id_derived).count(),
+        15,
+        "the 15 operations upstream left unnamed"
+    );
     for class in Class::ALL {
-        assert!(endpoints.iter().any(|e| e.class == class), "no endpoint in class {class}");
+        assert!(
+            endpoints.iter().any(|e| e.class == class),
+            "no endpoint in class {class}"
+        );
     }
 }
 
@@ -50,8 +69,19 @@ fn there_are_110_endpoints_each_with_one_class_and_a_unique_operation_id() {
 fn method_names_are_unique_per_resource_and_snake_case() {
     let mut seen = BTreeSet::new();
     for e in endpoints() {
-        assert!(e.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", e.name);
-        assert!(seen.insert((e.resource.clone(), e.name.clone())), "{}.{} twice", e.resource, e.name);
+        assert!(
+            e.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{}",
+            e.name
+        );
+        assert!(
+            seen.insert((e.resource.clone(), e.name.clone())),
+            "{}.{} twice",
+            e.resource,
+            e.name
+        );
     }
 }
 
@@ -63,7 +93,14 @@ fn rank(template: &str) -> Vec<bool> {
 fn matches(template: &str, path: &str) -> bool {
     let t: Vec<&str> = template.split('/').collect();
     let p: Vec<&str> = path.split('/').collect();
-    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| if t.starts_with('{') { !p.is_empty() } else { t == p })
+    t.len() == p.len()
+        && t.iter().zip(&p).all(|(t, p)| {
+            if t.starts_with('{') {
+                !p.is_empty()
+            } else {
+                t == p
+            }
+        })
 }
 
 #[test]
@@ -75,17 +112,38 @@ fn every_sample_resolves_to_exactly_its_endpoint() {
         let method = sample["method"].as_str().unwrap();
         let full = sample["path"].as_str().unwrap();
         let path = full.split('?').next().unwrap();
-        let candidates: Vec<&Endpoint> = endpoints.iter().filter(|e| e.method == method && matches(&e.path, path)).collect();
-        let best = candidates.iter().map(|e| rank(&e.path)).max().unwrap_or_else(|| panic!("{method} {full} matches no endpoint"));
-        let winners: Vec<&&Endpoint> = candidates.iter().filter(|e| rank(&e.path) == best).collect();
-        assert_eq!(winners.len(), 1, "{method} {full} is ambiguous: {winners:?}");
-        assert_eq!(winners[0].operation_id, sample["operation_id"].as_str().unwrap(), "{method} {full}");
+        let candidates: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| e.method == method && matches(&e.path, path))
+            .collect();
+        let best = candidates
+            .iter()
+            .map(|e| rank(&e.path))
+            .max()
+            .unwrap_or_else(|| panic!("{method} {full} matches no endpoint"));
+        let winners: Vec<&&Endpoint> = candidates
+            .iter()
+            .filter(|e| rank(&e.path) == best)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "{method} {full} is ambiguous: {winners:?}"
+        );
+        assert_eq!(
+            winners[0].operation_id,
+            sample["operation_id"].as_str().unwrap(),
+            "{method} {full}"
+        );
         // Query keys of the sample are declared parameters (deepObject members by their base name).
         if let Some(query) = full.split_once('?').map(|(_, q)| q) {
             for pair in query.split('&') {
                 let key = pair.split('=').next().unwrap();
                 let base = key.split('[').next().unwrap();
-                assert!(winners[0].query_params.iter().any(|p| p.name == base), "{method} {full}: undeclared query key {key}");
+                assert!(
+                    winners[0].query_params.iter().any(|p| p.name == base),
+                    "{method} {full}: undeclared query key {key}"
+                );
             }
         }
     }
@@ -132,21 +190,31 @@ const INVALID_SAMPLES: &[(&str, &str, &str)] = &[(
 
 #[test]
 fn every_sample_body_round_trips_through_its_request_type() {
-    let by_id: BTreeMap<String, Endpoint> = endpoints().into_iter().map(|e| (e.operation_id.clone(), e)).collect();
+    let by_id: BTreeMap<String, Endpoint> = endpoints()
+        .into_iter()
+        .map(|e| (e.operation_id.clone(), e))
+        .collect();
     let mut checked = 0;
     let mut failures = Vec::new();
     for sample in samples() {
-        let Some(body) = sample.get("body") else { continue };
+        let Some(body) = sample.get("body") else {
+            continue;
+        };
         let id = sample["operation_id"].as_str().unwrap();
         let endpoint = &by_id[id];
         assert_eq!(endpoint.body.kind, "json", "{id}: sample has a JSON body");
         let ty = endpoint.body.ty.as_deref().unwrap();
         match facturapi_sdk::__contract::round_trip_body(ty, body.clone()) {
             None => failures.push(format!("{id}: no round-trip hook for {ty}")),
-            Some(Err(e)) if INVALID_SAMPLES.iter().any(|(i, msg, _)| *i == id && e.to_string().contains(msg)) => {}
+            Some(Err(e))
+                if INVALID_SAMPLES
+                    .iter()
+                    .any(|(i, msg, _)| *i == id && e.to_string().contains(msg)) => {}
             Some(Err(e)) => failures.push(format!("{id}: {ty} rejects the sample: {e}")),
             Some(Ok(_)) if INVALID_SAMPLES.iter().any(|(i, _, _)| *i == id) => {
-                failures.push(format!("{id}: listed in INVALID_SAMPLES but now accepted: remove it"));
+                failures.push(format!(
+                    "{id}: listed in INVALID_SAMPLES but now accepted: remove it"
+                ));
             }
             Some(Ok(back)) => {
                 let mut diffs = Vec::new();
@@ -159,21 +227,34 @@ fn every_sample_body_round_trips_through_its_request_type() {
         checked += 1;
     }
     assert_eq!(checked, 37);
-    assert!(failures.is_empty(), "{} sample bodies do not round-trip:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} sample bodies do not round-trip:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn multipart_samples_name_the_fields_of_their_body_schema() {
-    let by_id: BTreeMap<String, Endpoint> = endpoints().into_iter().map(|e| (e.operation_id.clone(), e)).collect();
+    let by_id: BTreeMap<String, Endpoint> = endpoints()
+        .into_iter()
+        .map(|e| (e.operation_id.clone(), e))
+        .collect();
     let spec = spec();
     let mut checked = 0;
     for sample in samples() {
-        let Some(form) = sample.get("form").and_then(Value::as_array) else { continue };
+        let Some(form) = sample.get("form").and_then(Value::as_array) else {
+            continue;
+        };
         let endpoint = &by_id[sample["operation_id"].as_str().unwrap()];
         assert_eq!(endpoint.body.kind, "multipart");
         let schema = &spec["components"]["schemas"][endpoint.body.ty.as_deref().unwrap()];
         for field in form {
-            assert!(schema["properties"].get(field.as_str().unwrap()).is_some(), "{field} not in {schema}");
+            assert!(
+                schema["properties"].get(field.as_str().unwrap()).is_some(),
+                "{field} not in {schema}"
+            );
         }
         checked += 1;
     }
@@ -188,7 +269,10 @@ fn spec_string_enums(value: &Value, out: &mut BTreeSet<Vec<String>>) {
                 && !values.is_empty()
                 && values.iter().all(Value::is_string)
             {
-                let mut set: Vec<String> = values.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+                let mut set: Vec<String> = values
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
                 set.sort();
                 out.insert(set);
             }
@@ -222,10 +306,21 @@ fn every_enum_round_trips_its_values() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let mut spec_sets = BTreeSet::new();
     spec_string_enums(&spec()["components"], &mut spec_sets);
-    let missing: Vec<_> = spec_sets.iter().filter(|s| s.len() > 1 && !generated_sets.contains(*s)).collect();
-    assert!(missing.is_empty(), "spec enums without a generated enum of exactly those values: {missing:?}");
+    let missing: Vec<_> = spec_sets
+        .iter()
+        .filter(|s| s.len() > 1 && !generated_sets.contains(*s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "spec enums without a generated enum of exactly those values: {missing:?}"
+    );
     // The zero-padded SAT codes came back as strings.
-    assert!(generated_sets.contains(&vec!["01".to_owned(), "02".to_owned(), "03".to_owned(), "04".to_owned()]));
+    assert!(generated_sets.contains(&vec![
+        "01".to_owned(),
+        "02".to_owned(),
+        "03".to_owned(),
+        "04".to_owned()
+    ]));
 }
 
 #[test]
@@ -237,14 +332,20 @@ fn invoice_create_input_is_a_typed_enum_of_its_five_kinds() {
         "payment_form": "03"
     });
     let parsed: InvoiceCreateInput = serde_json::from_value(income).unwrap();
-    assert!(matches!(parsed, InvoiceCreateInput::Income(_)), "{parsed:?}");
+    assert!(
+        matches!(parsed, InvoiceCreateInput::Income(_)),
+        "{parsed:?}"
+    );
     let payment = serde_json::json!({
         "type": "P",
         "customer": "58e93bd8e86eb318b0197456",
         "complements": [{"type": "pago", "data": [{"payment_form": "28", "related_documents": [{"uuid": "39c85a3f-275b-4341-b259-e8971d9f8a94", "amount": 100, "installment": 1, "last_balance": 100, "taxes": [{"base": 100, "type": "IVA", "rate": 0.16}]}]}]}]
     });
     let parsed: InvoiceCreateInput = serde_json::from_value(payment).unwrap();
-    assert!(matches!(parsed, InvoiceCreateInput::Payment(_)), "{parsed:?}");
+    assert!(
+        matches!(parsed, InvoiceCreateInput::Payment(_)),
+        "{parsed:?}"
+    );
     let egress = serde_json::json!({
         "type": "E",
         "customer": "58e93bd8e86eb318b0197456",
@@ -253,8 +354,15 @@ fn invoice_create_input_is_a_typed_enum_of_its_five_kinds() {
         "related_documents": [{"relationship": "01", "documents": ["39c85a3f-275b-4341-b259-e8971d9f8a94"]}]
     });
     let parsed: InvoiceCreateInput = serde_json::from_value(egress).unwrap();
-    assert!(matches!(parsed, InvoiceCreateInput::Egress(_)), "{parsed:?}");
+    assert!(
+        matches!(parsed, InvoiceCreateInput::Egress(_)),
+        "{parsed:?}"
+    );
     let draft = serde_json::json!({"status": "draft", "customer": "58e93bd8e86eb318b0197456"});
     let parsed: InvoiceCreateInput = serde_json::from_value(draft.clone()).unwrap();
-    assert_eq!(serde_json::to_value(&parsed).unwrap(), draft, "a draft keeps exactly what was sent");
+    assert_eq!(
+        serde_json::to_value(&parsed).unwrap(),
+        draft,
+        "a draft keeps exactly what was sent"
+    );
 }
