@@ -45,17 +45,24 @@ pub fn import(upstream_text: &str) -> Result<Imported, String> {
     })
 }
 
-/// Reads `upstream`, writes `spec/facturapi.openapi.yaml` and `spec/samples.json` under `root`.
+/// Reads `upstream` and the errors page beside it (`docs-errors.mdx`), writes
+/// `spec/facturapi.openapi.yaml`, `spec/samples.json` and `spec/error_codes.json` under `root`.
 pub fn run(root: &Path, upstream: &Path) -> Result<Imported, String> {
-    let text =
-        std::fs::read_to_string(upstream).map_err(|e| format!("{}: {e}", upstream.display()))?;
-    let imported = import(&text)?;
-    std::fs::write(
-        root.join("spec/facturapi.openapi.yaml"),
-        &imported.spec_yaml,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(root.join("spec/samples.json"), &imported.samples_json)
-        .map_err(|e| e.to_string())?;
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let write =
+        |p: &str, text: &str| std::fs::write(root.join(p), text).map_err(|e| format!("{p}: {e}"));
+    let imported = import(&read(upstream)?)?;
+    let errors_page = upstream.with_file_name("docs-errors.mdx");
+    let codes = crate::error_codes::extract(&read(&errors_page)?)?;
+    let codes_json = serde_json::to_string_pretty(&codes).map_err(|e| e.to_string())?;
+    write("spec/facturapi.openapi.yaml", &imported.spec_yaml)?;
+    write("spec/samples.json", &imported.samples_json)?;
+    write("spec/error_codes.json", &format!("{codes_json}\n"))?;
+    println!(
+        "error codes: {} root codes, {} validation subcodes from {}",
+        codes.root.len(),
+        codes.detail.len(),
+        errors_page.display()
+    );
     Ok(imported)
 }

@@ -1,7 +1,8 @@
 //! Project automation for facturapi-rs, run as `cargo xtask <command>`.
 //!
 //! - `import-spec [PATH]`: upstream OpenAPI file → `spec/facturapi.openapi.yaml` (facts only,
-//!   normalized by the named rules of [`rules`]) and `spec/samples.json`.
+//!   normalized by the named rules of `rules`) and `spec/samples.json`; the errors page beside
+//!   it → `spec/error_codes.json`.
 //! - `codegen [--check]`: `spec/` → `spec/endpoints.toml` and `facturapi-sdk/src/generated/`.
 //! - `classes`: the operation-class table.
 //!
@@ -10,6 +11,7 @@
 
 pub mod codegen;
 pub mod endpoints;
+pub mod error_codes;
 pub mod import;
 mod names;
 mod rules;
