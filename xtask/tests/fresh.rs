@@ -17,7 +17,7 @@ fn check_names_stale_missing_and_orphaned_files() {
     let root = xtask::workspace_root();
     let tmp = std::env::temp_dir().join(format!("facturapi-rs-fresh-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("spec")).unwrap();
-    for file in ["spec/facturapi.openapi.yaml", "spec/overrides.toml"] {
+    for file in xtask::codegen::INPUTS {
         std::fs::copy(root.join(file), tmp.join(file)).unwrap();
     }
     let output = xtask::codegen::render(&tmp).unwrap();
