@@ -1,10 +1,65 @@
-//! Typed, rate-limit-aware async SDK for the Facturapi API, generated from its OpenAPI spec.
+//! Typed, rate-limit-aware async SDK for the Facturapi API (Mexican e-invoicing, CFDI 4.0),
+//! generated from Facturapi's OpenAPI spec.
+//!
+//! Every operation belongs to one of the five operation classes Facturapi limits separately
+//! ([`Class`]); each class has its own concurrency limit and retry policy ([`ClassPolicy`]).
+//! A 429 pauses its whole class for `Retry-After`; 429s are always resent (the server did not
+//! process them); other failures are resent only when that cannot create a duplicate.
+//!
+//! ```no_run
+//! # async fn run() -> facturapi_sdk::Result<()> {
+//! let client = facturapi_sdk::Client::from_env()?; // FACTURAPI_KEY=sk_test_…
+//! let customer = client.customers().retrieve("58e93bd8e86eb318b0197456").await?;
+//! # let _ = customer; Ok(()) }
+//! ```
+//!
+//! Where things are: [`client`] (configuration and keys), [`governor`] (classes, policies,
+//! limits), [`send`] (the send path and decoders), [`request`] (path, query and body
+//! encoding), [`error`], [`pagination`], [`webhooks`], [`models`] and [`resources`]
+//! (generated from `spec/`), and the [`endpoint`] attribute for your own endpoints.
 #![deny(missing_docs)]
 
+// Lets `#[endpoint]` expansions (which name `::facturapi_sdk`) work inside this crate too.
+extern crate self as facturapi_sdk;
+
+pub mod client;
+pub mod error;
 mod generated;
+pub mod governor;
+pub mod pagination;
+pub mod request;
+pub mod send;
+pub mod webhooks;
+
+pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
+pub use error::{ApiError, DetailCode, Error, ErrorCode, ErrorDetail, Result, Source};
+pub use governor::{Class, ClassPolicy};
+pub use request::{Multipart, QueryParams};
+pub use send::{ByteStream, Created, MaybePending};
 
 /// Request and response models, generated from `spec/facturapi.openapi.yaml`.
 pub use generated::models;
 
+/// Resource handles (`client.invoices()`, …) and their query parameter sets, generated from
+/// `spec/endpoints.toml`.
+pub use generated::resources;
+
+/// Turns an `async fn` signature into a rate-limit-aware call; see the crate `facturapi-macros`.
+pub use facturapi_macros::endpoint;
+
 #[doc(hidden)]
 pub use generated::contract as __contract;
+
+/// What `#[endpoint]` expansions use. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::{AsClient, Client, KeyKind};
+    pub use crate::error::{Error, Result};
+    pub use crate::governor::Class;
+    pub use crate::request::{
+        Body, Multipart, OperationInfo, PathBuilder, Query, QueryParams, Request, Retry,
+    };
+    pub use crate::send::{ByteStream, Created, MaybePending, Response, decode, send};
+    pub use bytes::Bytes;
+    pub use reqwest::Method;
+}

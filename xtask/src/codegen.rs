@@ -67,10 +67,27 @@ pub fn render(root: &Path) -> Result<Output, String> {
         }
     }
     let dir = PathBuf::from(GENERATED_DIR);
+    let mut resources = crate::resources::render(&endpoints, &spec);
+    let mod_list = resources.remove("resources_mod").unwrap_or_default();
+    let names: Vec<String> = mod_list
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';').to_owned())
+        .collect();
+    let mod_rs = format!(
+        "{MOD_RS}\n{mod_list}\n/// Resource handles (`client.invoices()`, …) and their query parameter sets.\npub mod resources {{\n    pub use super::{{{}}};\n}}\n",
+        names.join(", ")
+    );
     files.insert(
         dir.join("mod.rs"),
-        rustfmt(&format!("// {HEADER}\n\n{}", MOD_RS))?,
+        rustfmt(&format!("// {HEADER}\n\n{mod_rs}"))?,
     );
+    for (file, source) in resources {
+        files.insert(
+            dir.join(file),
+            rustfmt(&format!("// {HEADER}\n\n{source}"))?,
+        );
+    }
     files.insert(
         dir.join("models.rs"),
         rustfmt(&format!("// {HEADER}\n\n{}", models.source))?,
@@ -106,12 +123,23 @@ const MOD_RS: &str = r#"//! Code generated from the spec. Regenerate with `cargo
 pub mod models;
 
 /// Documented error codes.
-pub mod error_codes;
+pub(crate) mod error_codes;
 
 /// Round-trip hooks for the contract tests (sample bodies and enum values).
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all, reason = "generated test support")]
 pub mod contract;
+
+/// `Page` for the list envelopes.
+#[allow(
+    clippy::useless_conversion,
+    reason = "a few envelopes declare the counters required, most optional: `.into()` reads both"
+)]
+mod pages;
+
+/// Compile-only calls of every generated method.
+#[cfg(test)]
+mod calls;
 "#;
 
 /// Generated model source plus the Rust names of the component schemas.

@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod error_codes;
 pub mod import;
 mod names;
+mod resources;
 mod rules;
 mod samples;
 pub mod yaml;

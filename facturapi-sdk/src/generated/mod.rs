@@ -13,9 +13,39 @@
 pub mod models;
 
 /// Documented error codes.
-pub mod error_codes;
+pub(crate) mod error_codes;
 
 /// Round-trip hooks for the contract tests (sample bodies and enum values).
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all, reason = "generated test support")]
 pub mod contract;
+
+/// `Page` for the list envelopes.
+#[allow(
+    clippy::useless_conversion,
+    reason = "a few envelopes declare the counters required, most optional: `.into()` reads both"
+)]
+mod pages;
+
+/// Compile-only calls of every generated method.
+#[cfg(test)]
+mod calls;
+
+pub mod catalogs;
+pub mod customers;
+pub mod invoices;
+pub mod organizations;
+pub mod products;
+pub mod receipts;
+pub mod retentions;
+pub mod team;
+pub mod tools;
+pub mod webhooks;
+
+/// Resource handles (`client.invoices()`, …) and their query parameter sets.
+pub mod resources {
+    pub use super::{
+        catalogs, customers, invoices, organizations, products, receipts, retentions, team, tools,
+        webhooks,
+    };
+}

@@ -1,0 +1,304 @@
+//! The client: configuration, credentials and the per-class governor.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::{Error, Result};
+use crate::governor::{Class, ClassPolicy, Governor};
+
+/// The production API.
+pub const DEFAULT_BASE_URL: &str = "https://www.facturapi.io/v2";
+
+/// The kind of a secret key, known from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// `sk_test_…`: an organization's test environment.
+    Test,
+    /// `sk_live_…`: an organization's live environment.
+    Live,
+    /// `sk_user_…`: account level (manages organizations).
+    User,
+}
+
+impl KeyKind {
+    /// `test`, `live` or `user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Test => "test",
+            KeyKind::Live => "live",
+            KeyKind::User => "user",
+        }
+    }
+
+    fn of(key: &str) -> Option<Self> {
+        [
+            ("sk_test_", KeyKind::Test),
+            ("sk_live_", KeyKind::Live),
+            ("sk_user_", KeyKind::User),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| key.starts_with(prefix) && key.len() > prefix.len())
+        .map(|(_, kind)| kind)
+    }
+}
+
+/// A secret key. Its `Debug` shows only the kind; it has no `Display`.
+#[derive(Clone)]
+pub struct ApiKey {
+    kind: KeyKind,
+    header: HeaderValue,
+}
+
+impl ApiKey {
+    /// Parses a key; only `sk_test_`, `sk_live_` and `sk_user_` keys are accepted.
+    pub fn new(key: impl AsRef<str>) -> Result<Self> {
+        let key = key.as_ref().trim();
+        let invalid = |message: &str| Error::InvalidInput {
+            operation_id: "client",
+            message: message.to_owned(),
+        };
+        let kind = KeyKind::of(key)
+            .ok_or_else(|| invalid("the API key must start with sk_test_, sk_live_ or sk_user_"))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| invalid("the API key has characters a header cannot carry"))?;
+        header.set_sensitive(true);
+        Ok(Self { kind, header })
+    }
+
+    /// The key's kind.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({}, redacted)", self.kind.as_str())
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    key: Option<Result<ApiKey>>,
+    base_url: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
+    headers: HeaderMap,
+    http: Option<reqwest::Client>,
+    policies: [ClassPolicy; 5],
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            key: None,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: format!("facturapi-rs/{}", env!("CARGO_PKG_VERSION")),
+            headers: HeaderMap::new(),
+            http: None,
+            policies: Class::ALL.map(ClassPolicy::default_for),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The secret key (`sk_test_…`, `sk_live_…` or `sk_user_…`), sent as `Authorization: Bearer`.
+    pub fn api_key(mut self, key: impl AsRef<str>) -> Self {
+        self.key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// The API's base URL (default [`DEFAULT_BASE_URL`]); any URL, e.g. a local sandbox.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Time allowed for one attempt, from sending to the end of the response headers.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time allowed to open a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Replaces the `facturapi-rs/<version>` user agent.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Adds a header sent with every request. `Authorization` is refused: the key is set with
+    /// [`api_key`](Self::api_key).
+    pub fn default_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        if name != AUTHORIZATION {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    /// Uses this `reqwest::Client` (its own timeouts, proxies and TLS settings apply; the
+    /// builder's timeouts and user agent are then set per request).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Replaces the policy of one class.
+    pub fn class_policy(mut self, class: Class, policy: ClassPolicy) -> Self {
+        self.policies[class as usize] = policy;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client> {
+        let invalid = |message: String| Error::InvalidInput {
+            operation_id: "client",
+            message,
+        };
+        let key = self.key.ok_or_else(|| {
+            invalid("no API key: call .api_key(…) or use Client::from_env()".into())
+        })??;
+        let base_url = reqwest::Url::parse(self.base_url.trim_end_matches('/'))
+            .map_err(|e| invalid(format!("invalid base URL {:?}: {e}", self.base_url)))?;
+        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
+            return Err(invalid(format!("the base URL must be http(s): {base_url}")));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => {
+                // reqwest is built without a default crypto provider (aws-lc needs cmake);
+                // ring is installed unless the application installed one already.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .build()
+                    .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?
+            }
+        };
+        let user_agent = HeaderValue::from_str(&self.user_agent)
+            .map_err(|_| invalid("invalid user agent".into()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                key,
+                base_url,
+                timeout: self.timeout,
+                user_agent,
+                headers: self.headers,
+                http,
+                governor: Governor::new(&self.policies),
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) key: ApiKey,
+    pub(crate) base_url: reqwest::Url,
+    pub(crate) timeout: Duration,
+    pub(crate) user_agent: HeaderValue,
+    pub(crate) headers: HeaderMap,
+    pub(crate) http: reqwest::Client,
+    pub(crate) governor: Governor,
+}
+
+/// A Facturapi client. Cheap to clone: clones share connections and the per-class limits.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("key", &self.inner.key)
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("concurrency", &self.inner.governor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder with the defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client for the key in `FACTURAPI_KEY` (and the base URL in `FACTURAPI_BASE_URL`, if set).
+    pub fn from_env() -> Result<Self> {
+        let key = std::env::var("FACTURAPI_KEY").map_err(|_| Error::InvalidInput {
+            operation_id: "client",
+            message: "FACTURAPI_KEY is not set".into(),
+        })?;
+        let mut builder = Client::builder().api_key(key);
+        if let Ok(url) = std::env::var("FACTURAPI_BASE_URL") {
+            builder = builder.base_url(url);
+        }
+        builder.build()
+    }
+
+    /// The kind of the client's key.
+    pub fn key_kind(&self) -> KeyKind {
+        self.inner.key.kind
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        self.inner.base_url.as_str()
+    }
+
+    /// The concurrency limit of a class now.
+    pub fn concurrency(&self, class: Class) -> usize {
+        self.inner.governor.concurrency(class)
+    }
+
+    /// Changes the concurrency limit of a class at runtime (at least 1). Shrinking lets
+    /// requests in flight finish.
+    pub fn set_concurrency(&self, class: Class, limit: usize) {
+        self.inner.governor.set_concurrency(class, limit);
+    }
+
+    /// The policy a class was built with.
+    pub fn class_policy(&self, class: Class) -> &ClassPolicy {
+        self.inner.governor.policy(class)
+    }
+
+    /// Whether the class is paused by a recent 429, and until when.
+    pub fn paused_until(&self, class: Class) -> Option<tokio::time::Instant> {
+        self.inner.governor.gate(class)
+    }
+}
+
+/// Anything that can lend a [`Client`]: the client itself, resource handles, and your own
+/// API wrappers. `#[endpoint]` methods on `&self` call through it.
+pub trait AsClient {
+    /// The client to send with.
+    fn as_client(&self) -> &Client;
+}
+
+impl AsClient for Client {
+    fn as_client(&self) -> &Client {
+        self
+    }
+}
+
+impl<T: AsClient + ?Sized> AsClient for &T {
+    fn as_client(&self) -> &Client {
+        (**self).as_client()
+    }
+}
+
+pub(crate) fn auth_header(client: &Client) -> (HeaderName, HeaderValue) {
+    (AUTHORIZATION, client.inner.key.header.clone())
+}
