@@ -62,7 +62,7 @@ fn expand(e: &Endpoint) -> TokenStream {
     };
 
     let client = match &e.client {
-        ClientSource::SelfRef => quote!(#private::AsClient::as_client(self)),
+        ClientSource::SelfRef => quote!(#private::AsClient::as_client(&self)),
         ClientSource::Arg(ident) => quote!(#private::AsClient::as_client(&#ident)),
     };
 

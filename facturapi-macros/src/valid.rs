@@ -246,8 +246,16 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
     let mut used = BTreeSet::new();
     for (i, input) in item.sig.inputs.iter_mut().enumerate() {
         if let FnArg::Receiver(r) = input {
-            if !matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)) {
-                errors.at(&*r, "use `&self`: the method only reads its client");
+            let ok = match &r.kind {
+                syn::ReceiverKind::Reference(_, _, None) => true,
+                syn::ReceiverKind::Value => r.mutability.is_none(),
+                _ => false,
+            };
+            if !ok {
+                errors.at(
+                    &*r,
+                    "use `&self` or `self`: the method only reads its client",
+                );
             }
             client = Some(ClientSource::SelfRef);
             continue;
@@ -309,7 +317,7 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
         }
     }
     if client.is_none() {
-        errors.at(&item.sig.ident, "no client: take `&self` (a type implementing `AsClient`) or a first argument named `client`");
+        errors.at(&item.sig.ident, "no client: take `&self` or `self` (a type implementing `AsClient`) or a first argument named `client`");
     }
 
     // Return type: Result<T>.

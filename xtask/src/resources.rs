@@ -120,7 +120,8 @@ fn render_method(
     let optional: Vec<_> = e.query_params.iter().filter(|p| !p.required).collect();
     let required: Vec<_> = e.query_params.iter().filter(|p| p.required).collect();
     let query_struct = query_struct_name(e);
-    let mut args = vec!["&self".to_owned()];
+    // By value: handles are `Copy`, so a call's future borrows the client, not a temporary handle.
+    let mut args = vec!["self".to_owned()];
     let mut call_args = Vec::new();
     for p in &e.path_params {
         args.push(format!("{}: {}", field_ident(&p.name), param_type(&p.ty)));

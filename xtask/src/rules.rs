@@ -648,6 +648,13 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         let mut tagged_required = Vec::new();
         let mut tagged_optional = Vec::new();
         let mut untagged = Vec::new();
+        // A mapping need not list every value: a stamped invoice is `valid`, though the
+        // mapping names only `pending` and `draft`. Values a target declares for the tag
+        // that no mapping entry claims go to the first target declaring them.
+        let mut claimed: BTreeSet<String> = targets
+            .iter()
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect();
         for (target, values) in targets {
             // A self-mapping points at the shape that moves to `<Name>Base`.
             let target_schema = schemas.get(&target).cloned().unwrap_or(Value::Null);
@@ -660,6 +667,23 @@ fn discriminator_variants(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
                 "{owner_title}{}",
                 values.iter().map(|v| variant_title(v)).collect::<String>()
             );
+            let mut values = values;
+            let declared_values = declared
+                .as_ref()
+                .and_then(|d| d.get("enum"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if declared_values
+                .iter()
+                .any(|v| v.as_str().is_some_and(|v| values.iter().any(|m| m == v)))
+            {
+                for value in declared_values.iter().filter_map(Value::as_str) {
+                    if claimed.insert(value.to_owned()) {
+                        values.push(value.to_owned());
+                    }
+                }
+            }
             match declared {
                 None => {
                     untagged.push(json!({ "title": title, "allOf": [schema_ref(&target_name)] }))
@@ -1368,6 +1392,28 @@ components:
         assert!(
             v.pointer("/components/schemas/TaxBase/properties/rate")
                 .is_some()
+        );
+        // Values the target declares but no mapping entry names join that target's variant.
+        let yaml2 = r##"
+components:
+  schemas:
+    Created:
+      type: object
+      discriminator:
+        propertyName: status
+        mapping: {pending: "#/components/schemas/Inv", draft: "#/components/schemas/Draft"}
+    Inv: {properties: {status: {type: string, enum: [pending, valid, draft]}}}
+    Draft: {properties: {status: {type: string, enum: [valid, draft]}}}
+"##;
+        let (v2, _) = run(discriminator_variants, yaml2);
+        let created = v2.pointer("/components/schemas/Created/oneOf").unwrap();
+        assert_eq!(
+            created[0]["allOf"][1]["properties"]["status"]["enum"],
+            json!(["pending", "valid"])
+        );
+        assert_eq!(
+            created[1]["allOf"][1]["properties"]["status"]["enum"],
+            json!(["draft"])
         );
         // Full lacks `status`: an untagged fallback after the pinned draft.
         let untyped = v.pointer("/components/schemas/Untyped/oneOf").unwrap();

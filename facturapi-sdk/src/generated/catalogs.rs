@@ -35,7 +35,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/air-transport-codes` · class `list_read` · operation `getCatalogsCartaporte31AirTransportCodes` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/air-transport-codes", class = list_read, operation_id = "getCatalogsCartaporte31AirTransportCodes", query = query)]
     pub async fn search_air_transport_codes(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31AirTransportCodesQuery,
     ) -> Result<models::GetCatalogsCartaporte31AirTransportCodesResponse200>;
@@ -43,7 +43,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/transport-configs` · class `list_read` · operation `getCatalogsCartaporte31TransportConfigs` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/transport-configs", class = list_read, operation_id = "getCatalogsCartaporte31TransportConfigs", query = query)]
     pub async fn search_transport_configs(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31TransportConfigsQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -51,7 +51,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/comercioexterior/2.0/tariff-fractions` · class `list_read` · operation `getCatalogsComercioexterior20TariffFractions` · keys: any.
     #[endpoint(GET "/catalogs/comercioexterior/2.0/tariff-fractions", class = list_read, operation_id = "getCatalogsComercioexterior20TariffFractions", query = query)]
     pub async fn search_tariff_fractions(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsComercioexterior20TariffFractionsQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -59,7 +59,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/rights-of-passage` · class `list_read` · operation `getCatalogsCartaporte31RightsOfPassage` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/rights-of-passage", class = list_read, operation_id = "getCatalogsCartaporte31RightsOfPassage", query = query)]
     pub async fn search_rights_of_passage(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31RightsOfPassageQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -67,7 +67,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/customs-documents` · class `list_read` · operation `getCatalogsCartaporte31CustomsDocuments` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/customs-documents", class = list_read, operation_id = "getCatalogsCartaporte31CustomsDocuments", query = query)]
     pub async fn search_customs_documents(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31CustomsDocumentsQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -75,7 +75,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/packaging-types` · class `list_read` · operation `getCatalogsCartaporte31PackagingTypes` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/packaging-types", class = list_read, operation_id = "getCatalogsCartaporte31PackagingTypes", query = query)]
     pub async fn search_packaging_types(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31PackagingTypesQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -83,7 +83,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/trailer-types` · class `list_read` · operation `getCatalogsCartaporte31TrailerTypes` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/trailer-types", class = list_read, operation_id = "getCatalogsCartaporte31TrailerTypes", query = query)]
     pub async fn search_trailer_types(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31TrailerTypesQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -91,7 +91,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/hazardous-materials` · class `list_read` · operation `getCatalogsCartaporte31HazardousMaterials` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/hazardous-materials", class = list_read, operation_id = "getCatalogsCartaporte31HazardousMaterials", query = query)]
     pub async fn search_hazardous_materials(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31HazardousMaterialsQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -99,7 +99,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/naval-authorizations` · class `list_read` · operation `getCatalogsCartaporte31NavalAuthorizations` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/naval-authorizations", class = list_read, operation_id = "getCatalogsCartaporte31NavalAuthorizations", query = query)]
     pub async fn search_naval_authorizations(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31NavalAuthorizationsQuery,
     ) -> Result<models::GetCatalogsCartaporte31NavalAuthorizationsResponse200>;
@@ -107,7 +107,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/port-stations` · class `list_read` · operation `getCatalogsCartaporte31PortStations` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/port-stations", class = list_read, operation_id = "getCatalogsCartaporte31PortStations", query = query)]
     pub async fn search_port_stations(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31PortStationsQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -115,7 +115,7 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/marine-containers` · class `list_read` · operation `getCatalogsCartaporte31MarineContainers` · keys: any.
     #[endpoint(GET "/catalogs/cartaporte/3.1/marine-containers", class = list_read, operation_id = "getCatalogsCartaporte31MarineContainers", query = query)]
     pub async fn search_marine_containers(
-        &self,
+        self,
         #[query] q: &str,
         query: &GetCatalogsCartaporte31MarineContainersQuery,
     ) -> Result<models::SearchKeyDescriptionResult>;
@@ -123,14 +123,14 @@ impl<'a> Catalogs<'a> {
     /// `GET /catalogs/products` · class `list_read` · operation `getCatalogsProducts` · keys: `test`, `live`.
     #[endpoint(GET "/catalogs/products", class = list_read, operation_id = "getCatalogsProducts", keys = [test, live], query = query)]
     pub async fn search_products(
-        &self,
+        self,
         query: &GetCatalogsProductsQuery,
     ) -> Result<models::ProductCatalogSearchResult>;
 
     /// `GET /catalogs/units` · class `list_read` · operation `getCatalogsUnits` · keys: `test`, `live`.
     #[endpoint(GET "/catalogs/units", class = list_read, operation_id = "getCatalogsUnits", keys = [test, live], query = query)]
     pub async fn search_units(
-        &self,
+        self,
         query: &GetCatalogsUnitsQuery,
     ) -> Result<models::UnitCatalogSearchResult>;
 

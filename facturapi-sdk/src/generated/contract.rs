@@ -1265,7 +1265,15 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::PendingCancellationStatus::Expired,
             ]),
         ),
-        ("PendingStatus", values(&[models::PendingStatus::Pending])),
+        (
+            "PendingStatus",
+            values(&[
+                models::PendingStatus::Pending,
+                models::PendingStatus::Valid,
+                models::PendingStatus::Canceled,
+                models::PendingStatus::Failed,
+            ]),
+        ),
         (
             "PendingType",
             values(&[

@@ -35,23 +35,23 @@ impl<'a> Customers<'a> {
     /// `POST /customers` · class `create` · operation `createCustomer` · keys: `test`, `live`.
     #[endpoint(POST "/customers", class = create, operation_id = "createCustomer", keys = [test, live], body = body, query = query)]
     pub async fn create(
-        &self,
+        self,
         body: &models::CustomerCreateInput,
         query: &CreateCustomerQuery,
     ) -> Result<models::Customer>;
 
     /// `GET /customers` · class `list_read` · operation `listCustomers` · keys: `test`, `live`.
     #[endpoint(GET "/customers", class = list_read, operation_id = "listCustomers", keys = [test, live], query = query)]
-    pub async fn list(&self, query: &ListCustomersQuery) -> Result<models::CustomerSearchResult>;
+    pub async fn list(self, query: &ListCustomersQuery) -> Result<models::CustomerSearchResult>;
 
     /// `GET /customers/{customer_id}` · class `detail_read` · operation `getCustomer` · keys: `test`, `live`.
     #[endpoint(GET "/customers/{customer_id}", class = detail_read, operation_id = "getCustomer", keys = [test, live])]
-    pub async fn retrieve(&self, customer_id: &str) -> Result<models::Customer>;
+    pub async fn retrieve(self, customer_id: &str) -> Result<models::Customer>;
 
     /// `PUT /customers/{customer_id}` · class `write` · operation `editCustomer` · keys: `test`, `live`.
     #[endpoint(PUT "/customers/{customer_id}", class = write, operation_id = "editCustomer", keys = [test, live], body = body, query = query)]
     pub async fn update(
-        &self,
+        self,
         customer_id: &str,
         body: &models::CustomerEditBody,
         query: &EditCustomerQuery,
@@ -59,12 +59,12 @@ impl<'a> Customers<'a> {
 
     /// `DELETE /customers/{customer_id}` · class `write` · operation `deleteCustomer` · keys: `test`, `live`.
     #[endpoint(DELETE "/customers/{customer_id}", class = write, operation_id = "deleteCustomer", keys = [test, live])]
-    pub async fn delete(&self, customer_id: &str) -> Result<models::Customer>;
+    pub async fn delete(self, customer_id: &str) -> Result<models::Customer>;
 
     /// `POST /customers/{customer_id}/email-edit-link` · class `heavy_write` · operation `sendEditLinkByEmail` · keys: `test`, `live`.
     #[endpoint(POST "/customers/{customer_id}/email-edit-link", class = heavy_write, operation_id = "sendEditLinkByEmail", keys = [test, live], body = body)]
     pub async fn send_edit_link_by_email(
-        &self,
+        self,
         customer_id: &str,
         body: &models::SendEditLinkByEmailBody,
     ) -> Result<models::SendEditLinkByEmailResponse200>;
@@ -72,7 +72,7 @@ impl<'a> Customers<'a> {
     /// `GET /customers/{customer_id}/tax-info-validation` · class `detail_read` · operation `validateCustomerTaxInfo` · keys: `live`.
     #[endpoint(GET "/customers/{customer_id}/tax-info-validation", class = detail_read, operation_id = "validateCustomerTaxInfo", keys = [live])]
     pub async fn validate_tax_info(
-        &self,
+        self,
         customer_id: &str,
     ) -> Result<models::ValidateCustomerTaxInfoResponse200>;
 

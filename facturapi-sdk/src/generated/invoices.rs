@@ -40,7 +40,7 @@ impl<'a> Invoices<'a> {
     /// A 202 answer is [`MaybePending::Pending`]: Facturapi finishes the document later; do not create it again.
     #[endpoint(POST "/invoices", class = create, operation_id = "createInvoice", keys = [test, live], body = body, query = query, idempotency_key)]
     pub async fn create(
-        &self,
+        self,
         body: &models::InvoiceCreateInput,
         query: &CreateInvoiceQuery,
     ) -> Result<
@@ -49,42 +49,42 @@ impl<'a> Invoices<'a> {
 
     /// `GET /invoices` · class `list_read` · operation `listInvoices` · keys: `test`, `live`.
     #[endpoint(GET "/invoices", class = list_read, operation_id = "listInvoices", keys = [test, live], query = query)]
-    pub async fn list(&self, query: &ListInvoicesQuery) -> Result<models::InvoiceSearchResult>;
+    pub async fn list(self, query: &ListInvoicesQuery) -> Result<models::InvoiceSearchResult>;
 
     /// `POST /invoices/zip-requests` · class `heavy_write` · operation `createInvoiceZipRequest` · keys: `live`.
     #[endpoint(POST "/invoices/zip-requests", class = heavy_write, operation_id = "createInvoiceZipRequest", keys = [live], body = body)]
     pub async fn create_zip_request(
-        &self,
+        self,
         body: &models::InvoiceZipRequestCreateInput,
     ) -> Result<models::InvoiceZipRequest>;
 
     /// `GET /invoices/zip-requests` · class `list_read` · operation `listInvoiceZipRequests` · keys: `live`.
     #[endpoint(GET "/invoices/zip-requests", class = list_read, operation_id = "listInvoiceZipRequests", keys = [live], query = query)]
     pub async fn list_zip_requests(
-        &self,
+        self,
         query: &ListInvoiceZipRequestsQuery,
     ) -> Result<models::InvoiceZipRequestSearchResult>;
 
     /// `GET /invoices/zip-requests/{id}` · class `detail_read` · operation `retrieveInvoiceZipRequest` · keys: `live`.
     #[endpoint(GET "/invoices/zip-requests/{id}", class = detail_read, operation_id = "retrieveInvoiceZipRequest", keys = [live])]
-    pub async fn retrieve_zip_request(&self, id: &str) -> Result<models::InvoiceZipRequest>;
+    pub async fn retrieve_zip_request(self, id: &str) -> Result<models::InvoiceZipRequest>;
 
     /// `GET /invoices/zip-requests/{id}/zip` · class `detail_read` · operation `downloadInvoiceZipRequest` · keys: `live`.
     #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live])]
-    pub async fn download_zip_request(&self, id: &str) -> Result<Bytes>;
+    pub async fn download_zip_request(self, id: &str) -> Result<Bytes>;
 
     /// `GET /invoices/zip-requests/{id}/zip` · class `detail_read` · operation `downloadInvoiceZipRequest` · keys: `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live])]
-    pub async fn download_zip_request_stream(&self, id: &str) -> Result<ByteStream>;
+    pub async fn download_zip_request_stream(self, id: &str) -> Result<ByteStream>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
     ///
     /// Carries an `idempotency_key` (a fresh UUID when `body` has none), kept across retries and
     /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
     #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, idempotency_key)]
-    pub async fn preview_pdf(&self, body: &models::InvoiceCreateInput) -> Result<Created<Bytes>>;
+    pub async fn preview_pdf(self, body: &models::InvoiceCreateInput) -> Result<Created<Bytes>>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
     ///
@@ -94,18 +94,18 @@ impl<'a> Invoices<'a> {
     /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
     #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, idempotency_key)]
     pub async fn preview_pdf_stream(
-        &self,
+        self,
         body: &models::InvoiceCreateInput,
     ) -> Result<Created<ByteStream>>;
 
     /// `GET /invoices/{invoice_id}` · class `detail_read` · operation `getInvoice` · keys: `test`, `live`.
     #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, operation_id = "getInvoice", keys = [test, live])]
-    pub async fn retrieve(&self, invoice_id: &str) -> Result<models::Invoice>;
+    pub async fn retrieve(self, invoice_id: &str) -> Result<models::Invoice>;
 
     /// `PUT /invoices/{invoice_id}` · class `write` · operation `updateDraftInvoice` · keys: `test`, `live`.
     #[endpoint(PUT "/invoices/{invoice_id}", class = write, operation_id = "updateDraftInvoice", keys = [test, live], body = body)]
     pub async fn update_draft(
-        &self,
+        self,
         invoice_id: &str,
         body: &models::InvoiceEditBody,
     ) -> Result<models::InvoiceDraft>;
@@ -113,7 +113,7 @@ impl<'a> Invoices<'a> {
     /// `DELETE /invoices/{invoice_id}` · class `heavy_write` · operation `cancelInvoice` · keys: `test`, `live`.
     #[endpoint(DELETE "/invoices/{invoice_id}", class = heavy_write, operation_id = "cancelInvoice", keys = [test, live], query = query)]
     pub async fn cancel(
-        &self,
+        self,
         invoice_id: &str,
         #[query] motive: models::CancelInvoiceMotive,
         query: &CancelInvoiceQuery,
@@ -121,12 +121,12 @@ impl<'a> Invoices<'a> {
 
     /// `POST /invoices/{invoice_id}/copy` · class `create` · operation `copyToDraftInvoice` · keys: `test`, `live`.
     #[endpoint(POST "/invoices/{invoice_id}/copy", class = create, operation_id = "copyToDraftInvoice", keys = [test, live])]
-    pub async fn copy_to_draft(&self, invoice_id: &str) -> Result<models::InvoiceDraft>;
+    pub async fn copy_to_draft(self, invoice_id: &str) -> Result<models::InvoiceDraft>;
 
     /// `POST /invoices/{invoice_id}/stamp` · class `heavy_write` · operation `stampDraftInvoice` · keys: `test`, `live`.
     #[endpoint(POST "/invoices/{invoice_id}/stamp", class = heavy_write, operation_id = "stampDraftInvoice", keys = [test, live], query = query)]
     pub async fn stamp_draft(
-        &self,
+        self,
         invoice_id: &str,
         query: &StampDraftInvoiceQuery,
     ) -> Result<models::Invoice>;
@@ -134,7 +134,7 @@ impl<'a> Invoices<'a> {
     /// `GET /invoices/{invoice_id}/cancellation_receipt/{format}` · class `detail_read` · operation `downloadCancellationReceiptXml` · keys: `test`, `live`.
     #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live])]
     pub async fn download_cancellation_receipt(
-        &self,
+        self,
         invoice_id: &str,
         format: models::DownloadCancellationReceiptXmlFormat,
     ) -> Result<Bytes>;
@@ -144,7 +144,7 @@ impl<'a> Invoices<'a> {
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live])]
     pub async fn download_cancellation_receipt_stream(
-        &self,
+        self,
         invoice_id: &str,
         format: models::DownloadCancellationReceiptXmlFormat,
     ) -> Result<ByteStream>;
@@ -152,7 +152,7 @@ impl<'a> Invoices<'a> {
     /// `GET /invoices/{invoice_id}/{format}` · class `detail_read` · operation `downloadInvoice` · keys: `test`, `live`.
     #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live])]
     pub async fn download(
-        &self,
+        self,
         invoice_id: &str,
         format: models::DownloadInvoiceFormat,
     ) -> Result<Bytes>;
@@ -162,7 +162,7 @@ impl<'a> Invoices<'a> {
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live])]
     pub async fn download_stream(
-        &self,
+        self,
         invoice_id: &str,
         format: models::DownloadInvoiceFormat,
     ) -> Result<ByteStream>;
@@ -170,14 +170,14 @@ impl<'a> Invoices<'a> {
     /// `POST /invoices/{invoice_id}/email` · class `heavy_write` · operation `sendInvoiceByEmail` · keys: `test`, `live`.
     #[endpoint(POST "/invoices/{invoice_id}/email", class = heavy_write, operation_id = "sendInvoiceByEmail", keys = [test, live], body = body)]
     pub async fn send_by_email(
-        &self,
+        self,
         invoice_id: &str,
         body: &models::SendInvoiceByEmailBody,
     ) -> Result<models::SendInvoiceByEmailResponse200>;
 
     /// `PUT /invoices/{invoice_id}/status` · class `heavy_write` · operation `updateInvoiceStatus` · keys: `test`, `live`.
     #[endpoint(PUT "/invoices/{invoice_id}/status", class = heavy_write, operation_id = "updateInvoiceStatus", keys = [test, live])]
-    pub async fn update_status(&self, invoice_id: &str) -> Result<models::Invoice>;
+    pub async fn update_status(self, invoice_id: &str) -> Result<models::Invoice>;
 
     /// Every item of [`Self::list`], page after page, each page through the `list_read` class limits.
     /// Yields [`Error::PageCap`](crate::Error::PageCap) after page 30 when results remain.

@@ -20876,11 +20876,20 @@ impl ::std::convert::TryFrom<::std::string::String> for PendingCancellationStatu
 pub enum PendingStatus {
     #[serde(rename = "pending")]
     Pending,
+    #[serde(rename = "valid")]
+    Valid,
+    #[serde(rename = "canceled")]
+    Canceled,
+    #[serde(rename = "failed")]
+    Failed,
 }
 impl ::std::fmt::Display for PendingStatus {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         match *self {
             Self::Pending => f.write_str("pending"),
+            Self::Valid => f.write_str("valid"),
+            Self::Canceled => f.write_str("canceled"),
+            Self::Failed => f.write_str("failed"),
         }
     }
 }
@@ -20889,6 +20898,9 @@ impl ::std::str::FromStr for PendingStatus {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         match value {
             "pending" => Ok(Self::Pending),
+            "valid" => Ok(Self::Valid),
+            "canceled" => Ok(Self::Canceled),
+            "failed" => Ok(Self::Failed),
             _ => Err("invalid value".into()),
         }
     }

@@ -35,25 +35,25 @@ impl<'a> Organizations<'a> {
     /// `POST /organizations` · class `create` · operation `createOrganization` · keys: `user`.
     #[endpoint(POST "/organizations", class = create, operation_id = "createOrganization", keys = [user], body = body)]
     pub async fn create(
-        &self,
+        self,
         body: &models::OrganizationCreateInput,
     ) -> Result<models::Organization>;
 
     /// `GET /organizations` · class `list_read` · operation `listOrganizations` · keys: `user`.
     #[endpoint(GET "/organizations", class = list_read, operation_id = "listOrganizations", keys = [user], query = query)]
     pub async fn list(
-        &self,
+        self,
         query: &ListOrganizationsQuery,
     ) -> Result<models::OrganizationSearchResult>;
 
     /// `GET /organizations/me` · class `detail_read` · operation `meOrganization` · keys: `test`, `live`.
     #[endpoint(GET "/organizations/me", class = detail_read, operation_id = "meOrganization", keys = [test, live])]
-    pub async fn me(&self) -> Result<models::Organization>;
+    pub async fn me(self) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/legal` · class `write` · operation `editOrganizationLegal` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/legal", class = write, operation_id = "editOrganizationLegal", keys = [live, user], body = body)]
     pub async fn update_legal(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationLegalInput,
     ) -> Result<models::Organization>;
@@ -61,7 +61,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/certificate` · class `heavy_write` · operation `uploadOrganizationCertificate` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/certificate", class = heavy_write, operation_id = "uploadOrganizationCertificate", keys = [live, user], multipart = form)]
     pub async fn upload_certificate(
-        &self,
+        self,
         organization_id: &str,
         form: &Multipart,
     ) -> Result<models::Organization>;
@@ -69,14 +69,14 @@ impl<'a> Organizations<'a> {
     /// `DELETE /organizations/{organization_id}/certificate` · class `write` · operation `deleteOrganizationCertificate` · keys: `live`, `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/certificate", class = write, operation_id = "deleteOrganizationCertificate", keys = [live, user])]
     pub async fn delete_certificate(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::OrganizationDeleteCerts>;
 
     /// `PUT /organizations/{organization_id}/fiel` · class `heavy_write` · operation `uploadOrganizationFiel` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/fiel", class = heavy_write, operation_id = "uploadOrganizationFiel", keys = [live, user], multipart = form)]
     pub async fn upload_fiel(
-        &self,
+        self,
         organization_id: &str,
         form: &Multipart,
     ) -> Result<models::Organization>;
@@ -84,7 +84,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/logo` · class `heavy_write` · operation `uploadOrganizationLogo` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/logo", class = heavy_write, operation_id = "uploadOrganizationLogo", keys = [live, user], multipart = form)]
     pub async fn upload_logo(
-        &self,
+        self,
         organization_id: &str,
         form: &Multipart,
     ) -> Result<models::Organization>;
@@ -92,7 +92,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/customization` · class `write` · operation `editOrganizationCustomization` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/customization", class = write, operation_id = "editOrganizationCustomization", keys = [live, user], body = body)]
     pub async fn update_customization(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationCustomizationInput,
     ) -> Result<models::Organization>;
@@ -100,7 +100,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/receipts` · class `write` · operation `editOrganizationReceiptsSettings` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/receipts", class = write, operation_id = "editOrganizationReceiptsSettings", keys = [live, user], body = body)]
     pub async fn update_receipts_settings(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationReceiptsInput,
     ) -> Result<models::Organization>;
@@ -108,7 +108,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/self-invoice` · class `write` · operation `editOrganizationSelfInvoiceSettings` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/self-invoice", class = write, operation_id = "editOrganizationSelfInvoiceSettings", keys = [live, user], body = body)]
     pub async fn update_self_invoice_settings(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationSelfInvoiceInput,
     ) -> Result<models::Organization>;
@@ -116,58 +116,58 @@ impl<'a> Organizations<'a> {
     /// `GET /organizations/domain-check` · class `detail_read` · operation `checkDomainAvailability` · keys: `user`.
     #[endpoint(GET "/organizations/domain-check", class = detail_read, operation_id = "checkDomainAvailability", keys = [user])]
     pub async fn check_domain_availability(
-        &self,
+        self,
         #[query] domain: models::DomainField,
     ) -> Result<models::CheckDomainAvailabilityResponse200>;
 
     /// `PUT /organizations/{organization_id}/domain` · class `write` · operation `editOrganizationDomain` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/domain", class = write, operation_id = "editOrganizationDomain", keys = [live, user], body = body)]
     pub async fn update_domain(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationDomainInput,
     ) -> Result<models::Organization>;
 
     /// `GET /organizations/{organization_id}` · class `detail_read` · operation `getOrganization` · keys: `test`, `live`, `user`.
     #[endpoint(GET "/organizations/{organization_id}", class = detail_read, operation_id = "getOrganization", keys = [test, live, user])]
-    pub async fn retrieve(&self, organization_id: &str) -> Result<models::Organization>;
+    pub async fn retrieve(self, organization_id: &str) -> Result<models::Organization>;
 
     /// `DELETE /organizations/{organization_id}` · class `write` · operation `deleteOrganization` · keys: `user`.
     #[endpoint(DELETE "/organizations/{organization_id}", class = write, operation_id = "deleteOrganization", keys = [user])]
-    pub async fn delete(&self, organization_id: &str) -> Result<models::Organization>;
+    pub async fn delete(self, organization_id: &str) -> Result<models::Organization>;
 
     /// `GET /organizations/{organization_id}/apikeys/test` · class `detail_read` · operation `getTestApiKey` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/apikeys/test", class = detail_read, operation_id = "getTestApiKey", keys = [user])]
     pub async fn retrieve_test_api_key(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::GetTestApiKeyResponse200>;
 
     /// `PUT /organizations/{organization_id}/apikeys/test` · class `write` · operation `renewTestApiKey` · keys: `user`.
     #[endpoint(PUT "/organizations/{organization_id}/apikeys/test", class = write, operation_id = "renewTestApiKey", keys = [user])]
     pub async fn renew_test_api_key(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::RenewTestApiKeyResponse200>;
 
     /// `GET /organizations/{organization_id}/apikeys/live` · class `list_read` · operation `listLiveApiKeys` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/apikeys/live", class = list_read, operation_id = "listLiveApiKeys", keys = [user])]
     pub async fn list_live_api_keys(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::ListLiveApiKeysResponse200>;
 
     /// `PUT /organizations/{organization_id}/apikeys/live` · class `write` · operation `renewLiveApiKey` · keys: `user`.
     #[endpoint(PUT "/organizations/{organization_id}/apikeys/live", class = write, operation_id = "renewLiveApiKey", keys = [user])]
     pub async fn renew_live_api_key(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::RenewLiveApiKeyResponse200>;
 
     /// `DELETE /organizations/{organization_id}/apikeys/live/{id}` · class `write` · operation `deleteLiveApiKey` · keys: `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/apikeys/live/{id}", class = write, operation_id = "deleteLiveApiKey", keys = [user])]
     pub async fn delete_live_api_key(
-        &self,
+        self,
         organization_id: &str,
         id: &str,
     ) -> Result<models::DeleteLiveApiKeyResponse200>;
@@ -175,14 +175,14 @@ impl<'a> Organizations<'a> {
     /// `GET /organizations/{organization_id}/series-group` · class `list_read` · operation `getSeriesGroup` · keys: `live`, `user`.
     #[endpoint(GET "/organizations/{organization_id}/series-group", class = list_read, operation_id = "getSeriesGroup", keys = [live, user])]
     pub async fn retrieve_series_group(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::GetSeriesGroupResponse200>;
 
     /// `POST /organizations/{organization_id}/series-group` · class `create` · operation `createSeriesGroup` · keys: `live`, `user`.
     #[endpoint(POST "/organizations/{organization_id}/series-group", class = create, operation_id = "createSeriesGroup", keys = [live, user], body = body)]
     pub async fn create_series_group(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationSeriesCreateInput,
     ) -> Result<models::OrganizationSeriesGroup>;
@@ -190,7 +190,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/series-group/default-series` · class `write` · operation `updateDefaultSeries` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/series-group/default-series", class = write, operation_id = "updateDefaultSeries", keys = [live, user], body = body)]
     pub async fn update_default_series(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationSeriesDefaultInput,
     ) -> Result<models::OkResponse>;
@@ -198,7 +198,7 @@ impl<'a> Organizations<'a> {
     /// `PUT /organizations/{organization_id}/series-group/{series_name}` · class `write` · operation `updateSeriesGroup` · keys: `live`, `user`.
     #[endpoint(PUT "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "updateSeriesGroup", keys = [live, user], body = body)]
     pub async fn update_series_group(
-        &self,
+        self,
         organization_id: &str,
         series_name: &str,
         body: &models::OrganizationSeriesUpdateInput,
@@ -207,7 +207,7 @@ impl<'a> Organizations<'a> {
     /// `DELETE /organizations/{organization_id}/series-group/{series_name}` · class `write` · operation `deleteSeriesGroup` · keys: `live`, `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "deleteSeriesGroup", keys = [live, user])]
     pub async fn delete_series_group(
-        &self,
+        self,
         organization_id: &str,
         series_name: &str,
     ) -> Result<models::OrganizationSeriesGroup>;

@@ -34,27 +34,27 @@ impl AsClient for Products<'_> {
 impl<'a> Products<'a> {
     /// `POST /products` · class `create` · operation `createProduct` · keys: `test`, `live`.
     #[endpoint(POST "/products", class = create, operation_id = "createProduct", keys = [test, live], body = body)]
-    pub async fn create(&self, body: &models::ProductCreateBody) -> Result<models::Product>;
+    pub async fn create(self, body: &models::ProductCreateBody) -> Result<models::Product>;
 
     /// `GET /products` · class `list_read` · operation `listProducts` · keys: `test`, `live`.
     #[endpoint(GET "/products", class = list_read, operation_id = "listProducts", keys = [test, live], query = query)]
-    pub async fn list(&self, query: &ListProductsQuery) -> Result<models::ProductSearchResult>;
+    pub async fn list(self, query: &ListProductsQuery) -> Result<models::ProductSearchResult>;
 
     /// `GET /products/{product_id}` · class `detail_read` · operation `getProduct` · keys: `test`, `live`.
     #[endpoint(GET "/products/{product_id}", class = detail_read, operation_id = "getProduct", keys = [test, live])]
-    pub async fn retrieve(&self, product_id: &str) -> Result<models::Product>;
+    pub async fn retrieve(self, product_id: &str) -> Result<models::Product>;
 
     /// `PUT /products/{product_id}` · class `write` · operation `editProduct` · keys: `test`, `live`.
     #[endpoint(PUT "/products/{product_id}", class = write, operation_id = "editProduct", keys = [test, live], body = body)]
     pub async fn update(
-        &self,
+        self,
         product_id: &str,
         body: &models::ProductEditBody,
     ) -> Result<models::Product>;
 
     /// `DELETE /products/{product_id}` · class `write` · operation `deleteProduct` · keys: `test`, `live`.
     #[endpoint(DELETE "/products/{product_id}", class = write, operation_id = "deleteProduct", keys = [test, live])]
-    pub async fn delete(&self, product_id: &str) -> Result<models::Product>;
+    pub async fn delete(self, product_id: &str) -> Result<models::Product>;
 
     /// Every item of [`Self::list`], page after page, each page through the `list_read` class limits.
     /// Yields [`Error::PageCap`](crate::Error::PageCap) after page 30 when results remain.

@@ -37,42 +37,42 @@ impl<'a> Receipts<'a> {
     /// Carries an `idempotency_key` (a fresh UUID when `body` has none), kept across retries and
     /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
     #[endpoint(POST "/receipts", class = create, operation_id = "createReceipt", keys = [test, live, user], body = body, idempotency_key)]
-    pub async fn create(&self, body: &models::ReceiptInput) -> Result<Created<models::Receipt>>;
+    pub async fn create(self, body: &models::ReceiptInput) -> Result<Created<models::Receipt>>;
 
     /// `GET /receipts` · class `list_read` · operation `listReceipts` · keys: `test`, `live`.
     #[endpoint(GET "/receipts", class = list_read, operation_id = "listReceipts", keys = [test, live], query = query)]
-    pub async fn list(&self, query: &ListReceiptsQuery) -> Result<models::ReceiptSearchResult>;
+    pub async fn list(self, query: &ListReceiptsQuery) -> Result<models::ReceiptSearchResult>;
 
     /// `GET /receipts/{receipt_id}` · class `detail_read` · operation `getReceipt` · keys: `test`, `live`.
     #[endpoint(GET "/receipts/{receipt_id}", class = detail_read, operation_id = "getReceipt", keys = [test, live])]
-    pub async fn retrieve(&self, receipt_id: &str) -> Result<models::Receipt>;
+    pub async fn retrieve(self, receipt_id: &str) -> Result<models::Receipt>;
 
     /// `PUT /receipts/{receipt_id}` · class `write` · operation `assignReceiptCustomer` · keys: `test`, `live`.
     #[endpoint(PUT "/receipts/{receipt_id}", class = write, operation_id = "assignReceiptCustomer", keys = [test, live], body = body)]
     pub async fn assign_customer(
-        &self,
+        self,
         receipt_id: &str,
         body: &models::ReceiptAssignCustomerInput,
     ) -> Result<models::Receipt>;
 
     /// `DELETE /receipts/{receipt_id}` · class `write` · operation `cancelReceipt` · keys: `test`, `live`.
     #[endpoint(DELETE "/receipts/{receipt_id}", class = write, operation_id = "cancelReceipt", keys = [test, live])]
-    pub async fn cancel(&self, receipt_id: &str) -> Result<models::Receipt>;
+    pub async fn cancel(self, receipt_id: &str) -> Result<models::Receipt>;
 
     /// `GET /receipts/{receipt_id}/pdf` · class `detail_read` · operation `downloadReceiptPdf` · keys: `test`, `live`.
     #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live])]
-    pub async fn download_pdf(&self, receipt_id: &str) -> Result<Bytes>;
+    pub async fn download_pdf(self, receipt_id: &str) -> Result<Bytes>;
 
     /// `GET /receipts/{receipt_id}/pdf` · class `detail_read` · operation `downloadReceiptPdf` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live])]
-    pub async fn download_pdf_stream(&self, receipt_id: &str) -> Result<ByteStream>;
+    pub async fn download_pdf_stream(self, receipt_id: &str) -> Result<ByteStream>;
 
     /// `POST /receipts/{receipt_id}/email` · class `heavy_write` · operation `sendReceiptByEmail` · keys: `test`, `live`.
     #[endpoint(POST "/receipts/{receipt_id}/email", class = heavy_write, operation_id = "sendReceiptByEmail", keys = [test, live], body = body)]
     pub async fn send_by_email(
-        &self,
+        self,
         receipt_id: &str,
         body: &models::SendReceiptByEmailBody,
     ) -> Result<models::SendReceiptByEmailResponse200>;
@@ -80,7 +80,7 @@ impl<'a> Receipts<'a> {
     /// `POST /receipts/{receipt_id}/invoice` · class `heavy_write` · operation `invoiceReceipt` · keys: `test`, `live`.
     #[endpoint(POST "/receipts/{receipt_id}/invoice", class = heavy_write, operation_id = "invoiceReceipt", keys = [test, live], body = body)]
     pub async fn invoice(
-        &self,
+        self,
         receipt_id: &str,
         body: &models::InvoiceReceiptInput,
     ) -> Result<models::Invoice>;
@@ -88,14 +88,14 @@ impl<'a> Receipts<'a> {
     /// `POST /receipts/to-invoice` · class `heavy_write` · operation `createToInvoiceFromReceipts` · keys: `test`, `live`.
     #[endpoint(POST "/receipts/to-invoice", class = heavy_write, operation_id = "createToInvoiceFromReceipts", keys = [test, live], body = body)]
     pub async fn to_invoice(
-        &self,
+        self,
         body: &models::ToInvoiceInput,
     ) -> Result<models::CreateToInvoiceFromReceiptsResponse200>;
 
     /// `POST /receipts/to-invoice/preview` · class `heavy_write` · operation `previewToInvoiceFromReceipts` · keys: `test`, `live`.
     #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body)]
     pub async fn preview_to_invoice(
-        &self,
+        self,
         body: &models::ToInvoicePreviewInput,
     ) -> Result<Option<Bytes>>;
 
@@ -104,14 +104,14 @@ impl<'a> Receipts<'a> {
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body)]
     pub async fn preview_to_invoice_stream(
-        &self,
+        self,
         body: &models::ToInvoicePreviewInput,
     ) -> Result<ByteStream>;
 
     /// `POST /receipts/global-invoice` · class `heavy_write` · operation `createGlobalInvoice` · keys: `test`, `live`.
     #[endpoint(POST "/receipts/global-invoice", class = heavy_write, operation_id = "createGlobalInvoice", keys = [test, live], body = body)]
     pub async fn create_global_invoice(
-        &self,
+        self,
         body: &models::GlobalInvoiceInput,
     ) -> Result<models::Invoice>;
 

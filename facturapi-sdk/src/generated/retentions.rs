@@ -37,21 +37,20 @@ impl<'a> Retentions<'a> {
     /// Carries an `idempotency_key` (a fresh UUID when `body` has none), kept across retries and
     /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
     #[endpoint(POST "/retentions", class = create, operation_id = "createRetention", keys = [test, live], body = body, idempotency_key)]
-    pub async fn create(&self, body: &models::RetentionInput)
-    -> Result<Created<models::Retention>>;
+    pub async fn create(self, body: &models::RetentionInput) -> Result<Created<models::Retention>>;
 
     /// `GET /retentions` · class `list_read` · operation `listRetentions` · keys: `test`, `live`.
     #[endpoint(GET "/retentions", class = list_read, operation_id = "listRetentions", keys = [test, live], query = query)]
-    pub async fn list(&self, query: &ListRetentionsQuery) -> Result<models::RetentionSearchResult>;
+    pub async fn list(self, query: &ListRetentionsQuery) -> Result<models::RetentionSearchResult>;
 
     /// `GET /retentions/{retention_id}` · class `detail_read` · operation `getRetention` · keys: `test`, `live`.
     #[endpoint(GET "/retentions/{retention_id}", class = detail_read, operation_id = "getRetention", keys = [test, live])]
-    pub async fn retrieve(&self, retention_id: &str) -> Result<models::Retention>;
+    pub async fn retrieve(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `PUT /retentions/{retention_id}` · class `write` · operation `updateDraftRetention` · keys: `test`, `live`.
     #[endpoint(PUT "/retentions/{retention_id}", class = write, operation_id = "updateDraftRetention", keys = [test, live], body = body)]
     pub async fn update_draft(
-        &self,
+        self,
         retention_id: &str,
         body: &models::RetentionUpdateInput,
     ) -> Result<models::Retention>;
@@ -59,23 +58,23 @@ impl<'a> Retentions<'a> {
     /// `DELETE /retentions/{retention_id}` · class `heavy_write` · operation `cancelRetention` · keys: `test`, `live`.
     #[endpoint(DELETE "/retentions/{retention_id}", class = heavy_write, operation_id = "cancelRetention", keys = [test, live], query = query)]
     pub async fn cancel(
-        &self,
+        self,
         retention_id: &str,
         query: &CancelRetentionQuery,
     ) -> Result<models::Retention>;
 
     /// `POST /retentions/{retention_id}/copy` · class `create` · operation `copyToDraftRetention` · keys: `test`, `live`.
     #[endpoint(POST "/retentions/{retention_id}/copy", class = create, operation_id = "copyToDraftRetention", keys = [test, live])]
-    pub async fn copy_to_draft(&self, retention_id: &str) -> Result<models::Retention>;
+    pub async fn copy_to_draft(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `POST /retentions/{retention_id}/stamp` · class `heavy_write` · operation `stampDraftRetention` · keys: `test`, `live`.
     #[endpoint(POST "/retentions/{retention_id}/stamp", class = heavy_write, operation_id = "stampDraftRetention", keys = [test, live])]
-    pub async fn stamp_draft(&self, retention_id: &str) -> Result<models::Retention>;
+    pub async fn stamp_draft(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `GET /retentions/{retention_id}/{format}` · class `detail_read` · operation `downloadRetention` · keys: `test`, `live`.
     #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live])]
     pub async fn download(
-        &self,
+        self,
         retention_id: &str,
         format: models::DownloadRetentionFormat,
     ) -> Result<Bytes>;
@@ -85,7 +84,7 @@ impl<'a> Retentions<'a> {
     /// The file as a stream of chunks, for large downloads.
     #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live])]
     pub async fn download_stream(
-        &self,
+        self,
         retention_id: &str,
         format: models::DownloadRetentionFormat,
     ) -> Result<ByteStream>;
@@ -93,7 +92,7 @@ impl<'a> Retentions<'a> {
     /// `POST /retentions/{retention_id}/email` · class `heavy_write` · operation `sendRetentionByEmail` · keys: `test`, `live`.
     #[endpoint(POST "/retentions/{retention_id}/email", class = heavy_write, operation_id = "sendRetentionByEmail", keys = [test, live], body = body)]
     pub async fn send_by_email(
-        &self,
+        self,
         retention_id: &str,
         body: &models::SendRetentionByEmailBody,
     ) -> Result<models::SendRetentionByEmailResponse200>;

@@ -34,12 +34,12 @@ impl AsClient for Team<'_> {
 impl<'a> Team<'a> {
     /// `GET /organizations/{organization_id}/team` · class `list_read` · operation `getOrganizationTeam` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team", class = list_read, operation_id = "getOrganizationTeam", keys = [user])]
-    pub async fn list(&self, organization_id: &str) -> Result<models::OrganizationUserAccessList>;
+    pub async fn list(self, organization_id: &str) -> Result<models::OrganizationUserAccessList>;
 
     /// `POST /organizations/{organization_id}/team/invites` · class `create` · operation `createOrganizationTeamInvite` · keys: `user`.
     #[endpoint(POST "/organizations/{organization_id}/team/invites", class = create, operation_id = "createOrganizationTeamInvite", keys = [user], body = body)]
     pub async fn create_invite(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationInviteCreateInput,
     ) -> Result<models::OrganizationInvite>;
@@ -47,14 +47,14 @@ impl<'a> Team<'a> {
     /// `GET /organizations/{organization_id}/team/invites` · class `list_read` · operation `listOrganizationTeamInvites` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/invites", class = list_read, operation_id = "listOrganizationTeamInvites", keys = [user])]
     pub async fn list_invites(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::OrganizationInviteList>;
 
     /// `GET /organizations/{organization_id}/team/{access_id}` · class `detail_read` · operation `getOrganizationTeamUser` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/{access_id}", class = detail_read, operation_id = "getOrganizationTeamUser", keys = [user])]
     pub async fn retrieve_user(
-        &self,
+        self,
         organization_id: &str,
         access_id: &str,
     ) -> Result<models::OrganizationUserAccess>;
@@ -62,7 +62,7 @@ impl<'a> Team<'a> {
     /// `DELETE /organizations/{organization_id}/team/{access_id}` · class `write` · operation `removeOrganizationUserAccess` · keys: `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/team/{access_id}", class = write, operation_id = "removeOrganizationUserAccess", keys = [user])]
     pub async fn remove_user_access(
-        &self,
+        self,
         organization_id: &str,
         access_id: &str,
     ) -> Result<models::OkResponse>;
@@ -70,19 +70,19 @@ impl<'a> Team<'a> {
     /// `DELETE /organizations/{organization_id}/team/invites/{invite_key}` · class `write` · operation `deleteOrganizationTeamInvite` · keys: `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/team/invites/{invite_key}", class = write, operation_id = "deleteOrganizationTeamInvite", keys = [user])]
     pub async fn delete_invite(
-        &self,
+        self,
         organization_id: &str,
         invite_key: &str,
     ) -> Result<models::OkResponse>;
 
     /// `GET /organizations/invites/pending` · class `list_read` · operation `listPendingOrganizationInvites` · keys: `user`.
     #[endpoint(GET "/organizations/invites/pending", class = list_read, operation_id = "listPendingOrganizationInvites", keys = [user])]
-    pub async fn list_pending_invites(&self) -> Result<models::OrganizationInviteList>;
+    pub async fn list_pending_invites(self) -> Result<models::OrganizationInviteList>;
 
     /// `POST /organizations/invites/{invite_key}/response` · class `write` · operation `respondOrganizationInvite` · keys: `user`.
     #[endpoint(POST "/organizations/invites/{invite_key}/response", class = write, operation_id = "respondOrganizationInvite", keys = [user], body = body)]
     pub async fn respond_invite(
-        &self,
+        self,
         invite_key: &str,
         body: &models::OrganizationInviteRespondInput,
     ) -> Result<models::OkResponse>;
@@ -90,14 +90,14 @@ impl<'a> Team<'a> {
     /// `GET /organizations/{organization_id}/team/roles` · class `list_read` · operation `listOrganizationPermissionRoles` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/roles", class = list_read, operation_id = "listOrganizationPermissionRoles", keys = [user])]
     pub async fn list_permission_roles(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionRoleList>;
 
     /// `POST /organizations/{organization_id}/team/roles` · class `create` · operation `createOrganizationPermissionRole` · keys: `user`.
     #[endpoint(POST "/organizations/{organization_id}/team/roles", class = create, operation_id = "createOrganizationPermissionRole", keys = [user], body = body)]
     pub async fn create_permission_role(
-        &self,
+        self,
         organization_id: &str,
         body: &models::OrganizationPermissionRoleCreateInput,
     ) -> Result<models::OrganizationPermissionRole>;
@@ -105,21 +105,21 @@ impl<'a> Team<'a> {
     /// `GET /organizations/{organization_id}/team/roles/templates` · class `list_read` · operation `listOrganizationPermissionRoleTemplates` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/roles/templates", class = list_read, operation_id = "listOrganizationPermissionRoleTemplates", keys = [user])]
     pub async fn list_permission_role_templates(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionRoleTemplateList>;
 
     /// `GET /organizations/{organization_id}/team/roles/operations` · class `list_read` · operation `listOrganizationPermissionOperations` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/roles/operations", class = list_read, operation_id = "listOrganizationPermissionOperations", keys = [user])]
     pub async fn list_permission_operations(
-        &self,
+        self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionOperationList>;
 
     /// `GET /organizations/{organization_id}/team/roles/{role_id}` · class `detail_read` · operation `getOrganizationPermissionRole` · keys: `user`.
     #[endpoint(GET "/organizations/{organization_id}/team/roles/{role_id}", class = detail_read, operation_id = "getOrganizationPermissionRole", keys = [user])]
     pub async fn retrieve_permission_role(
-        &self,
+        self,
         organization_id: &str,
         role_id: &str,
     ) -> Result<models::OrganizationPermissionRole>;
@@ -127,7 +127,7 @@ impl<'a> Team<'a> {
     /// `PUT /organizations/{organization_id}/team/roles/{role_id}` · class `write` · operation `updateOrganizationPermissionRole` · keys: `user`.
     #[endpoint(PUT "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "updateOrganizationPermissionRole", keys = [user], body = body)]
     pub async fn update_permission_role(
-        &self,
+        self,
         organization_id: &str,
         role_id: &str,
         body: &models::OrganizationPermissionRoleUpdateInput,
@@ -136,7 +136,7 @@ impl<'a> Team<'a> {
     /// `DELETE /organizations/{organization_id}/team/roles/{role_id}` · class `write` · operation `deleteOrganizationPermissionRole` · keys: `user`.
     #[endpoint(DELETE "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "deleteOrganizationPermissionRole", keys = [user])]
     pub async fn delete_permission_role(
-        &self,
+        self,
         organization_id: &str,
         role_id: &str,
     ) -> Result<models::OkResponse>;
@@ -144,7 +144,7 @@ impl<'a> Team<'a> {
     /// `PUT /organizations/{organization_id}/team/{access_id}/role` · class `write` · operation `updateOrganizationTeamUserRole` · keys: `user`.
     #[endpoint(PUT "/organizations/{organization_id}/team/{access_id}/role", class = write, operation_id = "updateOrganizationTeamUserRole", keys = [user], body = body)]
     pub async fn update_user_role(
-        &self,
+        self,
         organization_id: &str,
         access_id: &str,
         body: &models::OrganizationUserAccessRoleUpdateInput,
