@@ -5,11 +5,12 @@
 //! errors, tracing and metrics. The SDK's 110 generated methods use it, written exactly as
 //! you would write your own:
 //!
-//! ```ignore
+//! ```no_run
 //! use facturapi_sdk::{endpoint, models, Client, Result};
 //!
 //! #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, keys = [test, live])]
 //! async fn fetch_invoice(client: &Client, invoice_id: &str) -> Result<models::Invoice>;
+//! # fn main() {}
 //! ```
 //!
 //! Arguments, after the method and path template:
@@ -40,3 +41,6 @@ use proc_macro::TokenStream;
 pub fn endpoint(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::endpoint(args.into(), item.into()).into()
 }
+
+#[cfg(test)]
+mod tests;

@@ -338,7 +338,14 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
                     _ => {
                         decode = decode_of(inner);
                         if let Some(key) = &idempotency_key {
-                            errors.at(key, format!("with `idempotency_key` the return type is `Result<Created<{}>>`", inner.to_token_stream()));
+                            let shown = inner
+                                .to_token_stream()
+                                .to_string()
+                                .replace(" :: ", "::")
+                                .replace(" <", "<")
+                                .replace("< ", "<")
+                                .replace(" >", ">");
+                            errors.at(key, format!("with `idempotency_key` the return type is `Result<Created<{shown}>>`"));
                         }
                     }
                 }
