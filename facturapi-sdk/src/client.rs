@@ -148,8 +148,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Uses this `reqwest::Client` (its own timeouts, proxies and TLS settings apply; the
-    /// builder's timeouts and user agent are then set per request).
+    /// Uses this `reqwest::Client` (its own proxies and TLS settings apply; the per-attempt
+    /// timeout and user agent are still set per request). The SDK builds reqwest without a
+    /// bundled TLS crypto provider: install one (e.g. `rustls::crypto::ring::default_provider()
+    /// .install_default()`) before building your own `reqwest::Client`, or build a
+    /// `facturapi_sdk::Client` first, which installs ring when none is installed.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self

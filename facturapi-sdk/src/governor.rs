@@ -239,6 +239,21 @@ impl Governor {
 
     /// Waits for the class gate, then for a permit. Re-checks the gate after the permit:
     /// a 429 may have paused the class while this request queued.
+    /// A permit at once, when the class is not paused and one is free (the common case:
+    /// no timer is armed).
+    pub(crate) fn try_acquire(&self, class: Class) -> Option<Permit> {
+        if self.gate(class).is_some() {
+            return None;
+        }
+        let permit = self.classes[class.index()]
+            .limit
+            .semaphore
+            .clone()
+            .try_acquire_owned()
+            .ok()?;
+        Some(Permit { _permit: permit })
+    }
+
     pub(crate) async fn acquire(&self, class: Class) -> Permit {
         let state = &self.classes[class.index()];
         loop {

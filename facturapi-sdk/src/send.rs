@@ -165,6 +165,27 @@ fn api_error(
     }))
 }
 
+/// The status as a metrics label; common ones are static so counting allocates nothing.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let label: &'static str = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        409 => "409",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return metrics::SharedString::from(status.as_u16().to_string()),
+    };
+    metrics::SharedString::const_str(label)
+}
+
 fn retry_after_sent(op: &OperationInfo, error: &reqwest::Error) -> bool {
     // A connection that never opened carried nothing; otherwise only safe requests repeat.
     error.is_connect() || op.retry != Retry::NotAfterSend
@@ -216,8 +237,9 @@ async fn send_loop(
     let class = op.class.as_str();
     let start = Instant::now();
     let deadline = start + policy.deadline;
-    let mut schedule = policy.schedule();
-    let mut schedule_429 = policy.schedule();
+    // Built on first use: most calls never retry.
+    let mut schedule = None;
+    let mut schedule_429 = None;
     let mut retries = 0usize;
     let mut attempts = 0u32;
     let mut last_429: Option<(Option<Duration>, Option<String>)> = None;
@@ -245,7 +267,11 @@ async fn send_loop(
     };
 
     loop {
-        let permit = match tokio::time::timeout_at(deadline, governor.acquire(op.class)).await {
+        let waited = match governor.try_acquire(op.class) {
+            Some(permit) => Ok(permit),
+            None => tokio::time::timeout_at(deadline, governor.acquire(op.class)).await,
+        };
+        let permit = match waited {
             Ok(permit) => permit,
             Err(_) if last_429.is_some() => return Err(rate_limited(attempts, last_429)),
             Err(_) => {
@@ -259,10 +285,11 @@ async fn send_loop(
         };
         attempts += 1;
         span.record("attempt", attempts);
-        let mut builder = inner
-            .http
-            .request(op.method.clone(), url.clone())
-            .headers(inner.headers.clone())
+        let mut builder = inner.http.request(op.method.clone(), url.clone());
+        if !inner.headers.is_empty() {
+            builder = builder.headers(inner.headers.clone());
+        }
+        builder = builder
             .header(USER_AGENT, inner.user_agent.clone())
             .timeout(inner.timeout);
         let (name, value) = auth_header(client);
@@ -287,7 +314,7 @@ async fn send_loop(
                 if let Some(id) = &log_id {
                     span.record("log_id", id.as_str());
                 }
-                metrics::counter!("facturapi_requests_total", "class" => class, "status" => status.as_u16().to_string()).increment(1);
+                metrics::counter!("facturapi_requests_total", "class" => class, "status" => status_label(status)).increment(1);
                 metrics::histogram!("facturapi_request_duration_seconds", "class" => class)
                     .record(elapsed.as_secs_f64());
 
@@ -308,7 +335,12 @@ async fn send_loop(
                         .and_then(|v| {
                             parse_retry_after(&v, SystemTime::now(), policy.retry_after_cap)
                         });
-                    let backoff = full_jitter(schedule_429.next().unwrap_or(policy.max_delay));
+                    let backoff = full_jitter(
+                        schedule_429
+                            .get_or_insert_with(|| policy.schedule())
+                            .next()
+                            .unwrap_or(policy.max_delay),
+                    );
                     // Floor at Retry-After, plus a little jitter so paused callers do not all wake at once.
                     let wait = retry_after.map_or(backoff, |ra| {
                         ra + backoff.min(ra / 4 + Duration::from_millis(250))
@@ -379,7 +411,12 @@ async fn send_loop(
         };
         // A retryable failure (5xx gateway error, timeout, transport) of a safe request.
         retries += 1;
-        let delay = full_jitter(schedule.next().unwrap_or(policy.max_delay));
+        let delay = full_jitter(
+            schedule
+                .get_or_insert_with(|| policy.schedule())
+                .next()
+                .unwrap_or(policy.max_delay),
+        );
         if retries > policy.max_retries || Instant::now() + delay > deadline {
             return Err(error);
         }

@@ -5,10 +5,12 @@
 //!   it → `spec/error_codes.json`.
 //! - `codegen [--check]`: `spec/` → `spec/endpoints.toml` and `facturapi-sdk/src/generated/`.
 //! - `classes`: the operation-class table.
+//! - `bench-overhead`: SDK vs raw reqwest CPU cost per request, in instructions (callgrind).
 //!
 //! It is a library too, so that its tests and the workspace's contract tests share the
 //! spec readers.
 
+pub mod bench;
 pub mod codegen;
 pub mod endpoints;
 pub mod error_codes;

@@ -8,7 +8,8 @@ use xtask::{codegen, endpoints, import, workspace_root};
 const USAGE: &str = "usage: cargo xtask <command>
   import-spec [PATH]   normalize the upstream OpenAPI file (default: ../shared/upstream/facturapi-openapi-v2.en.yaml)
   codegen [--check]    regenerate spec/endpoints.toml and facturapi-sdk/src/generated/ (--check: fail if stale)
-  classes              print the operation-class table";
+  classes              print the operation-class table
+  bench-overhead       SDK vs raw reqwest instructions per request (needs valgrind)";
 
 fn main() -> ExitCode {
     // Three commands and one flag: a hand-rolled match keeps clap out of every build.
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
                 ))
             }
         }),
+        ["bench-overhead"] => xtask::bench::overhead(&root),
         ["classes"] => {
             codegen::render(&root).map(|out| print!("{}", endpoints::class_table(&out.endpoints)))
         }
