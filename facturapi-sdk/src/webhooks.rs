@@ -84,6 +84,23 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_parse_into_the_typed_event() {
+        use crate::models::WebhookEvent;
+        let body = br#"{"id":"evt_1","created_at":"2024-01-01T00:00:00Z","livemode":false,"organization":"org_1","type":"receipt.self_invoice_complete","data":{"type":"receipt","object":{"id":"r1","created_at":"2024-01-01T00:00:00Z","livemode":false}}}"#;
+        let event = verify_signature("whsec", body, &sign("whsec", body)).unwrap();
+        assert!(
+            matches!(event, WebhookEvent::SelfInvoiceCompletedEvent(_)),
+            "{event:?}"
+        );
+        let body = br#"{"id":"evt_2","created_at":"2024-01-01T00:00:00Z","livemode":true,"type":"invoice.status_updated","data":{"type":"invoice","object":{"id":"i1","created_at":"2024-01-01T00:00:00Z","livemode":true}}}"#;
+        let event = verify_signature("whsec", body, &sign("whsec", body)).unwrap();
+        assert!(
+            matches!(event, WebhookEvent::InvoiceStatusUpdatedEvent(_)),
+            "{event:?}"
+        );
+    }
+
+    #[test]
     fn distinct_errors() {
         let body = br#"{"id":"evt_1","type":"invoice.status_updated","livemode":false}"#;
         let good = sign("whsec", body);

@@ -927,4 +927,26 @@ async fn builder_rejects_bad_keys_and_urls_and_auth_overrides() {
         .unwrap();
     assert_eq!(client.key_kind(), KeyKind::Test);
     client.customers().retrieve("c").await.unwrap();
+
+    // An injected reqwest client is used as is (its own settings), with the SDK's headers.
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(header("x-from-injected", "yes"))
+        .respond_with(ok_json(customer("c")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut defaults = reqwest::header::HeaderMap::new();
+    defaults.insert("x-from-injected", "yes".parse().unwrap());
+    let http = reqwest::Client::builder()
+        .default_headers(defaults)
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .api_key(KEY)
+        .base_url(server.uri())
+        .http_client(http)
+        .build()
+        .unwrap();
+    client.customers().retrieve("c").await.unwrap();
 }

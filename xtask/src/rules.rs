@@ -126,6 +126,11 @@ pub(crate) const RULES: &[(&str, &str, Rule)] = &[
         "fields the upstream samples send but the schema lacks or types differently",
         sample_fields,
     ),
+    (
+        "webhook-events",
+        "x-webhooks payloads become named events and one `WebhookEvent` union",
+        webhook_events,
+    ),
 ];
 
 /// Runs every rule on `loaded` and returns the normalized document and the report.
@@ -924,6 +929,42 @@ fn required_undeclared(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     });
 }
 
+fn webhook_events(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
+    let mut events = Vec::new();
+    if let Some(Value::Object(hooks)) = doc.get_mut("x-webhooks") {
+        for (name, item) in hooks.iter_mut() {
+            let Some(schema) =
+                item.pointer_mut("/post/requestBody/content/application~1json/schema")
+            else {
+                continue;
+            };
+            if schema.get("$ref").is_some() {
+                continue;
+            }
+            let component = format!("{}Event", crate::names::pascal(name));
+            events.push((
+                component.clone(),
+                std::mem::replace(schema, schema_ref(&component)),
+            ));
+            places.push(format!(
+                "/x-webhooks/{}/post/requestBody/content/application~1json/schema",
+                esc(name)
+            ));
+        }
+    }
+    if events.is_empty() {
+        return;
+    }
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        let union: Vec<Value> = events.iter().map(|(name, _)| schema_ref(name)).collect();
+        for (name, schema) in events {
+            schemas.insert(name, schema);
+        }
+        schemas.insert("WebhookEvent".into(), json!({ "oneOf": union }));
+        places.push("/components/schemas/WebhookEvent".to_owned());
+    }
+}
+
 /// A copy of `schema` with `required` dropped at its top level, following `$ref` and `allOf`
 /// (nested objects keep their own rules).
 fn partial_copy(components: &Value, schema: &Value, depth: usize) -> Value {
@@ -1146,6 +1187,22 @@ mod tests {
         let mut places = Vec::new();
         rule(&mut value, &ctx, &mut places);
         (value, places)
+    }
+
+    #[test]
+    fn webhook_payloads_become_named_events_and_a_union() {
+        let yaml = "components: {schemas: {}}\nx-webhooks:\n  Invoice status updated:\n    post: {requestBody: {content: {application/json: {schema: {properties: {type: {type: string, enum: [invoice.status_updated]}}}}}}}\n";
+        let (v, places) = run(webhook_events, yaml);
+        assert_eq!(places.len(), 2);
+        assert!(
+            v.pointer("/components/schemas/InvoiceStatusUpdatedEvent/properties/type")
+                .is_some()
+        );
+        assert_eq!(
+            v.pointer("/components/schemas/WebhookEvent/oneOf/0/$ref")
+                .unwrap(),
+            "#/components/schemas/InvoiceStatusUpdatedEvent"
+        );
     }
 
     #[test]

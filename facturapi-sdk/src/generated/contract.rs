@@ -219,6 +219,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "CancellationStatusUpdatedEventDataType",
+            values(&[models::CancellationStatusUpdatedEventDataType::Invoice]),
+        ),
+        (
+            "CancellationStatusUpdatedEventType",
+            values(&[models::CancellationStatusUpdatedEventType::InvoiceCancellationStatusUpdated]),
+        ),
+        (
             "CartaPorteInputType",
             values(&[
                 models::CartaPorteInputType::Custom,
@@ -470,6 +478,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "GlobalInvoiceCreatedEventDataType",
+            values(&[models::GlobalInvoiceCreatedEventDataType::Invoice]),
+        ),
+        (
+            "GlobalInvoiceCreatedEventType",
+            values(&[models::GlobalInvoiceCreatedEventType::InvoiceGlobalInvoiceCreated]),
+        ),
+        (
             "GlobalInvoiceInputPeriodicity",
             values(&[
                 models::GlobalInvoiceInputPeriodicity::Day,
@@ -644,6 +660,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::InvoiceCommonInputPropertiesStatus::Pending,
                 models::InvoiceCommonInputPropertiesStatus::Draft,
             ]),
+        ),
+        (
+            "InvoiceCreatedFromDashboardEventDataType",
+            values(&[models::InvoiceCreatedFromDashboardEventDataType::Invoice]),
+        ),
+        (
+            "InvoiceCreatedFromDashboardEventType",
+            values(&[models::InvoiceCreatedFromDashboardEventType::InvoiceCreatedFromDashboard]),
         ),
         (
             "InvoiceDraftCancellationStatus",
@@ -908,6 +932,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::InvoiceStatus::Draft,
                 models::InvoiceStatus::Failed,
             ]),
+        ),
+        (
+            "InvoiceStatusUpdatedEventDataType",
+            values(&[models::InvoiceStatusUpdatedEventDataType::Invoice]),
+        ),
+        (
+            "InvoiceStatusUpdatedEventType",
+            values(&[models::InvoiceStatusUpdatedEventType::InvoiceStatusUpdated]),
         ),
         (
             "InvoiceTrasladoEditInputStatus",
@@ -1355,6 +1387,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "ReceiptStatusUpdatedEventDataType",
+            values(&[models::ReceiptStatusUpdatedEventDataType::Receipt]),
+        ),
+        (
+            "ReceiptStatusUpdatedEventType",
+            values(&[models::ReceiptStatusUpdatedEventType::ReceiptStatusUpdated]),
+        ),
+        (
             "RelatedResourceMessageSeverity",
             values(&[
                 models::RelatedResourceMessageSeverity::Error,
@@ -1436,6 +1476,14 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
                 models::RetentionUpdateInputTotalesImpRetenidosItemTipoPagoRet::X03,
                 models::RetentionUpdateInputTotalesImpRetenidosItemTipoPagoRet::X04,
             ]),
+        ),
+        (
+            "SelfInvoiceCompletedEventDataType",
+            values(&[models::SelfInvoiceCompletedEventDataType::Receipt]),
+        ),
+        (
+            "SelfInvoiceCompletedEventType",
+            values(&[models::SelfInvoiceCompletedEventType::ReceiptSelfInvoiceComplete]),
         ),
         (
             "TaxIepsFactor",

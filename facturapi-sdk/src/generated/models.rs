@@ -336,6 +336,132 @@ impl ::std::convert::TryFrom<::std::string::String> for CancellationStatus {
         value.parse()
     }
 }
+///`CancellationStatusUpdatedEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CancellationStatusUpdatedEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<CancellationStatusUpdatedEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<CancellationStatusUpdatedEventType>,
+}
+///`CancellationStatusUpdatedEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CancellationStatusUpdatedEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Invoice>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<CancellationStatusUpdatedEventDataType>,
+}
+///`CancellationStatusUpdatedEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CancellationStatusUpdatedEventDataType {
+    #[serde(rename = "invoice")]
+    Invoice,
+}
+impl ::std::fmt::Display for CancellationStatusUpdatedEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Invoice => f.write_str("invoice"),
+        }
+    }
+}
+impl ::std::str::FromStr for CancellationStatusUpdatedEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice" => Ok(Self::Invoice),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CancellationStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CancellationStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`CancellationStatusUpdatedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum CancellationStatusUpdatedEventType {
+    #[serde(rename = "invoice.cancellation_status_updated")]
+    InvoiceCancellationStatusUpdated,
+}
+impl ::std::fmt::Display for CancellationStatusUpdatedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::InvoiceCancellationStatusUpdated => {
+                f.write_str("invoice.cancellation_status_updated")
+            }
+        }
+    }
+}
+impl ::std::str::FromStr for CancellationStatusUpdatedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice.cancellation_status_updated" => Ok(Self::InvoiceCancellationStatusUpdated),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for CancellationStatusUpdatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CancellationStatusUpdatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`CartaPorteAutotransporte`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteAutotransporte {
@@ -6442,6 +6568,130 @@ impl ::std::str::FromStr for GetTestApiKeyResponse200 {
         Ok(Self(value.to_string()))
     }
 }
+///`GlobalInvoiceCreatedEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct GlobalInvoiceCreatedEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<GlobalInvoiceCreatedEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<GlobalInvoiceCreatedEventType>,
+}
+///`GlobalInvoiceCreatedEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct GlobalInvoiceCreatedEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Invoice>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<GlobalInvoiceCreatedEventDataType>,
+}
+///`GlobalInvoiceCreatedEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum GlobalInvoiceCreatedEventDataType {
+    #[serde(rename = "invoice")]
+    Invoice,
+}
+impl ::std::fmt::Display for GlobalInvoiceCreatedEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Invoice => f.write_str("invoice"),
+        }
+    }
+}
+impl ::std::str::FromStr for GlobalInvoiceCreatedEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice" => Ok(Self::Invoice),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for GlobalInvoiceCreatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for GlobalInvoiceCreatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`GlobalInvoiceCreatedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum GlobalInvoiceCreatedEventType {
+    #[serde(rename = "invoice.global_invoice_created")]
+    InvoiceGlobalInvoiceCreated,
+}
+impl ::std::fmt::Display for GlobalInvoiceCreatedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::InvoiceGlobalInvoiceCreated => f.write_str("invoice.global_invoice_created"),
+        }
+    }
+}
+impl ::std::str::FromStr for GlobalInvoiceCreatedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice.global_invoice_created" => Ok(Self::InvoiceGlobalInvoiceCreated),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for GlobalInvoiceCreatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for GlobalInvoiceCreatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`GlobalInvoiceInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GlobalInvoiceInput {
@@ -9199,6 +9449,130 @@ impl ::std::convert::From<InvoiceNominaInput> for InvoiceCreatePendingBody {
 impl ::std::convert::From<InvoiceTrasladoInput> for InvoiceCreatePendingBody {
     fn from(value: InvoiceTrasladoInput) -> Self {
         Self::TrasladoInput(value)
+    }
+}
+///`InvoiceCreatedFromDashboardEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceCreatedFromDashboardEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<InvoiceCreatedFromDashboardEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<InvoiceCreatedFromDashboardEventType>,
+}
+///`InvoiceCreatedFromDashboardEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceCreatedFromDashboardEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Invoice>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<InvoiceCreatedFromDashboardEventDataType>,
+}
+///`InvoiceCreatedFromDashboardEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InvoiceCreatedFromDashboardEventDataType {
+    #[serde(rename = "invoice")]
+    Invoice,
+}
+impl ::std::fmt::Display for InvoiceCreatedFromDashboardEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Invoice => f.write_str("invoice"),
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceCreatedFromDashboardEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice" => Ok(Self::Invoice),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InvoiceCreatedFromDashboardEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InvoiceCreatedFromDashboardEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`InvoiceCreatedFromDashboardEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InvoiceCreatedFromDashboardEventType {
+    #[serde(rename = "invoice.created_from_dashboard")]
+    InvoiceCreatedFromDashboard,
+}
+impl ::std::fmt::Display for InvoiceCreatedFromDashboardEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::InvoiceCreatedFromDashboard => f.write_str("invoice.created_from_dashboard"),
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceCreatedFromDashboardEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice.created_from_dashboard" => Ok(Self::InvoiceCreatedFromDashboard),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InvoiceCreatedFromDashboardEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InvoiceCreatedFromDashboardEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///`InvoiceDraft`
@@ -13419,6 +13793,132 @@ impl ::std::convert::TryFrom<&str> for InvoiceStatus {
     }
 }
 impl ::std::convert::TryFrom<::std::string::String> for InvoiceStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`InvoiceStatusUpdatedEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceStatusUpdatedEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<InvoiceStatusUpdatedEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub related_resource_messages: ::std::vec::Vec<RelatedResourceMessage>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<InvoiceStatusUpdatedEventType>,
+}
+///`InvoiceStatusUpdatedEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceStatusUpdatedEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Invoice>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<InvoiceStatusUpdatedEventDataType>,
+}
+///`InvoiceStatusUpdatedEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InvoiceStatusUpdatedEventDataType {
+    #[serde(rename = "invoice")]
+    Invoice,
+}
+impl ::std::fmt::Display for InvoiceStatusUpdatedEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Invoice => f.write_str("invoice"),
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceStatusUpdatedEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice" => Ok(Self::Invoice),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InvoiceStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InvoiceStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`InvoiceStatusUpdatedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InvoiceStatusUpdatedEventType {
+    #[serde(rename = "invoice.status_updated")]
+    InvoiceStatusUpdated,
+}
+impl ::std::fmt::Display for InvoiceStatusUpdatedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::InvoiceStatusUpdated => f.write_str("invoice.status_updated"),
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceStatusUpdatedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "invoice.status_updated" => Ok(Self::InvoiceStatusUpdated),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InvoiceStatusUpdatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InvoiceStatusUpdatedEventType {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -21836,6 +22336,130 @@ impl ::std::convert::TryFrom<::std::string::String> for ReceiptStatus {
         value.parse()
     }
 }
+///`ReceiptStatusUpdatedEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ReceiptStatusUpdatedEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<ReceiptStatusUpdatedEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<ReceiptStatusUpdatedEventType>,
+}
+///`ReceiptStatusUpdatedEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ReceiptStatusUpdatedEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Receipt>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<ReceiptStatusUpdatedEventDataType>,
+}
+///`ReceiptStatusUpdatedEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ReceiptStatusUpdatedEventDataType {
+    #[serde(rename = "receipt")]
+    Receipt,
+}
+impl ::std::fmt::Display for ReceiptStatusUpdatedEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Receipt => f.write_str("receipt"),
+        }
+    }
+}
+impl ::std::str::FromStr for ReceiptStatusUpdatedEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "receipt" => Ok(Self::Receipt),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReceiptStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReceiptStatusUpdatedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ReceiptStatusUpdatedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ReceiptStatusUpdatedEventType {
+    #[serde(rename = "receipt.status_updated")]
+    ReceiptStatusUpdated,
+}
+impl ::std::fmt::Display for ReceiptStatusUpdatedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ReceiptStatusUpdated => f.write_str("receipt.status_updated"),
+        }
+    }
+}
+impl ::std::str::FromStr for ReceiptStatusUpdatedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "receipt.status_updated" => Ok(Self::ReceiptStatusUpdated),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReceiptStatusUpdatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReceiptStatusUpdatedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`RelatedDocument`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RelatedDocument {
@@ -22943,6 +23567,130 @@ pub struct SearchResult {
     pub total_pages: ::std::option::Option<i64>,
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub total_results: ::std::option::Option<i64>,
+}
+///`SelfInvoiceCompletedEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct SelfInvoiceCompletedEvent {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<SelfInvoiceCompletedEventData>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub livemode: ::std::option::Option<bool>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<SelfInvoiceCompletedEventType>,
+}
+///`SelfInvoiceCompletedEventData`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct SelfInvoiceCompletedEventData {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub object: ::std::option::Option<Receipt>,
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<SelfInvoiceCompletedEventDataType>,
+}
+///`SelfInvoiceCompletedEventDataType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SelfInvoiceCompletedEventDataType {
+    #[serde(rename = "receipt")]
+    Receipt,
+}
+impl ::std::fmt::Display for SelfInvoiceCompletedEventDataType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Receipt => f.write_str("receipt"),
+        }
+    }
+}
+impl ::std::str::FromStr for SelfInvoiceCompletedEventDataType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "receipt" => Ok(Self::Receipt),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SelfInvoiceCompletedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SelfInvoiceCompletedEventDataType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`SelfInvoiceCompletedEventType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SelfInvoiceCompletedEventType {
+    #[serde(rename = "receipt.self_invoice_complete")]
+    ReceiptSelfInvoiceComplete,
+}
+impl ::std::fmt::Display for SelfInvoiceCompletedEventType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ReceiptSelfInvoiceComplete => f.write_str("receipt.self_invoice_complete"),
+        }
+    }
+}
+impl ::std::str::FromStr for SelfInvoiceCompletedEventType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "receipt.self_invoice_complete" => Ok(Self::ReceiptSelfInvoiceComplete),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SelfInvoiceCompletedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SelfInvoiceCompletedEventType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`SendEditLinkByEmailBody`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -24580,6 +25328,47 @@ impl ::std::convert::TryFrom<::std::string::String> for WebhookCreateInputEnable
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
+    }
+}
+///`WebhookEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum WebhookEvent {
+    GlobalInvoiceCreatedEvent(GlobalInvoiceCreatedEvent),
+    InvoiceStatusUpdatedEvent(InvoiceStatusUpdatedEvent),
+    InvoiceCreatedFromDashboardEvent(InvoiceCreatedFromDashboardEvent),
+    CancellationStatusUpdatedEvent(CancellationStatusUpdatedEvent),
+    SelfInvoiceCompletedEvent(SelfInvoiceCompletedEvent),
+    ReceiptStatusUpdatedEvent(ReceiptStatusUpdatedEvent),
+}
+impl ::std::convert::From<GlobalInvoiceCreatedEvent> for WebhookEvent {
+    fn from(value: GlobalInvoiceCreatedEvent) -> Self {
+        Self::GlobalInvoiceCreatedEvent(value)
+    }
+}
+impl ::std::convert::From<InvoiceStatusUpdatedEvent> for WebhookEvent {
+    fn from(value: InvoiceStatusUpdatedEvent) -> Self {
+        Self::InvoiceStatusUpdatedEvent(value)
+    }
+}
+impl ::std::convert::From<InvoiceCreatedFromDashboardEvent> for WebhookEvent {
+    fn from(value: InvoiceCreatedFromDashboardEvent) -> Self {
+        Self::InvoiceCreatedFromDashboardEvent(value)
+    }
+}
+impl ::std::convert::From<CancellationStatusUpdatedEvent> for WebhookEvent {
+    fn from(value: CancellationStatusUpdatedEvent) -> Self {
+        Self::CancellationStatusUpdatedEvent(value)
+    }
+}
+impl ::std::convert::From<SelfInvoiceCompletedEvent> for WebhookEvent {
+    fn from(value: SelfInvoiceCompletedEvent) -> Self {
+        Self::SelfInvoiceCompletedEvent(value)
+    }
+}
+impl ::std::convert::From<ReceiptStatusUpdatedEvent> for WebhookEvent {
+    fn from(value: ReceiptStatusUpdatedEvent) -> Self {
+        Self::ReceiptStatusUpdatedEvent(value)
     }
 }
 ///`WebhookProperties`
