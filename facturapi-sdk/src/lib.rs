@@ -7,9 +7,27 @@
 //! process them); other failures are resent only when that cannot create a duplicate.
 //!
 //! ```no_run
-//! # async fn run() -> facturapi_sdk::Result<()> {
-//! let client = facturapi_sdk::Client::from_env()?; // FACTURAPI_KEY=sk_test_…
+//! use facturapi_sdk::resources::invoices::{CreateInvoiceQuery, ListInvoicesQuery};
+//! use facturapi_sdk::{Client, MaybePending, models};
+//! use futures_util::StreamExt as _;
+//!
+//! # async fn run(body: models::InvoiceCreateInput) -> facturapi_sdk::Result<()> {
+//! let client = Client::from_env()?; // FACTURAPI_KEY=sk_test_… (sk_live_…, sk_user_…)
 //! let customer = client.customers().retrieve("58e93bd8e86eb318b0197456").await?;
+//!
+//! let created = client.invoices().create(&body, &CreateInvoiceQuery::default()).await?;
+//! println!("idempotency key {}", created.idempotency_key); // filled in when the body had none
+//! match created.value {
+//!     MaybePending::Done(invoice) => println!("stamped: {invoice:?}"),
+//!     MaybePending::Pending(invoice) => println!("{} pending: do not create it again", invoice.id),
+//! }
+//!
+//! let query = ListInvoicesQuery { q: Some("Dunder".into()), ..Default::default() };
+//! let mut all = std::pin::pin!(client.invoices().list_all(query));
+//! while let Some(invoice) = all.next().await {
+//!     let invoice = invoice?; // Error::PageCap after the API's 30-page cap: narrow the date range
+//!     println!("{}", invoice.id);
+//! }
 //! # let _ = customer; Ok(()) }
 //! ```
 //!
