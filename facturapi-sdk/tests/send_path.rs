@@ -812,16 +812,12 @@ async fn list_all_walks_the_pages_and_stops_at_the_page_cap() {
         .expect(1)
         .mount(&server)
         .await;
-    let items: Vec<_> = client_for(&server)
+    let items: Vec<_> = crate::client(&server)
         .customers()
         .list_all(Default::default())
         .collect()
         .await;
     assert_eq!(items.len(), 1);
-}
-
-fn client_for(server: &MockServer) -> Client {
-    client(server)
 }
 
 #[tokio::test]

@@ -10,6 +10,9 @@ use serde_json::Value;
 use crate::names::snake;
 
 /// The five operation classes of Facturapi's rate-limit contract.
+///
+/// The SDK has its own `facturapi_sdk::Class`; xtask does not depend on the SDK because it
+/// generates the SDK's sources, and must build even when those are broken or stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {

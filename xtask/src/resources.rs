@@ -157,7 +157,9 @@ fn render_method(
             "todo_value()".to_owned()
         });
     }
-    let idempotent_create = e.method == "POST"
+    // Creations only: a preview carries the same body type but creates nothing.
+    let idempotent_create = e.class == crate::endpoints::Class::Create
+        && e.method == "POST"
         && e.body.kind == "json"
         && e.body
             .ty

@@ -80,23 +80,14 @@ impl<'a> Invoices<'a> {
     pub async fn download_zip_request_stream(self, id: &str) -> Result<ByteStream>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
-    ///
-    /// Carries an `idempotency_key` (a fresh UUID when `body` has none), kept across retries and
-    /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
-    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, idempotency_key)]
-    pub async fn preview_pdf(self, body: &models::InvoiceCreateInput) -> Result<Created<Bytes>>;
+    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body)]
+    pub async fn preview_pdf(self, body: &models::InvoiceCreateInput) -> Result<Bytes>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    ///
-    /// Carries an `idempotency_key` (a fresh UUID when `body` has none), kept across retries and
-    /// returned with the result, so a timeout or a 5xx is resent without creating a duplicate.
-    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, idempotency_key)]
-    pub async fn preview_pdf_stream(
-        self,
-        body: &models::InvoiceCreateInput,
-    ) -> Result<Created<ByteStream>>;
+    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body)]
+    pub async fn preview_pdf_stream(self, body: &models::InvoiceCreateInput) -> Result<ByteStream>;
 
     /// `GET /invoices/{invoice_id}` · class `detail_read` · operation `getInvoice` · keys: `test`, `live`.
     #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, operation_id = "getInvoice", keys = [test, live])]
