@@ -293,10 +293,13 @@ impl Governor {
         } else if size < *current {
             let mut to_remove = *current - size;
             to_remove -= limit.semaphore.forget_permits(to_remove);
-            if to_remove > 0 {
-                // The rest are in flight: take them back as they are released.
+            if to_remove > 0
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                // The rest are in flight: take them back as they are released. (Outside a
+                // runtime nothing can be in flight, so this branch is not reached there.)
                 let semaphore = limit.semaphore.clone();
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     if let Ok(permits) = semaphore.acquire_many_owned(to_remove as u32).await {
                         permits.forget();
                     }

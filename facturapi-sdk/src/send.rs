@@ -186,11 +186,6 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
     metrics::SharedString::const_str(label)
 }
 
-fn retry_after_sent(op: &OperationInfo, error: &reqwest::Error) -> bool {
-    // A connection that never opened carried nothing; otherwise only safe requests repeat.
-    error.is_connect() || op.retry != Retry::NotAfterSend
-}
-
 /// Sends `request` for `op` with the client's class policy; returns the 2xx response.
 pub async fn send(
     target: &impl AsClient,
@@ -398,10 +393,9 @@ async fn send_loop(
                         source: e.without_url(),
                     }
                 };
-                let safe = match &error {
-                    Error::Transport { source, .. } => retry_after_sent(op, source),
-                    _ => op.retry != Retry::NotAfterSend,
-                };
+                // Never sent (the connection did not open): always safe; otherwise only
+                // idempotent or keyed requests are resent.
+                let safe = !may_have_been_sent || op.retry != Retry::NotAfterSend;
                 metrics::counter!("facturapi_requests_total", "class" => class, "status" => "error").increment(1);
                 if !safe {
                     return Err(error);

@@ -946,3 +946,38 @@ async fn builder_rejects_bad_keys_and_urls_and_auth_overrides() {
         .unwrap();
     client.customers().retrieve("c").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_that_never_opened_is_retried_even_for_an_unkeyed_post() {
+    // A port with nothing listening: every attempt is refused before anything is sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = Client::builder()
+        .api_key(KEY)
+        .base_url(&address)
+        .class_policy(Class::Create, fast(Class::Create).with_max_retries(2))
+        .build()
+        .unwrap();
+    let body: models::CustomerCreateInput = serde_json::from_value(
+        json!({"legal_name": "D", "tax_id": "ABC101010111", "tax_system": "601", "address": {"zip": "85900"}}),
+    )
+    .unwrap();
+    let error = client
+        .customers()
+        .create(&body, &Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Transport {
+                attempts: 3,
+                may_have_been_sent: false,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(!error.may_have_been_processed());
+}
