@@ -309,3 +309,86 @@ impl Governor {
         *current = size;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn governor(concurrency: usize) -> Governor {
+        Governor::new(
+            &Class::ALL.map(|c| ClassPolicy::default_for(c).with_concurrency(concurrency)),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_class_waits_for_its_gate_and_others_do_not() {
+        let governor = governor(2);
+        let start = Instant::now();
+        governor.pause(Class::Create, start + Duration::from_secs(7));
+        governor.pause(Class::Create, start + Duration::from_secs(3)); // never shortens
+        assert!(governor.try_acquire(Class::Create).is_none());
+        let _write = governor.acquire(Class::Write).await;
+        assert_eq!(Instant::now(), start, "another class is not paused");
+        let _create = governor.acquire(Class::Create).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(7));
+        assert!(governor.gate(Class::Create).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permits_bound_the_requests_in_flight_and_resize() {
+        let governor = Arc::new(governor(2));
+        let a = governor.acquire(Class::DetailRead).await;
+        let _b = governor.acquire(Class::DetailRead).await;
+        assert!(
+            governor.try_acquire(Class::DetailRead).is_none(),
+            "the third waits"
+        );
+        drop(a);
+        let c = governor.try_acquire(Class::DetailRead);
+        assert!(c.is_some(), "a released permit is reused");
+
+        governor.set_concurrency(Class::DetailRead, 3);
+        assert!(
+            governor.try_acquire(Class::DetailRead).is_some(),
+            "growing frees a permit at once"
+        );
+
+        // Shrinking below what is in flight takes permits back as they are released.
+        governor.set_concurrency(Class::DetailRead, 1);
+        assert_eq!(governor.concurrency(Class::DetailRead), 1);
+        drop(c);
+        tokio::task::yield_now().await;
+        assert!(
+            governor.try_acquire(Class::DetailRead).is_none(),
+            "one still in flight fills the new limit of 1"
+        );
+    }
+
+    #[test]
+    fn full_jitter_stays_within_the_delay() {
+        for _ in 0..1000 {
+            assert!(full_jitter(Duration::from_millis(100)) <= Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn heavy_writes_have_the_most_cautious_defaults() {
+        let heavy = ClassPolicy::default_for(Class::HeavyWrite);
+        for class in [
+            Class::DetailRead,
+            Class::ListRead,
+            Class::Create,
+            Class::Write,
+        ] {
+            let other = ClassPolicy::default_for(class);
+            assert!(
+                heavy.concurrency < other.concurrency && heavy.min_delay > other.min_delay,
+                "{class}"
+            );
+        }
+    }
+}
