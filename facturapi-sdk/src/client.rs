@@ -45,6 +45,12 @@ impl KeyKind {
     }
 }
 
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A secret key. Its `Debug` shows only the kind; it has no `Display`.
 #[derive(Clone)]
 pub struct ApiKey {

@@ -1,7 +1,6 @@
 //! The SDK's error type. Every variant says which operation failed and whether the request
 //! may have reached the server (and so may have been processed).
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::KeyKind;
@@ -265,11 +264,5 @@ impl Error {
             | Error::KeyKindNotAccepted { .. }
             | Error::PageCap { .. } => false,
         }
-    }
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
