@@ -60,6 +60,42 @@ impl fmt::Display for Class {
     }
 }
 
+impl Class {
+    /// The class of a spec operation, by operation id (`None` for ids the spec lacks).
+    pub fn of_operation(operation_id: &str) -> Option<Class> {
+        operations()
+            .iter()
+            .find(|op| op.operation_id == operation_id)
+            .map(|op| op.class)
+    }
+}
+
+/// One operation of the spec, as `cargo xtask codegen` catalogs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Operation {
+    /// The spec's operationId (or the one derived from method and path).
+    pub operation_id: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// Its class.
+    pub class: Class,
+    /// The handle it hangs on (`client.invoices()` → `invoices`).
+    pub resource: &'static str,
+    /// The method's name on that handle.
+    pub method_name: &'static str,
+    /// Key kinds the spec accepts (empty: any).
+    pub keys: &'static [crate::KeyKind],
+}
+
+/// Every operation of the spec with its class, in spec order (110): for dashboards and
+/// alerts that group by class, and for tools that route by operation.
+pub fn operations() -> &'static [Operation] {
+    crate::generated::operations::OPERATIONS
+}
+
 /// How one class is sent: its concurrency limit and its retry schedule.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

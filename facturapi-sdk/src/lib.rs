@@ -51,7 +51,7 @@ pub mod webhooks;
 
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
 pub use error::{ApiError, DetailCode, Error, ErrorCode, ErrorDetail, Result, Source};
-pub use governor::{Class, ClassPolicy};
+pub use governor::{Class, ClassPolicy, Operation, operations};
 pub use request::{Multipart, QueryParams};
 pub use send::{ByteStream, Created, MaybePending};
 

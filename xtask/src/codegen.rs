@@ -130,6 +130,9 @@ pub(crate) mod error_codes;
 #[allow(missing_docs, clippy::all, reason = "generated test support")]
 pub mod contract;
 
+/// The catalog of operations and their classes.
+pub(crate) mod operations;
+
 /// `Page` for the list envelopes.
 #[allow(
     clippy::useless_conversion,

@@ -405,6 +405,23 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
              async fn call_every_generated_method(client: &Client) {{\n{calls}}}\n"
         ),
     );
+    let mut catalog = String::from(
+        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
+    );
+    for e in endpoints {
+        let class = crate::names::pascal(&e.class.to_string());
+        let keys: Vec<String> = e
+            .keys
+            .iter()
+            .map(|k| format!("KeyKind::{}", crate::names::pascal(k)))
+            .collect();
+        catalog.push_str(&format!(
+            "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{}] }},\n",
+            e.operation_id, e.method, e.path, e.resource, e.name, keys.join(", ")
+        ));
+    }
+    catalog.push_str("];\n");
+    files.insert("operations.rs".to_owned(), catalog);
     let mut mod_list = String::new();
     for resource in by_resource.keys() {
         mod_list.push_str(&format!("pub mod {resource};\n"));

@@ -366,3 +366,28 @@ fn invoice_create_input_is_a_typed_enum_of_its_five_kinds() {
         "a draft keeps exactly what was sent"
     );
 }
+
+#[test]
+fn the_sdk_operation_catalog_matches_endpoints_toml() {
+    let endpoints = endpoints();
+    let catalog = facturapi_sdk::operations();
+    assert_eq!(catalog.len(), endpoints.len());
+    for (op, e) in catalog.iter().zip(&endpoints) {
+        assert_eq!(
+            (op.operation_id, op.method, op.path),
+            (e.operation_id.as_str(), e.method.as_str(), e.path.as_str())
+        );
+        assert_eq!(op.class.as_str(), e.class.to_string(), "{}", e.operation_id);
+        assert_eq!(
+            (op.resource, op.method_name),
+            (e.resource.as_str(), e.name.as_str())
+        );
+        let keys: Vec<&str> = op.keys.iter().map(|k| k.as_str()).collect();
+        assert_eq!(keys, e.keys, "{}", e.operation_id);
+        assert_eq!(
+            facturapi_sdk::Class::of_operation(op.operation_id),
+            Some(op.class)
+        );
+    }
+    assert_eq!(facturapi_sdk::Class::of_operation("noSuchOperation"), None);
+}
