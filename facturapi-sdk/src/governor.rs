@@ -230,6 +230,7 @@ impl fmt::Debug for Governor {
 }
 
 /// Permission to have one request of a class in flight.
+#[derive(Debug)]
 pub(crate) struct Permit {
     _permit: OwnedSemaphorePermit,
 }

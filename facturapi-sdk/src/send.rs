@@ -32,12 +32,6 @@ pub struct Response {
     _permit: Option<Permit>,
 }
 
-impl std::fmt::Debug for Permit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Permit")
-    }
-}
-
 /// `Retry-After` as a wait: delta-seconds or an HTTP-date; junk, negative or past values
 /// are absent; values above `cap` are clamped to it.
 pub fn parse_retry_after(value: &str, now: SystemTime, cap: Duration) -> Option<Duration> {

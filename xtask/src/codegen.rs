@@ -4,7 +4,7 @@
 //! and `facturapi-sdk/src/generated/*.rs`. Models come from progenitor used as a library
 //! (types only: the endpoint methods are the SDK's own).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,7 +61,7 @@ pub fn render(root: &Path) -> Result<Output, String> {
             .iter()
             .chain(e.responses.iter().filter_map(|r| r.ty.as_ref()));
         for ty in types {
-            if !models.names.contains_key(ty) {
+            if !models.names.contains(ty) {
                 return Err(format!("{}: type {ty} was not generated", e.operation_id));
             }
         }
@@ -148,8 +148,8 @@ mod calls;
 /// Generated model source plus the Rust names of the component schemas.
 struct Models {
     source: String,
-    /// Component name → (Rust type name, simple-enum variant idents).
-    names: BTreeMap<String, Vec<String>>,
+    /// Rust names of every generated type (component names map to themselves).
+    names: BTreeSet<String>,
     /// Every simple (unit-variant) enum: type name → variant idents.
     enums: BTreeMap<String, Vec<String>>,
 }
@@ -192,7 +192,7 @@ impl Models {
         let source = prettyplease::unparse(&file);
 
         let mut enums = BTreeMap::new();
-        let mut all = BTreeMap::new();
+        let mut all = BTreeSet::new();
         for ty in space.iter_types() {
             let name = ty.name();
             if let typify_impl::TypeDetails::Enum(e) = ty.details() {
@@ -209,7 +209,7 @@ impl Models {
                     enums.insert(name.clone(), variants.into_iter().map(|(n, _)| n).collect());
                 }
             }
-            all.insert(name, Vec::new());
+            all.insert(name);
         }
         Ok(Self {
             source,
