@@ -107,6 +107,10 @@ pub fn render(root: &Path) -> Result<Output, String> {
             contract_rs(&endpoints, &models)?
         ))?,
     );
+    files.insert(
+        dir.join("sandbox_fixtures.json"),
+        crate::fixtures::render(&endpoints, &spec)?,
+    );
     Ok(Output { files, endpoints })
 }
 

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod codegen;
 pub mod endpoints;
 pub mod error_codes;
+mod fixtures;
 pub mod import;
 mod names;
 mod resources;

@@ -391,3 +391,47 @@ fn the_sdk_operation_catalog_matches_endpoints_toml() {
     }
     assert_eq!(facturapi_sdk::Class::of_operation("noSuchOperation"), None);
 }
+
+#[test]
+fn every_sandbox_fixture_round_trips_through_its_response_model() {
+    let fixtures: Value = serde_json::from_str(&root_file(
+        "facturapi-sdk/src/generated/sandbox_fixtures.json",
+    ))
+    .unwrap();
+    let types = fixtures["types"].as_object().unwrap();
+    let mut failures = Vec::new();
+    for e in endpoints() {
+        for ty in e.responses.iter().filter_map(|r| r.ty.as_ref()) {
+            let Some(body) = types.get(ty) else {
+                failures.push(format!("{}: no fixture for {ty}", e.operation_id));
+                continue;
+            };
+            match facturapi_sdk::__contract::round_trip_body(ty, body.clone()) {
+                None => failures.push(format!("{ty}: no round-trip hook")),
+                Some(Err(err)) => failures.push(format!("{ty}: rejects its fixture: {err}")),
+                Some(Ok(back)) => {
+                    let mut diffs = Vec::new();
+                    equivalent(body, &back, "", &mut diffs);
+                    if !diffs.is_empty() {
+                        failures.push(format!("{ty}: {}", diffs.join("; ")));
+                    }
+                }
+            }
+        }
+        let op = &fixtures["operations"][&e.operation_id];
+        assert_eq!(
+            op["status"].as_u64(),
+            e.responses.first().map(|r| u64::from(r.status)),
+            "{}",
+            e.operation_id
+        );
+    }
+    failures.sort();
+    failures.dedup();
+    assert!(
+        failures.is_empty(),
+        "{} fixtures do not round-trip:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
