@@ -33,7 +33,7 @@ impl KeyKind {
         }
     }
 
-    fn of(key: &str) -> Option<Self> {
+    pub(crate) fn of(key: &str) -> Option<Self> {
         [
             ("sk_test_", KeyKind::Test),
             ("sk_live_", KeyKind::Live),

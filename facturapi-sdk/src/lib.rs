@@ -46,6 +46,8 @@ mod generated;
 pub mod governor;
 pub mod pagination;
 pub mod request;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod send;
 pub mod webhooks;
 

@@ -1,5 +1,6 @@
-//! `generated/sandbox_fixtures.json`: one response body of the right shape per JSON response
-//! model, and the required top-level fields of each JSON request body, for the sandbox.
+//! `generated/sandbox_fixtures.json`: one body of the right shape per JSON request and
+//! response model, and the required top-level fields of each JSON request body, for the
+//! sandbox (responses) and its tests (requests).
 //!
 //! The spec has property examples but no whole-object examples, so bodies are synthesised from
 //! the schemas: an example where the property has one of the right type, else the first enum
@@ -42,6 +43,13 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> Result<String, Str
         }
         if let (Some(ty), "json") = (&e.body.ty, e.body.kind.as_str()) {
             let schema = json!({ "$ref": format!("#/components/schemas/{ty}") });
+            if !types.contains_key(ty) {
+                // Request bodies carry only what the schema requires: the smallest valid body,
+                // which tests extend as they need.
+                let mut synth = Synth::new(spec);
+                synth.required_only = true;
+                types.insert(ty.clone(), synth.value(&schema, 0));
+            }
             op.insert("body_type".into(), json!(ty));
             op.insert("required".into(), json!(required_fields(spec, &schema)));
         }
@@ -120,6 +128,8 @@ struct Synth<'a> {
     spec: &'a Value,
     /// Component names being expanded, to stop at cycles.
     stack: Vec<String>,
+    /// Leave out optional properties.
+    required_only: bool,
 }
 
 impl<'a> Synth<'a> {
@@ -127,10 +137,16 @@ impl<'a> Synth<'a> {
         Self {
             spec,
             stack: Vec::new(),
+            required_only: false,
         }
     }
 
     fn value(&mut self, schema: &Value, depth: usize) -> Value {
+        self.shaped(schema, depth, &[])
+    }
+
+    /// `inherited`: names an enclosing `allOf` requires, which its parts must fill.
+    fn shaped(&mut self, schema: &Value, depth: usize, inherited: &[String]) -> Value {
         if let Some(name) = schema
             .get("$ref")
             .and_then(Value::as_str)
@@ -138,20 +154,22 @@ impl<'a> Synth<'a> {
         {
             let target = resolve(self.spec, schema);
             self.stack.push(name.to_owned());
-            let v = self.value(target, depth + 1);
+            let v = self.shaped(target, depth + 1, inherited);
             self.stack.pop();
             return v;
         }
         if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+            let mut required = inherited.to_vec();
+            required.extend(required_fields(self.spec, schema));
             let mut merged = Map::new();
             let mut other = None;
             for part in parts {
-                match self.value(part, depth) {
+                match self.shaped(part, depth, &required) {
                     Value::Object(m) => merged.extend(m),
                     v => other = Some(v),
                 }
             }
-            let props = self.object(schema, depth);
+            let props = self.object(schema, depth, &required);
             merged.extend(props);
             return match other {
                 Some(v) if merged.is_empty() => v,
@@ -168,7 +186,7 @@ impl<'a> Synth<'a> {
                 resolve(self.spec, v).get("type").and_then(Value::as_str) != Some("null")
             });
             if let Some(v) = chosen {
-                return self.value(v, depth);
+                return self.shaped(v, depth, inherited);
             }
         }
         if let Some(first) = schema
@@ -176,7 +194,11 @@ impl<'a> Synth<'a> {
             .and_then(Value::as_array)
             .and_then(|e| e.first())
         {
-            return first.clone();
+            let values = schema.get("enum").and_then(Value::as_array);
+            return match schema.get("example") {
+                Some(example) if values.is_some_and(|v| v.contains(example)) => example.clone(),
+                _ => first.clone(),
+            };
         }
         let ty = schema.get("type").and_then(Value::as_str).unwrap_or(
             if schema.get("properties").is_some() {
@@ -187,7 +209,7 @@ impl<'a> Synth<'a> {
         );
         let example = schema.get("example");
         match ty {
-            "object" => Value::Object(self.object(schema, depth)),
+            "object" => Value::Object(self.object(schema, depth, inherited)),
             "array" => {
                 let items = schema.get("items").cloned().unwrap_or(json!({}));
                 json!([self.value(&items, depth + 1)])
@@ -211,12 +233,13 @@ impl<'a> Synth<'a> {
         }
     }
 
-    fn object(&mut self, schema: &Value, depth: usize) -> Map<String, Value> {
-        let required: Vec<&str> = schema
+    fn object(&mut self, schema: &Value, depth: usize, inherited: &[String]) -> Map<String, Value> {
+        let mut required: Vec<&str> = schema
             .get("required")
             .and_then(Value::as_array)
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        required.extend(inherited.iter().map(String::as_str));
         let mut out = Map::new();
         let Some(props) = schema.get("properties").and_then(Value::as_object) else {
             return out;
@@ -229,7 +252,7 @@ impl<'a> Synth<'a> {
                 .and_then(Value::as_str)
                 .and_then(|r| r.rsplit('/').next())
                 .is_some_and(|n| self.stack.iter().any(|s| s == n));
-            if !is_required && (cyclic || depth > MAX_DEPTH) {
+            if !is_required && (self.required_only || cyclic || depth > MAX_DEPTH) {
                 continue;
             }
             out.insert(name.clone(), self.value(prop, depth + 1));

@@ -393,7 +393,7 @@ fn the_sdk_operation_catalog_matches_endpoints_toml() {
 }
 
 #[test]
-fn every_sandbox_fixture_round_trips_through_its_response_model() {
+fn every_sandbox_fixture_round_trips_through_its_model() {
     let fixtures: Value = serde_json::from_str(&root_file(
         "facturapi-sdk/src/generated/sandbox_fixtures.json",
     ))
@@ -401,7 +401,13 @@ fn every_sandbox_fixture_round_trips_through_its_response_model() {
     let types = fixtures["types"].as_object().unwrap();
     let mut failures = Vec::new();
     for e in endpoints() {
-        for ty in e.responses.iter().filter_map(|r| r.ty.as_ref()) {
+        let json_body = e.body.ty.as_ref().filter(|_| e.body.kind == "json");
+        for ty in e
+            .responses
+            .iter()
+            .filter_map(|r| r.ty.as_ref())
+            .chain(json_body)
+        {
             let Some(body) = types.get(ty) else {
                 failures.push(format!("{}: no fixture for {ty}", e.operation_id));
                 continue;
