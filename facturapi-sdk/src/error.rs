@@ -153,6 +153,9 @@ pub enum Error {
         log_id: Option<String>,
         /// The first bytes of the body.
         snippet: String,
+        /// The idempotency key the request carried: the document may exist, so resend
+        /// with this key to get it rather than a second one.
+        idempotency_key: Option<String>,
         /// The parse error.
         #[source]
         source: serde_json::Error,
@@ -240,6 +243,9 @@ impl Error {
                 idempotency_key, ..
             }
             | Error::Transport {
+                idempotency_key, ..
+            }
+            | Error::Decode {
                 idempotency_key, ..
             } => idempotency_key.as_deref(),
             _ => None,

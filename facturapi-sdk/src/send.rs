@@ -353,8 +353,6 @@ async fn send_loop(
                 let headers = response.headers().clone();
                 let body = response.bytes().await.unwrap_or_default();
                 drop(permit);
-                let retryable =
-                    matches!(status.as_u16(), 502..=504) && op.retry != Retry::NotAfterSend;
                 let error = api_error(
                     op,
                     status,
@@ -363,6 +361,13 @@ async fn send_loop(
                     idempotency_key.clone(),
                     policy.retry_after_cap,
                 );
+                // 409 idempotency_key_in_use: an earlier attempt with this key (one whose
+                // response was lost) is still being processed. This attempt did nothing; a
+                // later one gets that attempt's document.
+                let key_in_use = idempotency_key.is_some()
+                    && matches!(&error, Error::Api(e) if e.code == crate::ErrorCode::IdempotencyKeyInUse);
+                let retryable = key_in_use
+                    || (matches!(status.as_u16(), 502..=504) && op.retry != Retry::NotAfterSend);
                 if !retryable {
                     return Err(error);
                 }
@@ -446,12 +451,14 @@ impl Response {
     /// The body as JSON of type `T`.
     pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
         let (op, status, log_id) = (self.op, self.status.as_u16(), self.log_id.clone());
+        let idempotency_key = self.idempotency_key.clone();
         let bytes = self.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             operation_id: op.operation_id,
             status,
             log_id,
             snippet: snippet(&bytes),
+            idempotency_key,
             source,
         })
     }

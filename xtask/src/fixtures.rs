@@ -28,6 +28,8 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> Result<String, Str
             .first()
             .ok_or_else(|| format!("{}: no success response", e.operation_id))?;
         op.insert("status".into(), json!(first.status));
+        let statuses: Vec<u16> = e.responses.iter().map(|r| r.status).collect();
+        op.insert("statuses".into(), json!(statuses));
         op.insert("kind".into(), json!(first.kind));
         if let Some(ty) = &first.ty {
             op.insert("type".into(), json!(ty));
@@ -52,6 +54,15 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> Result<String, Str
             }
             op.insert("body_type".into(), json!(ty));
             op.insert("required".into(), json!(required_fields(spec, &schema)));
+        }
+        let required_query: Vec<&str> = e
+            .query_params
+            .iter()
+            .filter(|q| q.required)
+            .map(|q| q.name.as_str())
+            .collect();
+        if !required_query.is_empty() {
+            op.insert("required_query".into(), json!(required_query));
         }
         operations.insert(e.operation_id.clone(), Value::Object(op));
     }

@@ -35,6 +35,7 @@ struct OpFixture {
     content_type: Option<String>,
     body_type: Option<String>,
     required: Vec<String>,
+    required_query: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -48,6 +49,17 @@ pub(crate) struct State {
     types: Map<String, Value>,
     log_seq: AtomicU64,
     log_prefix: u64,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,15 +82,8 @@ impl State {
                     ty: string("type"),
                     content_type: string("content_type"),
                     body_type: string("body_type"),
-                    required: f["required"]
-                        .as_array()
-                        .map(|r| {
-                            r.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    required: strings(&f["required"]),
+                    required_query: strings(&f["required_query"]),
                 },
             );
         }
@@ -547,6 +552,7 @@ impl Ctx<'_> {
             content_type: None,
             body_type: None,
             required: Vec::new(),
+            required_query: Vec::new(),
         };
         self.state.ops.get(self.op.operation_id).unwrap_or(&EMPTY)
     }
@@ -575,9 +581,29 @@ impl Ctx<'_> {
             .ok_or_else(|| self.not_found(coll))
     }
 
-    /// Parses and validates the body; `Ok(None)` for operations without a JSON body.
+    /// Checks required query parameters, then parses and validates the body; `Ok(None)` for
+    /// operations without a JSON body.
     fn body(&self, raw: &Bytes) -> Result<Option<Value>, ApiErr> {
         let fixture = self.fixture();
+        let missing: Vec<Value> = fixture
+            .required_query
+            .iter()
+            .filter(|name| self.query(name).is_none_or(str::is_empty))
+            .map(|name| {
+                json!({
+                    "message": format!("{name} is required"),
+                    "code": "required",
+                    "location": "query",
+                    "path": name,
+                    "source": "facturapi",
+                })
+            })
+            .collect();
+        if !missing.is_empty() {
+            let mut e = err(400, "invalid_request", "The request has invalid parameters");
+            e.errors = missing;
+            return Err(e);
+        }
         if fixture.body_type.is_none() {
             return Ok(None);
         }
@@ -840,10 +866,11 @@ impl Ctx<'_> {
                 if let Some(ok) = body.get_mut("ok") {
                     *ok = json!(true);
                 }
-                if self.op.method == "GET" && self.params.len() == 1 {
-                    if let Some(id) = body.get_mut("id") {
-                        *id = json!(self.param(0));
-                    }
+                if self.op.method == "GET"
+                    && self.params.len() == 1
+                    && let Some(id) = body.get_mut("id")
+                {
+                    *id = json!(self.param(0));
                 }
                 Reply::Json(f.status, body)
             }
@@ -985,10 +1012,10 @@ impl Ctx<'_> {
         doc["status"] = json!("open");
         doc["key"] = json!(&id[16..]);
         for field in ["invoice", "customer"] {
-            if body.get(field).is_none_or(Value::is_null) {
-                if let Some(map) = doc.as_object_mut() {
-                    map.remove(field);
-                }
+            if body.get(field).is_none_or(Value::is_null)
+                && let Some(map) = doc.as_object_mut()
+            {
+                map.remove(field);
             }
         }
         if body.get("date").is_none_or(Value::is_null) {
@@ -1211,7 +1238,9 @@ impl Ctx<'_> {
                     .iter()
                     .all(|(param, pointer)| match self.query(param) {
                         None => true,
-                        Some(wanted) => text(doc.pointer(pointer)).as_deref() == Some(wanted),
+                        // Lists like `cancellation_status=none,accepted` match any of their values.
+                        Some(wanted) => text(doc.pointer(pointer))
+                            .is_some_and(|have| wanted.split(',').any(|w| w == have)),
                     })
             })
             .filter(|doc| {

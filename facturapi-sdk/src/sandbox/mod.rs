@@ -26,7 +26,7 @@
 //!     .base_url(sandbox.base_url())
 //!     .build()?;
 //! let page = client.customers().list(&Default::default()).await?;
-//! assert_eq!(page.total_results, 0);
+//! assert_eq!(page.total_results, Some(0));
 //! sandbox.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -265,9 +265,9 @@ impl ServiceTime {
     }
 }
 
-/// Fault injection: each is the probability per request that passed the limits.
+/// Fault injection: each is the probability per request that passed the limits. Build it
+/// as `Faults { drop_after_commit: 0.05, ..Faults::none() }`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct Faults {
     /// 500, 502 or 503 before anything is done (502/503 with a non-JSON body, as a gateway).
     pub server_error: f64,

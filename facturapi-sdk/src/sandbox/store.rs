@@ -95,10 +95,13 @@ pub(crate) fn overlay(template: &mut Value, input: &Value) {
             *slot = v.clone();
         }
         (slot @ Value::Number(_), Value::Number(n)) => {
-            let slot_is_integer = slot.is_i64() || slot.is_u64();
-            if !slot_is_integer || n.is_i64() || n.is_u64() {
-                *slot = Value::Number(n.clone());
-            }
+            // Typed clients write whole numbers of f64 fields as `2.0`; keep the template's
+            // integer form where the value is whole.
+            let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15);
+            *slot = match whole {
+                Some(f) if slot.is_i64() || slot.is_u64() => Value::from(f as i64),
+                _ => Value::Number(n.clone()),
+            };
         }
         _ => {}
     }
@@ -128,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             t,
-            json!({"a": "y", "n": 1, "f": 3, "o": {"b": false}, "list": [{"q": 2, "r": "s"}, {"q": 3, "r": "s"}], "keep": "k"})
+            json!({"a": "y", "n": 2.5, "f": 3, "o": {"b": false}, "list": [{"q": 2, "r": "s"}, {"q": 3, "r": "s"}], "keep": "k"})
         );
     }
 

@@ -1,0 +1,865 @@
+//! The SDK against the sandbox: every spec operation answers with its documented status and a
+//! body its model reads; each stateful resource's workflow; paging and date filters; auth;
+//! idempotency; hidden limits; and exactly-once creation under fault injection.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use facturapi_sdk::models;
+use facturapi_sdk::resources::customers::ListCustomersQuery;
+use facturapi_sdk::resources::invoices::{
+    CancelInvoiceQuery, CreateInvoiceQuery, ListInvoicesQuery,
+};
+use facturapi_sdk::sandbox::{ClassLimits, Faults, RetryAfter, Sandbox, SandboxConfig};
+use facturapi_sdk::{Class, Client, Error, ErrorCode, KeyKind, MaybePending};
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A model as JSON, to assert on fields whatever their Rust optionality.
+fn j<T: serde::Serialize>(x: &T) -> Value {
+    serde_json::to_value(x).unwrap()
+}
+
+fn model<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+fn client(sandbox: &Sandbox, kind: KeyKind) -> Client {
+    Client::builder()
+        .api_key(sandbox.key(kind).unwrap())
+        .base_url(sandbox.base_url())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+struct Seeds {
+    customer: String,
+    product: String,
+    invoice: String,
+    draft: String,
+    canceled: String,
+    receipt: String,
+    retention: String,
+    draft_retention: String,
+    webhook: String,
+}
+
+fn invoice_body(
+    customer: &str,
+    product: &str,
+    external_id: Option<&str>,
+) -> models::InvoiceCreateInput {
+    let mut body = json!({
+        "customer": customer,
+        "items": [{"product": product, "quantity": 2}],
+        "payment_form": "03",
+    });
+    if let Some(id) = external_id {
+        body["external_id"] = json!(id);
+    }
+    model(body)
+}
+
+/// A draft carries only what it has so far; a complete retention carries every required
+/// field (and the model's first variant, which cannot carry `status`).
+fn retention_body(customer: &str, draft: bool) -> models::RetentionInput {
+    if draft {
+        return model(json!({"status": "draft", "customer": customer}));
+    }
+    let body = json!({
+        "customer": customer,
+        "cve_retenc": "26",
+        "periodo": {"ejerc": 2026, "mes_fin": 1, "mes_ini": 1},
+        "totales": {"imp_retenidos": [{"monto_ret": 16.0, "tipo_pago_ret": "01"}], "monto_tot_exent": 0.0, "monto_tot_operacion": 100.0},
+    });
+    model(body)
+}
+
+async fn seed(client: &Client, tag: &str) -> Seeds {
+    let customer = client
+        .customers()
+        .create(
+            &model(json!({"legal_name": format!("Cliente {tag}"), "tax_id": format!("XAXX0101{tag}"), "tax_system": "601", "address": {"zip": "86500"}})),
+            &Default::default(),
+        )
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let product = client
+        .products()
+        .create(&model(
+            json!({"description": "Ukelele", "price": 345.6, "product_key": "60131324"}),
+        ))
+        .await
+        .unwrap()
+        .id;
+    let invoices = client.invoices();
+    let create = |body: models::InvoiceCreateInput| async move {
+        match invoices
+            .create(&body, &CreateInvoiceQuery::default())
+            .await
+            .unwrap()
+            .value
+        {
+            MaybePending::Done(invoice) => j(&invoice)["id"].as_str().unwrap().to_owned(),
+            MaybePending::Pending(_) => panic!("pending"),
+        }
+    };
+    let invoice = create(invoice_body(&customer, &product, None)).await;
+    let canceled = create(invoice_body(&customer, &product, None)).await;
+    invoices
+        .cancel(
+            &canceled,
+            models::CancelInvoiceMotive::X02,
+            &CancelInvoiceQuery::default(),
+        )
+        .await
+        .unwrap();
+    let draft = invoices.copy_to_draft(&invoice).await.unwrap().id;
+    let receipt = client
+        .receipts()
+        .create(&model(
+            json!({"items": [{"product": product, "quantity": 1}], "payment_form": "03"}),
+        ))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let retention = client
+        .retentions()
+        .create(&retention_body(&customer, false))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let draft_retention = client
+        .retentions()
+        .create(&retention_body(&customer, true))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let webhook = client
+        .webhooks()
+        .create(&model(json!({"url": format!("https://example.com/hooks/{tag}"), "enabled_events": ["invoice.status_updated"]})))
+        .await
+        .unwrap()
+        .id;
+    Seeds {
+        customer,
+        product,
+        invoice,
+        draft,
+        canceled,
+        receipt,
+        retention,
+        draft_retention,
+        webhook,
+    }
+}
+
+const FIXTURES: &str = include_str!("../src/generated/sandbox_fixtures.json");
+
+/// Raw HTTP on purpose: this checks the sandbox's routes and bodies, independently of the
+/// SDK's own encoding. Each operation gets fresh documents in the state it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_model_reads() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let fixtures: Value = serde_json::from_str(FIXTURES).unwrap();
+    let clients = [KeyKind::Test, KeyKind::Live, KeyKind::User].map(|k| client(&sandbox, k));
+    let http = reqwest::Client::new();
+    let mut failures = Vec::new();
+    let mut tag = 0;
+    for op in facturapi_sdk::operations() {
+        let kind = [KeyKind::Test, KeyKind::Live, KeyKind::User]
+            .into_iter()
+            .find(|k| op.keys.is_empty() || op.keys.contains(k))
+            .unwrap();
+        let client = &clients[kind as usize];
+        tag += 1;
+        let seeds = if kind == KeyKind::User {
+            None
+        } else {
+            Some(seed(client, &format!("{tag:03}")).await)
+        };
+        let id_for = |name: &str| -> String {
+            let Some(s) = &seeds else {
+                return "5a4d00000000000000000001".into();
+            };
+            let draft_op =
+                op.operation_id.contains("Draft") && !op.operation_id.starts_with("copy");
+            match name {
+                "customer_id" => s.customer.clone(),
+                "product_id" => s.product.clone(),
+                "invoice_id" if draft_op => s.draft.clone(),
+                "invoice_id" if op.operation_id == "downloadCancellationReceiptXml" => {
+                    s.canceled.clone()
+                }
+                "invoice_id" => s.invoice.clone(),
+                "receipt_id" => s.receipt.clone(),
+                "retention_id" if draft_op => s.draft_retention.clone(),
+                "retention_id" => s.retention.clone(),
+                "webhook_id" => s.webhook.clone(),
+                "format" => "pdf".into(),
+                _ => "5a4d00000000000000000001".into(),
+            }
+        };
+        let mut path = op.path.to_owned();
+        while let Some(start) = path.find('{') {
+            let end = path[start..].find('}').unwrap() + start;
+            let value = id_for(&path[start + 1..end]);
+            path.replace_range(start..=end, &value);
+        }
+        let spec = &fixtures["operations"][op.operation_id];
+        let mut url = format!("{}{path}", sandbox.base_url());
+        let required_query: Vec<&str> = spec["required_query"]
+            .as_array()
+            .map(|q| q.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !required_query.is_empty() {
+            let pairs: Vec<String> = required_query
+                .iter()
+                .map(|q| format!("{q}={}", if *q == "motive" { "02" } else { "ab" }))
+                .collect();
+            url = format!("{url}?{}", pairs.join("&"));
+        }
+        let method = reqwest::Method::from_bytes(op.method.as_bytes()).unwrap();
+        let mut request = http
+            .request(method, &url)
+            .bearer_auth(sandbox.key(kind).unwrap());
+        if let Some(ty) = spec["body_type"].as_str() {
+            let mut body = fixtures["types"][ty].clone();
+            if let Some(s) = &seeds {
+                if body.get("customer").is_some_and(Value::is_string) {
+                    body["customer"] = json!(s.customer);
+                }
+                if op.operation_id == "createInvoice" || op.operation_id == "previewInvoicePdf" {
+                    body =
+                        serde_json::to_value(invoice_body(&s.customer, &s.product, None)).unwrap();
+                }
+                if op.operation_id == "createWebhook" {
+                    body["url"] = json!("https://example.com/new");
+                }
+            }
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        } else if op.operation_id.starts_with("upload") {
+            request = request.multipart(reqwest::multipart::Form::new().text("file", "x"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let log_id = response.headers().get("x-facturapi-log-id").cloned();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = response.bytes().await.unwrap();
+        let expected: Vec<u64> = spec["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        let id = op.operation_id;
+        if !expected.contains(&u64::from(status)) {
+            failures.push(format!(
+                "{id}: {status} (want {expected:?}): {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+            continue;
+        }
+        if log_id.is_none() {
+            failures.push(format!("{id}: no X-Facturapi-Log-Id"));
+        }
+        match spec["kind"].as_str().unwrap() {
+            "json" => {
+                let ty = spec["type"].as_str().unwrap();
+                let value: Value = serde_json::from_slice(&bytes).unwrap();
+                if let Some(Err(e)) = facturapi_sdk::__contract::round_trip_body(ty, value) {
+                    failures.push(format!("{id}: {ty} does not read the body: {e}"));
+                }
+            }
+            "binary" if bytes.is_empty() || content_type.is_empty() => {
+                failures.push(format!("{id}: empty file or no content type"));
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} operations:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn customers_products_and_webhooks_round_trip_through_the_sdk() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    let s = seed(&client, "001").await;
+
+    let customer = client.customers().retrieve(&s.customer).await.unwrap();
+    assert_eq!(j(&customer)["legal_name"], "Cliente 001");
+    // Creating the same tax id again answers with the existing customer.
+    let again = client
+        .customers()
+        .create(
+            &model(json!({"legal_name": "Cliente 001", "tax_id": "XAXX0101001", "tax_system": "601", "address": {"zip": "86500"}})),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, s.customer);
+    let updated = client
+        .customers()
+        .update(
+            &s.customer,
+            &model(json!({"email": "pagos@example.com"})),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.email.as_deref(), Some("pagos@example.com"));
+    let found = client
+        .customers()
+        .list(&ListCustomersQuery {
+            q: Some("cliente 0".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.total_results, Some(1));
+
+    let product = client.products().retrieve(&s.product).await.unwrap();
+    assert_eq!(product.price, 345.6);
+    client.products().delete(&s.product).await.unwrap();
+    match client.products().retrieve(&s.product).await {
+        Err(Error::Api(e)) => {
+            assert_eq!(
+                (e.status, e.code.clone()),
+                (404, ErrorCode::ProductNotFound)
+            );
+            assert!(e.log_id.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let webhook = client.webhooks().retrieve(&s.webhook).await.unwrap();
+    assert_eq!(j(&webhook)["url"], "https://example.com/hooks/001");
+    assert_eq!(
+        client
+            .webhooks()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
+    client.webhooks().delete(&s.webhook).await.unwrap();
+    assert_eq!(
+        client
+            .webhooks()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        0
+    );
+
+    // Environments are separate: the live key does not see test customers.
+    let live = self::client(&sandbox, KeyKind::Live);
+    assert!(live.customers().retrieve(&s.customer).await.is_err());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn invoice_workflow_create_draft_stamp_download_email_cancel() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    let s = seed(&client, "002").await;
+    let invoices = client.invoices();
+
+    let invoice = invoices.retrieve(&s.invoice).await.unwrap();
+    let invoice = j(&invoice);
+    assert_eq!(invoice["total"], 691.2);
+    assert_eq!(invoice["customer"]["id"], s.customer.as_str());
+    assert_eq!(invoice["uuid"].as_str().unwrap().len(), 36);
+
+    // Drafts: edit, stamp once.
+    let edited = invoices
+        .update_draft(&s.draft, &model(json!({"payment_form": "01"})))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(&edited).unwrap()["payment_form"], "01");
+    match invoices
+        .update_draft(&s.invoice, &model(json!({"payment_form": "01"})))
+        .await
+    {
+        Err(Error::Api(e)) => assert_eq!(e.code, ErrorCode::InvoiceNotDraft),
+        other => panic!("{other:?}"),
+    }
+    let stamped = invoices
+        .stamp_draft(&s.draft, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(&stamped).unwrap()["status"], "valid");
+
+    let pdf = invoices
+        .download(&s.invoice, models::DownloadInvoiceFormat::Pdf)
+        .await
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    let xml = invoices
+        .download(&s.invoice, models::DownloadInvoiceFormat::Xml)
+        .await
+        .unwrap();
+    assert!(xml.starts_with(b"<?xml"));
+    let zip = invoices
+        .download(&s.invoice, models::DownloadInvoiceFormat::Zip)
+        .await
+        .unwrap();
+    assert!(zip.starts_with(b"PK"));
+    let sent = invoices
+        .send_by_email(&s.invoice, &model(json!({"email": "pagos@example.com"})))
+        .await
+        .unwrap();
+    assert!(sent.ok);
+
+    // Cancel, then the cancellation receipt exists.
+    assert!(
+        invoices
+            .download_cancellation_receipt(
+                &s.invoice,
+                models::DownloadCancellationReceiptXmlFormat::Pdf
+            )
+            .await
+            .is_err()
+    );
+    let canceled = invoices
+        .cancel(
+            &s.invoice,
+            models::CancelInvoiceMotive::X02,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&canceled).unwrap()["status"],
+        "canceled"
+    );
+    invoices
+        .download_cancellation_receipt(
+            &s.invoice,
+            models::DownloadCancellationReceiptXmlFormat::Xml,
+        )
+        .await
+        .unwrap();
+
+    // `async=true` gives a pending invoice (202).
+    let pending = invoices
+        .create(
+            &invoice_body(&s.customer, &s.product, None),
+            &CreateInvoiceQuery {
+                r#async: Some(true),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(pending.value, MaybePending::Pending(_)));
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn receipts_and_retentions_workflows() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    let s = seed(&client, "003").await;
+
+    let receipt = client.receipts().retrieve(&s.receipt).await.unwrap();
+    assert_eq!(j(&receipt)["total"], 345.6);
+    let pdf = client.receipts().download_pdf(&s.receipt).await.unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    let invoice = client
+        .receipts()
+        .invoice(
+            &s.receipt,
+            &model(json!({"customer": s.customer, "use": "G03"})),
+        )
+        .await
+        .unwrap();
+    let after = client.receipts().retrieve(&s.receipt).await.unwrap();
+    assert_eq!(j(&after)["invoice"], j(&invoice)["id"]);
+    assert!(
+        client.receipts().cancel(&s.receipt).await.is_err(),
+        "an invoiced receipt cannot be canceled"
+    );
+
+    let retentions = client.retentions();
+    let stamped = retentions.stamp_draft(&s.draft_retention).await.unwrap();
+    assert_eq!(serde_json::to_value(&stamped).unwrap()["status"], "valid");
+    let xml = retentions
+        .download(&s.retention, models::DownloadRetentionFormat::Xml)
+        .await
+        .unwrap();
+    assert!(xml.starts_with(b"<?xml"));
+    let copy = retentions.copy_to_draft(&s.retention).await.unwrap();
+    assert_eq!(serde_json::to_value(&copy).unwrap()["status"], "draft");
+    retentions
+        .cancel(&s.retention, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        retentions
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .total_results,
+        Some(3)
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn invoice_lists_page_and_filter_by_date_and_external_id() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    let s = seed(&client, "004").await; // 3 invoices (one canceled, one draft copy)
+    for day in 1..=25 {
+        let mut body = serde_json::to_value(invoice_body(
+            &s.customer,
+            &s.product,
+            Some(&format!("ext-{day}")),
+        ))
+        .unwrap();
+        body["date"] = json!(format!("2026-03-{day:02}T12:00:00Z"));
+        client
+            .invoices()
+            .create(&model(body), &Default::default())
+            .await
+            .unwrap();
+    }
+    let page = |page, limit| ListInvoicesQuery {
+        page: Some(page),
+        limit: Some(limit),
+        ..Default::default()
+    };
+    let first = client.invoices().list(&page(1, 10)).await.unwrap();
+    assert_eq!(
+        (
+            first.page,
+            first.total_pages,
+            first.total_results,
+            first.data.len()
+        ),
+        (Some(1), Some(3), Some(28), 10)
+    );
+    let last = client.invoices().list(&page(3, 10)).await.unwrap();
+    assert_eq!(last.data.len(), 8);
+
+    let all: Vec<_> = client
+        .invoices()
+        .list_all(ListInvoicesQuery {
+            limit: Some(7),
+            ..Default::default()
+        })
+        .collect()
+        .await;
+    let ids: BTreeSet<String> = all.into_iter().map(|i| i.unwrap().id).collect();
+    assert_eq!(ids.len(), 28);
+
+    let march_10_to_19 = ListInvoicesQuery {
+        date: Some(model(
+            json!({"gte": "2026-03-10T00:00:00Z", "lt": "2026-03-20T00:00:00Z"}),
+        )),
+        ..Default::default()
+    };
+    assert_eq!(
+        client
+            .invoices()
+            .list(&march_10_to_19)
+            .await
+            .unwrap()
+            .total_results,
+        Some(10)
+    );
+    let one = ListInvoicesQuery {
+        external_id: Some("ext-7".into()),
+        ..Default::default()
+    };
+    let found = client.invoices().list(&one).await.unwrap();
+    assert_eq!(found.total_results, Some(1));
+    assert_eq!(j(&found.data[0])["external_id"], "ext-7");
+
+    match client.invoices().list(&page(31, 10)).await {
+        Err(Error::Api(e)) => assert_eq!(e.code, ErrorCode::PageTooLarge),
+        other => panic!("{other:?}"),
+    }
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_are_checked_and_errors_are_typed_with_a_log_id() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let stranger = Client::builder()
+        .api_key("sk_test_not_a_key_of_this_sandbox")
+        .base_url(sandbox.base_url())
+        .build()
+        .unwrap();
+    match stranger.customers().list(&Default::default()).await {
+        Err(Error::Api(e)) => {
+            assert_eq!((e.status, e.code.clone()), (401, ErrorCode::ApiKeyInvalid));
+            assert!(e.log_id.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Required fields are reported per field.
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/products", sandbox.base_url()))
+        .bearer_auth(sandbox.test_key())
+        .header("content-type", "application/json")
+        .body(json!({"description": "sin precio"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "invalid_request");
+    let paths: BTreeSet<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, BTreeSet::from(["price", "product_key"]));
+    // A route outside the spec is a 404 with a log id.
+    let response = http
+        .get(format!("{}/nothing-here", sandbox.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().contains_key("x-facturapi-log-id"));
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_creates_one_document_and_a_concurrent_repeat_gets_409() {
+    let config = SandboxConfig::default().service_time(
+        facturapi_sdk::sandbox::ServiceTime::uniform(Duration::from_millis(300), 0.0),
+    );
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    let s = seed(&client, "005").await;
+    let mut body =
+        serde_json::to_value(invoice_body(&s.customer, &s.product, Some("order-1"))).unwrap();
+    body["idempotency_key"] = json!("key-order-1");
+    let http = reqwest::Client::new();
+    let post = || {
+        http.post(format!("{}/invoices", sandbox.base_url()))
+            .bearer_auth(sandbox.test_key())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let (a, b) = tokio::join!(post(), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        post().await
+    });
+    assert_eq!(a.unwrap().status(), 200);
+    let b = b.unwrap();
+    assert_eq!(b.status(), 409);
+    let b: Value = serde_json::from_slice(&b.bytes().await.unwrap()).unwrap();
+    assert_eq!(b["code"], "idempotency_key_in_use");
+    // After it finished, the same key answers with the same document.
+    let again: Value =
+        serde_json::from_slice(&post().await.unwrap().bytes().await.unwrap()).unwrap();
+    let created = client
+        .invoices()
+        .create(&model(body.clone()), &Default::default())
+        .await
+        .unwrap();
+    let MaybePending::Done(invoice) = created.value else {
+        panic!()
+    };
+    assert_eq!(j(&invoice)["id"], again["id"]);
+    let ledger = sandbox.ledger();
+    assert_eq!(ledger.created_by_external_id["order-1"], 1);
+    assert_eq!(ledger.idempotent_replays, 2);
+    assert_eq!(ledger.duplicates, 0);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn hidden_limits_answer_429_with_retry_after_in_each_mode() {
+    for mode in [
+        RetryAfter::Seconds,
+        RetryAfter::HttpDate,
+        RetryAfter::Absent,
+    ] {
+        let config = SandboxConfig::default()
+            .limit(
+                Class::ListRead,
+                ClassLimits::window(2, Duration::from_secs(30)),
+            )
+            .retry_after(mode);
+        let sandbox = Sandbox::start(config).await.unwrap();
+        let http = reqwest::Client::new();
+        let get = || {
+            http.get(format!("{}/products", sandbox.base_url()))
+                .bearer_auth(sandbox.test_key())
+                .send()
+        };
+        assert_eq!(get().await.unwrap().status(), 200);
+        assert_eq!(get().await.unwrap().status(), 200);
+        let limited = get().await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert!(limited.headers().contains_key("x-facturapi-log-id"));
+        let retry_after = limited
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        match mode {
+            RetryAfter::Seconds => {
+                let secs: u64 = retry_after.unwrap().parse().unwrap();
+                assert!((29..=30).contains(&secs), "{secs}");
+            }
+            RetryAfter::HttpDate => {
+                assert!(httpdate::parse_http_date(&retry_after.unwrap()).is_ok())
+            }
+            RetryAfter::Absent => assert!(retry_after.is_none()),
+        }
+        let body: Value = serde_json::from_slice(&limited.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "rate_limit_exceeded");
+        // Other classes have their own limits.
+        let detail = http
+            .get(format!(
+                "{}/products/5a4d00000000000000000001",
+                sandbox.base_url()
+            ))
+            .bearer_auth(sandbox.test_key())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(detail.status(), 404);
+        let ledger = sandbox.ledger();
+        assert_eq!(ledger.rate_limited[&Class::ListRead], 1);
+        assert_eq!(ledger.requests[&Class::ListRead], 3);
+        sandbox.shutdown().await;
+    }
+}
+
+/// The case that makes naive clients duplicate invoices: the write commits, then the
+/// connection drops (or the response stalls past the timeout, or the body is cut short).
+/// Through the SDK, with the caller resending failures that may have been processed under
+/// the same idempotency key, every invoice exists exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fault_injection_every_invoice_is_created_exactly_once() {
+    let config = SandboxConfig::default()
+        .limit(Class::Create, ClassLimits::rate(200.0, 20.0).concurrent(4))
+        .faults(Faults {
+            server_error: 0.08,
+            stall: 0.04,
+            stall_for: Duration::from_secs(2),
+            drop_after_commit: 0.08,
+            malformed_json: 0.04,
+        })
+        .seed(7);
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let setup = client(&sandbox, KeyKind::Test);
+    // Setup runs before faults matter for the assertion: retry it plainly.
+    let s = loop {
+        if let Ok(customer) = setup
+            .customers()
+            .create(&model(json!({"legal_name": "Cliente", "tax_id": "XAXX010101000", "tax_system": "601", "address": {"zip": "86500"}})), &Default::default())
+            .await
+        {
+            break customer.id.clone();
+        }
+    };
+    let product = loop {
+        if let Ok(p) = setup
+            .products()
+            .create(&model(
+                json!({"description": "Ukelele", "price": 10.0, "product_key": "60131324"}),
+            ))
+            .await
+        {
+            break p.id;
+        }
+    };
+    let client = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let n = 120;
+    let mut seen_errors = Vec::new();
+    let jobs = futures_util::stream::iter(0..n).map(|i| {
+        let client = client.clone();
+        let (s, product) = (s.clone(), product.clone());
+        async move {
+            let mut body =
+                serde_json::to_value(invoice_body(&s, &product, Some(&format!("job-{i}"))))
+                    .unwrap();
+            body["idempotency_key"] = json!(format!("job-key-{i}"));
+            let body: models::InvoiceCreateInput = model(body);
+            let mut errors = Vec::new();
+            loop {
+                match client.invoices().create(&body, &Default::default()).await {
+                    Ok(created) => return (i, created.idempotency_key, errors),
+                    Err(e) => {
+                        // Every failure is typed; those with a response carry its log id.
+                        assert!(
+                            matches!(
+                                e,
+                                Error::Api(_)
+                                    | Error::Decode { .. }
+                                    | Error::Timeout { .. }
+                                    | Error::Transport { .. }
+                            ),
+                            "{e:?}"
+                        );
+                        if matches!(e, Error::Api(_) | Error::Decode { .. }) {
+                            assert!(e.log_id().is_some(), "{e:?}");
+                        }
+                        assert_eq!(e.idempotency_key(), Some(format!("job-key-{i}").as_str()));
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+    });
+    let results: Vec<_> = jobs.buffer_unordered(12).collect().await;
+    for (i, key, errors) in results {
+        assert_eq!(key, format!("job-key-{i}"));
+        seen_errors.extend(errors);
+    }
+    let ledger = sandbox.ledger();
+    assert_eq!(ledger.created_by_external_id.len(), n, "lost invoices");
+    assert!(
+        ledger.created_by_external_id.values().all(|c| *c == 1),
+        "duplicates"
+    );
+    assert_eq!(ledger.duplicates, 0);
+    let f = ledger.faults;
+    assert!(
+        f.dropped_after_commit > 0 && f.server_errors > 0 && f.malformed_json > 0,
+        "{f:?}"
+    );
+    assert!(
+        !seen_errors.is_empty(),
+        "the caller saw the faults the SDK could not hide"
+    );
+    sandbox.shutdown().await;
+}
