@@ -137,12 +137,12 @@ impl SandboxConfig {
         Self::default()
             .limit(
                 Class::DetailRead,
-                ClassLimits::rate(20.0, 20.0).concurrent(10),
+                ClassLimits::rate(50.0, 20.0).concurrent(16),
             )
-            .limit(Class::ListRead, ClassLimits::rate(5.0, 5.0).concurrent(4))
-            .limit(Class::Create, ClassLimits::rate(10.0, 5.0).concurrent(6))
-            .limit(Class::Write, ClassLimits::rate(8.0, 4.0).concurrent(4))
-            .limit(Class::HeavyWrite, ClassLimits::rate(2.0, 2.0).concurrent(2))
+            .limit(Class::ListRead, ClassLimits::rate(10.0, 5.0).concurrent(4))
+            .limit(Class::Create, ClassLimits::rate(30.0, 10.0).concurrent(8))
+            .limit(Class::Write, ClassLimits::rate(20.0, 10.0).concurrent(8))
+            .limit(Class::HeavyWrite, ClassLimits::rate(5.0, 2.0).concurrent(3))
             .service_time(ServiceTime::realistic())
             .faults(Faults {
                 server_error: 0.01,
