@@ -426,7 +426,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("  latency (first send to success)");
     println!("    class            calls      p50      p95      p99");
-    let mut by_class = latencies.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut by_class = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|e| e.into_inner()));
     for (class, samples) in by_class.iter_mut() {
         samples.sort();
         println!(
