@@ -863,3 +863,16 @@ async fn under_fault_injection_every_invoice_is_created_exactly_once() {
     );
     sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sandbox_never_shows_its_keys_in_debug_output() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = client(&sandbox, KeyKind::Test);
+    client.customers().list(&Default::default()).await.unwrap();
+    let shown = format!("{sandbox:?} {:?}", SandboxConfig::default());
+    for key in &SandboxConfig::default().keys {
+        assert!(!shown.contains(key.as_str()), "{shown}");
+    }
+    assert!(shown.contains("\"test\""));
+    sandbox.shutdown().await;
+}

@@ -48,7 +48,7 @@ use crate::governor::Class;
 
 /// What the sandbox does; [`SandboxConfig::default`] is a well-behaved API: no limits, no
 /// faults, no service time, and one key of each kind.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SandboxConfig {
     /// Accepted keys (`sk_test_…`, `sk_live_…`, `sk_user_…`); any other key gets `401`.
@@ -67,6 +67,27 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Port on 127.0.0.1 (0 picks a free one).
     pub port: u16,
+}
+
+/// Keys are shown by kind only, as everywhere in this crate.
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|k| crate::client::KeyKind::of(k).map_or("invalid", |kind| kind.as_str()))
+            .collect();
+        f.debug_struct("SandboxConfig")
+            .field("keys", &keys)
+            .field("limits", &self.limits)
+            .field("retry_after", &self.retry_after)
+            .field("schedule", &self.schedule)
+            .field("service_time", &self.service_time)
+            .field("faults", &self.faults)
+            .field("seed", &self.seed)
+            .field("port", &self.port)
+            .finish()
+    }
 }
 
 impl Default for SandboxConfig {
@@ -343,7 +364,6 @@ pub struct FaultCounts {
 }
 
 /// A running sandbox. Dropping it stops it too; [`Sandbox::shutdown`] also waits.
-#[derive(Debug)]
 pub struct Sandbox {
     addr: SocketAddr,
     base_url: String,
@@ -416,6 +436,16 @@ impl Sandbox {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// The address and configuration; the documents it holds are left out.
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("base_url", &self.base_url)
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
     }
 }
 
