@@ -67,13 +67,16 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> Result<String, Str
         operations.insert(e.operation_id.clone(), Value::Object(op));
     }
     let file = json!({
-        "@generated": "by cargo xtask codegen from spec/. Do not edit.",
         "operations": operations,
         "types": types,
     });
-    let mut out = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
-    out.push('\n');
-    Ok(out)
+    let body = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    // JSON has no comments: the marker is the first member, on the first line.
+    let marker = serde_json::to_string(crate::codegen::HEADER).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{{\"@generated\": {marker},\n{}\n",
+        body.strip_prefix("{\n").unwrap_or(&body)
+    ))
 }
 
 fn resolve<'a>(spec: &'a Value, node: &'a Value) -> &'a Value {
