@@ -424,6 +424,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             f.server_errors, f.stalls, f.dropped_after_commit, f.malformed_json
         );
     }
+    for class in [Class::Create, Class::DetailRead, Class::ListRead] {
+        let l = client.learned(class);
+        let hidden = sandbox
+            .as_ref()
+            .and_then(|s| s.current_limits(class))
+            .map(|h| {
+                format!(
+                    "   (hidden: {:.0}/s, {} at once)",
+                    h.token_bucket.map_or(f64::INFINITY, |(r, _)| r),
+                    h.concurrency.map_or("any".to_owned(), |c| c.to_string())
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  learned {:<13} {} · {} at once · {} rate cuts · {} concurrency cuts{hidden}",
+            class.as_str(),
+            l.rate
+                .map_or("not paced".to_owned(), |r| format!("{r:.1}/s")),
+            l.concurrency,
+            l.rate_cuts,
+            l.concurrency_cuts
+        );
+    }
     println!("  latency (first send to success)");
     println!("    class            calls      p50      p95      p99");
     let mut by_class = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|e| e.into_inner()));

@@ -97,6 +97,7 @@ pub struct ClientBuilder {
     headers: HeaderMap,
     http: Option<reqwest::Client>,
     policies: [ClassPolicy; 5],
+    adaptive: bool,
 }
 
 impl Default for ClientBuilder {
@@ -110,11 +111,22 @@ impl Default for ClientBuilder {
             headers: HeaderMap::new(),
             http: None,
             policies: Class::ALL.map(ClassPolicy::default_for),
+            adaptive: false,
         }
     }
 }
 
 impl ClientBuilder {
+    /// Adaptive limits: each class's rate and concurrency limit are learned from 429s
+    /// (unpaced, with the policy's `concurrency`, until the first cut); see
+    /// [`Client::learned`]. Experimental: the default stays static (each class keeps its
+    /// policy's concurrency, is not paced, and learns nothing; 429s still pause it) until
+    /// the rate-limit benchmark shows the adaptive mode ahead on every scenario.
+    pub fn adaptive_limits(mut self) -> Self {
+        self.adaptive = true;
+        self
+    }
+
     /// The secret key (`sk_test_…`, `sk_live_…` or `sk_user_…`), sent as `Authorization: Bearer`.
     pub fn api_key(mut self, key: impl AsRef<str>) -> Self {
         self.key = Some(ApiKey::new(key));
@@ -206,7 +218,7 @@ impl ClientBuilder {
                 user_agent,
                 headers: self.headers,
                 http,
-                governor: Governor::new(&self.policies),
+                governor: Governor::new(&self.policies, self.adaptive),
             }),
         })
     }
@@ -281,6 +293,12 @@ impl Client {
     /// The policy a class was built with.
     pub fn class_policy(&self, class: Class) -> &ClassPolicy {
         self.inner.governor.policy(class)
+    }
+
+    /// Where the limits of a class stand: the learned rate and concurrency, requests in
+    /// flight and queued, the pause, and counts of 429s and cuts.
+    pub fn learned(&self, class: Class) -> crate::governor::Learned {
+        self.inner.governor.learned(class)
     }
 
     /// Whether the class is paused by a recent 429, and until when.

@@ -1,17 +1,22 @@
-//! Per-class concurrency and pausing: the part of the send path that keeps a burst of calls
-//! inside Facturapi's per-class limits.
+//! Per-class concurrency, pacing and pausing: the part of the send path that keeps a burst of
+//! calls inside Facturapi's per-class limits.
 //!
 //! Each [`Class`] has a semaphore (its concurrency limit, resizable at runtime) and a gate
 //! (a time before which no request of the class starts: set by a 429's `Retry-After`, so one
-//! 429 pauses the whole class, not just the request that got it).
+//! 429 pauses the whole class, not just the request that got it). In adaptive mode (the
+//! default) each class also has a paced rate, and both the rate and the concurrency limit are
+//! learned from 429s ([`crate::adaptive`]); [`Learned`] shows where they stand.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::adaptive::{Cut, Learner};
 
 /// The five operation classes of Facturapi's rate-limit contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -208,6 +213,35 @@ struct ClassState {
     limit: Limit,
     gate: Mutex<Option<Instant>>,
     policy: ClassPolicy,
+    /// Adaptive mode only.
+    learner: Option<Mutex<Learner>>,
+    in_flight: Arc<AtomicUsize>,
+    /// Requests waiting for the gate, a permit or a pacing slot.
+    queued: AtomicUsize,
+    rate_limited: AtomicU64,
+}
+
+/// Where one class's limits stand (see [`Client::learned`](crate::Client::learned)).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Learned {
+    /// The paced rate, requests per second (`None` while not paced: in static mode, and in
+    /// adaptive mode until the first rate cut).
+    pub rate: Option<f64>,
+    /// The concurrency limit.
+    pub concurrency: usize,
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// Requests waiting for the gate, a permit or a pacing slot.
+    pub queued: usize,
+    /// When the class may start requests again, if a 429 paused it.
+    pub paused_until: Option<Instant>,
+    /// 429s received.
+    pub rate_limited: u64,
+    /// Rate cuts made (adaptive mode).
+    pub rate_cuts: u64,
+    /// Concurrency cuts made (adaptive mode).
+    pub concurrency_cuts: u64,
 }
 
 /// The per-class limits of one client.
@@ -233,10 +267,44 @@ impl fmt::Debug for Governor {
 #[derive(Debug)]
 pub(crate) struct Permit {
     _permit: OwnedSemaphorePermit,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Permit {
+    fn new(permit: OwnedSemaphorePermit, in_flight: &Arc<AtomicUsize>) -> Self {
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        Permit {
+            _permit: permit,
+            in_flight: in_flight.clone(),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request as queued while it waits.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Queued(counter)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Governor {
-    pub(crate) fn new(policies: &[ClassPolicy; 5]) -> Self {
+    pub(crate) fn new(policies: &[ClassPolicy; 5], adaptive: bool) -> Self {
+        let now = Instant::now();
         let classes = policies
             .iter()
             .map(|policy| ClassState {
@@ -245,10 +313,90 @@ impl Governor {
                     size: Mutex::new(policy.concurrency.max(1)),
                 },
                 gate: Mutex::new(None),
+                learner: adaptive.then(|| Mutex::new(Learner::new(policy.concurrency, now))),
                 policy: policy.clone(),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+                queued: AtomicUsize::new(0),
+                rate_limited: AtomicU64::new(0),
             })
             .collect();
         Self { classes }
+    }
+
+    fn learner(&self, class: Class) -> Option<std::sync::MutexGuard<'_, Learner>> {
+        let learner = self.classes[class.index()].learner.as_ref()?;
+        Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A success of `class` (its permit still held): adaptive growth.
+    pub(crate) fn on_success(&self, class: Class) {
+        let state = &self.classes[class.index()];
+        let grown = {
+            let Some(mut learner) = self.learner(class) else {
+                return;
+            };
+            let before = learner.rate;
+            let grown = learner.on_success(
+                Instant::now(),
+                state.queued.load(Ordering::Relaxed) > 0,
+                state.in_flight.load(Ordering::Relaxed),
+            );
+            if learner.rate != before {
+                metrics::gauge!("facturapi_learned_rate", "class" => class.as_str())
+                    .set(learner.rate);
+            }
+            grown
+        };
+        if let Some(size) = grown {
+            self.resize(class, size);
+        }
+    }
+
+    /// A 429 of `class` that paused it for `pause`: at most one cut per epoch.
+    pub(crate) fn on_rate_limited(&self, class: Class, pause: Duration) {
+        let state = &self.classes[class.index()];
+        state.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let cut = {
+            let Some(mut learner) = self.learner(class) else {
+                return;
+            };
+            learner.on_rate_limited(
+                Instant::now(),
+                pause,
+                state.in_flight.load(Ordering::Relaxed),
+            )
+        };
+        match cut {
+            Cut::Concurrency(size) => self.resize(class, size),
+            Cut::Rate(rate) => {
+                metrics::gauge!("facturapi_learned_rate", "class" => class.as_str()).set(rate);
+            }
+            Cut::None => {}
+        }
+        tracing::debug!(class = class.as_str(), ?cut, "adaptive limits");
+    }
+
+    /// Where the limits of `class` stand.
+    pub(crate) fn learned(&self, class: Class) -> Learned {
+        let state = &self.classes[class.index()];
+        let (rate, rate_cuts, concurrency_cuts) = match self.learner(class) {
+            Some(l) => (
+                Some(l.rate).filter(|r| r.is_finite()),
+                l.rate_cuts,
+                l.concurrency_cuts,
+            ),
+            None => (None, 0, 0),
+        };
+        Learned {
+            rate,
+            concurrency: self.concurrency(class),
+            in_flight: state.in_flight.load(Ordering::Relaxed),
+            queued: state.queued.load(Ordering::Relaxed),
+            paused_until: self.gate(class),
+            rate_limited: state.rate_limited.load(Ordering::Relaxed),
+            rate_cuts,
+            concurrency_cuts,
+        }
     }
 
     pub(crate) fn policy(&self, class: Class) -> &ClassPolicy {
@@ -282,17 +430,25 @@ impl Governor {
         if self.gate(class).is_some() {
             return None;
         }
-        let permit = self.classes[class.index()]
-            .limit
-            .semaphore
-            .clone()
-            .try_acquire_owned()
-            .ok()?;
-        Some(Permit { _permit: permit })
+        let state = &self.classes[class.index()];
+        let mut learner = self.learner(class);
+        if let Some(l) = &learner
+            && !l.slot_free(Instant::now())
+        {
+            return None;
+        }
+        let permit = state.limit.semaphore.clone().try_acquire_owned().ok()?;
+        if let Some(l) = &mut learner {
+            l.slot(Instant::now());
+        }
+        Some(Permit::new(permit, &state.in_flight))
     }
 
+    /// Waits for the gate, a permit and (adaptive mode) a pacing slot, in that order, so at
+    /// most a class's permits are ever booked on the pacing schedule.
     pub(crate) async fn acquire(&self, class: Class) -> Permit {
         let state = &self.classes[class.index()];
+        let _queued = Queued::new(&state.queued);
         loop {
             if let Some(until) = self.gate(class) {
                 tokio::time::sleep_until(until).await;
@@ -301,8 +457,12 @@ impl Governor {
             let Ok(permit) = state.limit.semaphore.clone().acquire_owned().await else {
                 continue;
             };
+            let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
+            if let Some(slot) = slot {
+                tokio::time::sleep_until(slot).await;
+            }
             if self.gate(class).is_none() {
-                return Permit { _permit: permit };
+                return Permit::new(permit, &state.in_flight);
             }
         }
     }
@@ -320,7 +480,16 @@ impl Governor {
     /// Resizes the concurrency limit of `class` (at least 1). Growing takes effect at once;
     /// shrinking takes permits back as requests in flight finish.
     pub(crate) fn set_concurrency(&self, class: Class, size: usize) {
+        if let Some(mut learner) = self.learner(class) {
+            learner.concurrency = size.max(1);
+        }
+        self.resize(class, size);
+    }
+
+    fn resize(&self, class: Class, size: usize) {
         let size = size.max(1);
+        metrics::gauge!("facturapi_learned_concurrency", "class" => class.as_str())
+            .set(size as f64);
         let limit = &self.classes[class.index()].limit;
         let Ok(mut current) = limit.size.lock() else {
             return;
@@ -358,6 +527,7 @@ mod tests {
     fn governor(concurrency: usize) -> Governor {
         Governor::new(
             &Class::ALL.map(|c| ClassPolicy::default_for(c).with_concurrency(concurrency)),
+            false,
         )
     }
 

@@ -40,6 +40,7 @@
 // Lets `#[endpoint]` expansions (which name `::facturapi_sdk`) work inside this crate too.
 extern crate self as facturapi_sdk;
 
+mod adaptive;
 pub mod client;
 pub mod error;
 mod generated;
@@ -53,7 +54,7 @@ pub mod webhooks;
 
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
 pub use error::{ApiError, DetailCode, Error, ErrorCode, ErrorDetail, Result, Source};
-pub use governor::{Class, ClassPolicy, Operation, operations};
+pub use governor::{Class, ClassPolicy, Learned, Operation, operations};
 pub use request::{Multipart, QueryParams};
 pub use send::{ByteStream, Created, MaybePending};
 

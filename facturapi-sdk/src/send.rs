@@ -308,6 +308,7 @@ async fn send_loop(
                     .record(elapsed.as_secs_f64());
 
                 if status.is_success() {
+                    governor.on_success(op.class);
                     return Ok(Response {
                         op,
                         status,
@@ -348,6 +349,7 @@ async fn send_loop(
                         return Err(rate_limited(attempts, last_429));
                     }
                     governor.pause(op.class, until);
+                    governor.on_rate_limited(op.class, wait);
                     continue;
                 }
                 let headers = response.headers().clone();

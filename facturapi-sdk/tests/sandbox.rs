@@ -876,3 +876,133 @@ async fn the_sandbox_never_shows_its_keys_in_debug_output() {
     assert!(shown.contains("\"test\""));
     sandbox.shutdown().await;
 }
+
+async fn keyed_burst(client: &Client, sandbox: &Sandbox, n: usize, tag: &str) {
+    let setup = self::client(sandbox, KeyKind::Test);
+    let s = seed_minimal(&setup, tag).await;
+    let jobs = futures_util::stream::iter(0..n).map(|i| {
+        let client = client.clone();
+        let (customer, product) = s.clone();
+        let tag = tag.to_owned();
+        async move {
+            let mut body = serde_json::to_value(invoice_body(
+                &customer,
+                &product,
+                Some(&format!("{tag}-{i}")),
+            ))
+            .unwrap();
+            body["idempotency_key"] = json!(format!("{tag}-key-{i}"));
+            client
+                .invoices()
+                .create(&model(body), &Default::default())
+                .await
+                .unwrap();
+        }
+    });
+    jobs.buffer_unordered(24).collect::<Vec<()>>().await;
+}
+
+async fn seed_minimal(client: &Client, tag: &str) -> (String, String) {
+    let customer = client
+        .customers()
+        .create(&model(json!({"legal_name": "Cliente", "tax_id": format!("XAXX0101{tag}"), "tax_system": "601", "address": {"zip": "86500"}})), &Default::default())
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let product = client
+        .products()
+        .create(&model(
+            json!({"description": "Ukelele", "price": 10.0, "product_key": "60131324"}),
+        ))
+        .await
+        .unwrap()
+        .id;
+    (customer, product)
+}
+
+/// Adaptive mode learns a hidden concurrency cap from 429s: it starts at the policy's 4,
+/// doubles while requests queue, and is cut back to what the server allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
+    let config = SandboxConfig::default()
+        .limit(Class::Create, ClassLimits::concurrency_only(3))
+        .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
+            Duration::from_millis(60),
+            0.0,
+        ));
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let client = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .adaptive_limits()
+        .build()
+        .unwrap();
+    keyed_burst(&client, &sandbox, 120, "cc").await;
+    let learned = client.learned(Class::Create);
+    assert!(learned.concurrency_cuts >= 1, "{learned:?}");
+    assert!(learned.concurrency <= 4, "{learned:?}");
+    assert_eq!(
+        learned.rate, None,
+        "a concurrency limit is not taken for a rate limit: {learned:?}"
+    );
+    let ledger = sandbox.ledger();
+    assert_eq!(
+        ledger
+            .created_by_external_id
+            .keys()
+            .filter(|k| k.starts_with("cc-"))
+            .count(),
+        120
+    );
+    assert_eq!(ledger.duplicates, 0);
+    assert!(
+        ledger.max_in_flight[&Class::Create] <= 8,
+        "{:?}",
+        ledger.max_in_flight
+    );
+    sandbox.shutdown().await;
+}
+
+/// Adaptive mode turns a hidden rate limit's 429s into pacing; static mode does not pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_limits_learn_a_hidden_rate() {
+    let config = SandboxConfig::default().limit(Class::Create, ClassLimits::rate(20.0, 5.0));
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let client = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .adaptive_limits()
+        .build()
+        .unwrap();
+    keyed_burst(&client, &sandbox, 150, "rt").await;
+    let learned = client.learned(Class::Create);
+    let rate = learned.rate.expect("paced after a rate cut");
+    assert!(
+        (8.0..=30.0).contains(&rate),
+        "learned {rate}/s for a hidden 20/s: {learned:?}"
+    );
+    assert!(learned.rate_cuts >= 1);
+    let ledger = sandbox.ledger();
+    assert_eq!(
+        ledger
+            .created_by_external_id
+            .keys()
+            .filter(|k| k.starts_with("rt-"))
+            .count(),
+        150
+    );
+    assert_eq!(ledger.duplicates, 0);
+
+    let fixed = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .build()
+        .unwrap();
+    assert_eq!(
+        fixed.learned(Class::Create).rate,
+        None,
+        "static mode is not paced"
+    );
+    sandbox.shutdown().await;
+}
