@@ -31,11 +31,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 
-/// Command-line options. Three flags do not justify an argument-parser dependency.
+/// Command-line options. Four flags do not justify an argument-parser dependency.
 struct Args {
     count: Option<usize>,
     workers: usize,
     seed: u64,
+    adaptive: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -43,6 +44,7 @@ fn args() -> Result<Args, String> {
         count: None,
         workers: 32,
         seed: 1,
+        adaptive: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,8 +57,11 @@ fn args() -> Result<Args, String> {
             "--count" => args.count = Some(value("--count")? as usize),
             "--workers" => args.workers = value("--workers")?.max(1) as usize,
             "--seed" => args.seed = value("--seed")?,
+            "--adaptive" => args.adaptive = true,
             "-h" | "--help" => {
-                return Err("usage: bulk_invoices [--count N] [--workers N] [--seed N]".into());
+                return Err(
+                    "usage: bulk_invoices [--count N] [--workers N] [--seed N] [--adaptive]".into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -186,12 +191,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => {
             let sandbox = Sandbox::start(SandboxConfig::realistic().seed(args.seed)).await?;
-            let client = Client::builder()
+            let mut builder = Client::builder()
                 .api_key(sandbox.test_key())
                 .base_url(sandbox.base_url())
                 // Shorter than the sandbox's 3 s stalls, so they surface as timeouts.
-                .timeout(Duration::from_secs(2))
-                .build()?;
+                .timeout(Duration::from_secs(2));
+            if args.adaptive {
+                builder = builder.adaptive_limits();
+            }
+            let client = builder.build()?;
             (Some(sandbox), client, args.count.unwrap_or(1000))
         }
     };
@@ -438,7 +446,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .unwrap_or_default();
         println!(
-            "  learned {:<13} {} · {} at once · {} rate cuts · {} concurrency cuts{hidden}",
+            "  limits {:<14} {} · {} at once · {} rate cuts · {} concurrency cuts{hidden}",
             class.as_str(),
             l.rate
                 .map_or("not paced".to_owned(), |r| format!("{r:.1}/s")),

@@ -70,7 +70,6 @@ pub(crate) struct Learner {
     rate_cut_at: Option<Instant>,
     /// The last cut of either kind and its epoch.
     last_cut: Option<(Instant, Duration)>,
-    last_growth: Instant,
     /// Recent successes, with the requests in flight when each completed.
     successes: VecDeque<(Instant, usize)>,
     started: Instant,
@@ -93,7 +92,6 @@ impl Learner {
             w: f64::INFINITY,
             rate_cut_at: None,
             last_cut: None,
-            last_growth: now,
             successes: VecDeque::new(),
             started: now,
             concurrency_slow_start: true,
@@ -152,7 +150,6 @@ impl Learner {
     ) -> Option<usize> {
         self.successes.push_back((now, in_flight));
         let accepted = self.accepted_rate(now);
-        self.last_growth = now;
         if let Some(cut) = self.rate_cut_at
             && (queued || self.paced(now))
         {
