@@ -197,13 +197,19 @@ impl Learner {
         let accepted = self.accepted_rate(now);
         let at_cap = in_flight + 1 >= self.concurrency;
         // At the cap, a 429 is a concurrency limit when the rate was well below the paced
-        // one, or (unpaced) when it came at more requests in flight than any recent success.
-        let most_ok = self.successes.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        // one, or (unpaced) when few recent successes came with this many requests in
+        // flight. (A few do come under a concurrency cap: the client still counts requests
+        // whose answers are on their way; under a rate limit at the cap they are common.)
+        let ok_at_this_level = self
+            .successes
+            .iter()
+            .filter(|(_, n)| *n > in_flight)
+            .count();
         let concurrency_limit = at_cap
             && if self.rate.is_finite() {
                 accepted < WELL_BELOW * self.rate
             } else {
-                in_flight + 1 > most_ok
+                ok_at_this_level < MIN_SAMPLES
             };
         if !concurrency_limit && self.successes.len() < MIN_SAMPLES {
             return Cut::None;

@@ -34,7 +34,8 @@
 //! Where things are: [`client`] (configuration and keys), [`governor`] (classes, policies,
 //! limits), [`send`] (the send path and decoders), [`request`] (path, query and body
 //! encoding), [`error`], [`pagination`], [`webhooks`], [`models`] and [`resources`]
-//! (generated from `spec/`), and the [`endpoint`] attribute for your own endpoints.
+//! (generated from `spec/`), the [`endpoint`] attribute for your own endpoints, and `sandbox`
+//! (cargo feature `sandbox`: a local Facturapi with hidden limits and faults, for tests).
 #![deny(missing_docs)]
 
 // Lets `#[endpoint]` expansions (which name `::facturapi_sdk`) work inside this crate too.

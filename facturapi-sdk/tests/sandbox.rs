@@ -78,24 +78,7 @@ fn retention_body(customer: &str, draft: bool) -> models::RetentionInput {
 }
 
 async fn seed(client: &Client, tag: &str) -> Seeds {
-    let customer = client
-        .customers()
-        .create(
-            &model(json!({"legal_name": format!("Cliente {tag}"), "tax_id": format!("XAXX0101{tag}"), "tax_system": "601", "address": {"zip": "86500"}})),
-            &Default::default(),
-        )
-        .await
-        .unwrap()
-        .id
-        .clone();
-    let product = client
-        .products()
-        .create(&model(
-            json!({"description": "Ukelele", "price": 345.6, "product_key": "60131324"}),
-        ))
-        .await
-        .unwrap()
-        .id;
+    let (customer, product) = seed_minimal(client, tag).await;
     let invoices = client.invoices();
     let create = |body: models::InvoiceCreateInput| async move {
         match invoices
@@ -902,10 +885,11 @@ async fn keyed_burst(client: &Client, sandbox: &Sandbox, n: usize, tag: &str) {
     jobs.buffer_unordered(24).collect::<Vec<()>>().await;
 }
 
+/// A customer (`Cliente {tag}`) and a product (345.60) to invoice.
 async fn seed_minimal(client: &Client, tag: &str) -> (String, String) {
     let customer = client
         .customers()
-        .create(&model(json!({"legal_name": "Cliente", "tax_id": format!("XAXX0101{tag}"), "tax_system": "601", "address": {"zip": "86500"}})), &Default::default())
+        .create(&model(json!({"legal_name": format!("Cliente {tag}"), "tax_id": format!("XAXX0101{tag}"), "tax_system": "601", "address": {"zip": "86500"}})), &Default::default())
         .await
         .unwrap()
         .id
@@ -913,7 +897,7 @@ async fn seed_minimal(client: &Client, tag: &str) -> (String, String) {
     let product = client
         .products()
         .create(&model(
-            json!({"description": "Ukelele", "price": 10.0, "product_key": "60131324"}),
+            json!({"description": "Ukelele", "price": 345.6, "product_key": "60131324"}),
         ))
         .await
         .unwrap()

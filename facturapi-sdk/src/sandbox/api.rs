@@ -688,7 +688,7 @@ impl Ctx<'_> {
         tokio::time::sleep(service).await;
         let outcome = self.work(body.unwrap_or(Value::Null));
         let committed = outcome.is_ok() && self.op.method != "GET";
-        if let (Some(coll), Ok(Reply::Json(_, doc))) = (keyed_coll, &outcome) {
+        if let (Some(_), Ok(Reply::Json(_, doc))) = (keyed_coll, &outcome) {
             let id = doc["id"].as_str().unwrap_or_default().to_owned();
             if let Some(key) = reservation.key.take() {
                 self.store().keys.insert(key, Idempotency::Done(id));
@@ -705,7 +705,6 @@ impl Ctx<'_> {
                     ledger.duplicates += 1;
                 }
             }
-            let _ = coll;
         }
         (outcome, committed)
     }
@@ -887,7 +886,7 @@ impl Ctx<'_> {
     }
 
     /// A document of the operation's response model, filled from the body.
-    fn new_doc(&self, coll: &'static str, body: &Value) -> (String, Value) {
+    fn new_doc(&self, body: &Value) -> (String, Value) {
         let ty = self.fixture().ty.clone().unwrap_or_default();
         let mut doc = self.state.template(&ty);
         overlay(&mut doc, body);
@@ -903,12 +902,11 @@ impl Ctx<'_> {
                 map.remove(field);
             }
         }
-        let _ = coll;
         (id, doc)
     }
 
     fn create(&self, coll: &'static str, body: Value) -> Result<Value, ApiErr> {
-        let (id, doc) = self.new_doc(coll, &body);
+        let (id, doc) = self.new_doc(&body);
         self.store().insert(self.env, coll, id, doc.clone());
         Ok(doc)
     }
@@ -983,7 +981,7 @@ impl Ctx<'_> {
         self.resolve_refs(&mut body, true)?;
         let draft = body["status"] == "draft";
         let pending = !draft && self.query("async") == Some("true");
-        let (id, mut doc) = self.new_doc(INVOICES, &body);
+        let (id, mut doc) = self.new_doc(&body);
         let folio = self.store().next_folio(self.env, INVOICES);
         doc["folio_number"] = json!(folio);
         doc["total"] = json!(Self::total(&doc));
@@ -1009,7 +1007,7 @@ impl Ctx<'_> {
 
     fn create_receipt(&self, mut body: Value) -> Outcome {
         self.resolve_refs(&mut body, false)?;
-        let (id, mut doc) = self.new_doc(RECEIPTS, &body);
+        let (id, mut doc) = self.new_doc(&body);
         let folio = self.store().next_folio(self.env, RECEIPTS);
         doc["folio_number"] = json!(folio);
         doc["total"] = json!(Self::total(&doc));
@@ -1032,7 +1030,7 @@ impl Ctx<'_> {
     fn create_retention(&self, mut body: Value) -> Outcome {
         self.resolve_refs(&mut body, true)?;
         let draft = body["status"] == "draft";
-        let (id, mut doc) = self.new_doc(RETENTIONS, &body);
+        let (id, mut doc) = self.new_doc(&body);
         doc["status"] = json!(if draft { "draft" } else { "valid" });
         doc["uuid"] = json!(if draft { String::new() } else { new_uuid() });
         self.store().insert(self.env, RETENTIONS, id, doc.clone());
