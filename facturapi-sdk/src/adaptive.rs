@@ -4,23 +4,30 @@
 //! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess).
-//! - **Cuts**, at most one per epoch (`max(1 s, Retry-After)`): a 429 while the class was at
-//!   its concurrency cap and well below its rate is a concurrency limit (`c ← in flight`);
-//!   otherwise a rate limit (`W ← min(r, accepted)`, `r ← β·W`).
+//! - **Cuts**, one per congestion event: a 429 of a request sent before the last cut was
+//!   sent under the old limits and changes nothing. A 429 at a level of concurrency the
+//!   server has not accepted lately (or, at the cap and paced, with the accepted rate well
+//!   below the paced one) is a concurrency limit: the cap drops to the highest level the
+//!   server did accept. Otherwise it is a rate limit: `W ← min(r, accepted)`, `r ← β·W`.
+//!   A first 429 with too few successes to tell the two apart cuts nothing: the class
+//!   pauses for its `Retry-After`, and the accepted rate is measured from the end of the
+//!   pause (a pause must not read as a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to `W`
 //!   along a cubic (concave, over `K` seconds) and then probes slowly beyond it (convex);
 //!   never above `2 × accepted + 1`. The cap doubles per second until its first cut, then
 //!   grows by one after a hold that doubles each time a probe is cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
-//! without a clock; [`crate::governor`] drives it.
+//! without a clock; [`crate::governor`] drives it. The constants are those of DESIGN §6
+//! except `MIN_SAMPLES`; the rate-limit benchmark (`benches/rate_limits.rs`,
+//! `BENCHMARKS.md`) measures them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The starting points of DESIGN §6, not yet tuned: the rate-limit benchmark (issue 5) will.
+/// DESIGN §6's starting points; see `BENCHMARKS.md` for how they fare.
 pub(crate) mod constants {
     use std::time::Duration;
 
@@ -37,9 +44,10 @@ pub(crate) mod constants {
     pub(crate) const HOLD: Duration = Duration::from_secs(2);
     /// Longest hold.
     pub(crate) const MAX_HOLD: Duration = Duration::from_secs(64);
-    /// Successes in the window below which the accepted rate says nothing: a 429 then only
-    /// pauses the class (its `Retry-After`), it does not cut the rate.
-    pub(crate) const MIN_SAMPLES: usize = 5;
+    /// Successes below which the accepted rate says nothing: a first 429 then only pauses
+    /// the class (its `Retry-After`). Three, not five: with a small burst and fast 429s,
+    /// five successes between pauses may never come, and the class would pause forever.
+    pub(crate) const MIN_SAMPLES: usize = 3;
 }
 
 use constants::*;
@@ -47,8 +55,11 @@ use constants::*;
 /// What a 429 changed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Cut {
-    /// Another cut happened this epoch.
+    /// Nothing: the request was sent before the last cut, under the old limits.
     None,
+    /// Nothing yet: too few successes to tell a rate from a cap. The class pauses for the
+    /// `Retry-After` and measures again from there.
+    Unmeasured,
     /// The rate was cut to this.
     Rate(f64),
     /// The concurrency cap was cut to this.
@@ -68,11 +79,12 @@ pub(crate) struct Learner {
     w: f64,
     /// When the cubic of the last rate cut started; `None` before any.
     rate_cut_at: Option<Instant>,
-    /// The last cut of either kind and its epoch.
-    last_cut: Option<(Instant, Duration)>,
-    /// Recent successes, with the requests in flight when each completed.
+    /// The last cut of either kind: a 429 of a request sent before it says nothing new.
+    last_cut: Option<Instant>,
+    /// Recent successes, with the requests in flight when each was sent (itself included).
     successes: VecDeque<(Instant, usize)>,
-    started: Instant,
+    /// Start of the accepted-rate measurement (creation, or the last rate cut).
+    measured_from: Instant,
     /// Concurrency: doubling until the first cut.
     concurrency_slow_start: bool,
     last_concurrency_change: Instant,
@@ -93,7 +105,7 @@ impl Learner {
             rate_cut_at: None,
             last_cut: None,
             successes: VecDeque::new(),
-            started: now,
+            measured_from: now,
             concurrency_slow_start: true,
             last_concurrency_change: now,
             hold: HOLD,
@@ -103,8 +115,10 @@ impl Learner {
         }
     }
 
-    /// Successes per second over the last [`WINDOW`] (or since start, if shorter).
-    pub(crate) fn accepted_rate(&mut self, now: Instant) -> f64 {
+    /// Successes per second over the last [`WINDOW`] (or since the last rate cut, if
+    /// shorter: what was accepted at an older rate says nothing of the new one), and how
+    /// many successes that is.
+    pub(crate) fn accepted_rate(&mut self, now: Instant) -> (f64, usize) {
         while self
             .successes
             .front()
@@ -112,12 +126,14 @@ impl Learner {
         {
             self.successes.pop_front();
         }
+        let from = self.measured_from;
+        let samples = self.successes.iter().filter(|(t, _)| *t >= from).count();
         let span = now
-            .saturating_duration_since(self.started)
+            .saturating_duration_since(from)
             .min(WINDOW)
             .as_secs_f64()
             .max(0.25);
-        self.successes.len() as f64 / span
+        (samples as f64 / span, samples)
     }
 
     /// Takes the next pacing slot: the instant this request may be sent.
@@ -140,16 +156,11 @@ impl Learner {
     }
 
     /// A success. `queued`: requests of the class are waiting for a permit or a slot;
-    /// `in_flight`: requests of the class out now, this one included. Returns the new
-    /// concurrency cap when it grew.
-    pub(crate) fn on_success(
-        &mut self,
-        now: Instant,
-        queued: bool,
-        in_flight: usize,
-    ) -> Option<usize> {
-        self.successes.push_back((now, in_flight));
-        let accepted = self.accepted_rate(now);
+    /// `level`: requests of the class in flight when it was sent, itself included.
+    /// Returns the new concurrency cap when it grew.
+    pub(crate) fn on_success(&mut self, now: Instant, queued: bool, level: usize) -> Option<usize> {
+        self.successes.push_back((now, level));
+        let (accepted, _) = self.accepted_rate(now);
         if let Some(cut) = self.rate_cut_at
             && (queued || self.paced(now))
         {
@@ -161,7 +172,7 @@ impl Learner {
             self.rate = grown.max(self.rate).min(ceiling);
         }
         // Concurrency grows when requests wait for a permit while all are in use.
-        let at_cap = in_flight >= self.concurrency;
+        let at_cap = level >= self.concurrency;
         let since = now.saturating_duration_since(self.last_concurrency_change);
         if queued && at_cap && !self.paced(now) {
             if self.concurrency_slow_start && since >= Duration::from_secs(1) {
@@ -179,42 +190,38 @@ impl Learner {
         None
     }
 
-    /// A 429 with `retry_after` (the pause applied), `in_flight` other requests of the class
-    /// still out. Restarts pacing after the pause.
+    /// A 429 of a request sent at `sent_at` with `level` requests of the class in flight
+    /// (itself included). A request sent before the last cut was sent under the old limits:
+    /// its 429 changes nothing (one cut per congestion event).
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
-        retry_after: Duration,
-        in_flight: usize,
+        sent_at: Instant,
+        level: usize,
+        resume_at: Instant,
     ) -> Cut {
-        let gate = now + retry_after;
-        self.tat = self.tat.max(gate);
-        if let Some((at, epoch)) = self.last_cut
-            && now.saturating_duration_since(at) < epoch
-        {
+        if self.last_cut.is_some_and(|cut| sent_at < cut) {
             return Cut::None;
         }
-        let accepted = self.accepted_rate(now);
-        let at_cap = in_flight + 1 >= self.concurrency;
-        // At the cap, a 429 is a concurrency limit when the rate was well below the paced
-        // one, or (unpaced) when few recent successes came with this many requests in
-        // flight. (A few do come under a concurrency cap: the client still counts requests
-        // whose answers are on their way; under a rate limit at the cap they are common.)
-        let ok_at_this_level = self
-            .successes
-            .iter()
-            .filter(|(_, n)| *n > in_flight)
-            .count();
-        let concurrency_limit = at_cap
-            && if self.rate.is_finite() {
-                accepted < WELL_BELOW * self.rate
-            } else {
-                ok_at_this_level < MIN_SAMPLES
-            };
-        if !concurrency_limit && self.successes.len() < MIN_SAMPLES {
-            return Cut::None;
+        let (accepted, samples) = self.accepted_rate(now);
+        let measured = samples >= MIN_SAMPLES;
+        // A 429 is a concurrency limit when the server has accepted fewer in flight lately
+        // (whatever the client's own cap) or, at the cap and paced, when the rate was well
+        // below the paced one.
+        let accepted_this_level = self.successes.iter().any(|(_, n)| *n >= level);
+        let concurrency_limit = self.successes.len() >= MIN_SAMPLES
+            && level > 1
+            && (!accepted_this_level
+                || (level >= self.concurrency
+                    && self.rate.is_finite()
+                    && measured
+                    && accepted < WELL_BELOW * self.rate));
+        // The first rate cut needs a measured rate; later ones cut the paced rate.
+        if !concurrency_limit && !measured && self.rate.is_infinite() {
+            self.measured_from = self.measured_from.max(resume_at);
+            return Cut::Unmeasured;
         }
-        self.last_cut = Some((now, retry_after.max(Duration::from_secs(1))));
+        self.last_cut = Some(now);
         if concurrency_limit {
             // A probe that was cut back waits twice as long next time.
             if self
@@ -223,16 +230,31 @@ impl Learner {
             {
                 self.hold = (self.hold * 2).min(MAX_HOLD);
             }
-            self.concurrency = in_flight.max(1);
+            // The most the server has been seen to accept, below this level.
+            let accepted_level = self
+                .successes
+                .iter()
+                .map(|(_, n)| *n)
+                .filter(|n| *n < level)
+                .max()
+                .unwrap_or(level.saturating_sub(1));
+            self.concurrency = accepted_level.max(1);
             self.concurrency_slow_start = false;
             self.last_concurrency_change = now;
             self.probe_at = None;
             self.concurrency_cuts += 1;
             Cut::Concurrency(self.concurrency)
         } else {
-            self.w = self.rate.min(accepted.max(0.01));
+            self.w = if measured {
+                self.rate.min(accepted.max(0.01))
+            } else {
+                self.rate
+            };
             self.rate = (BETA * self.w).max(0.01);
-            self.rate_cut_at = Some(gate);
+            self.rate_cut_at = Some(now);
+            // Pacing restarts at the new rate; the measurement starts again too.
+            self.tat = self.tat.min(now);
+            self.measured_from = now;
             self.rate_cuts += 1;
             Cut::Rate(self.rate)
         }
@@ -272,43 +294,88 @@ mod tests {
     }
 
     #[test]
-    fn a_429_below_the_cap_cuts_the_rate_once_per_epoch() {
+    fn a_429_cuts_the_rate_once_per_congestion_event() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
         for i in 0..20 {
             l.on_success(at(t0, i * 50), false, 1);
         }
         let now = at(t0, 1_000);
-        let cut = l.on_rate_limited(now, Duration::from_secs(1), 1);
+        let resume = now + Duration::from_secs(1);
+        let cut = l.on_rate_limited(now, at(t0, 990), 1, resume);
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!((r - 0.9 * 20.0).abs() < 1.0, "0.9 × the accepted rate: {r}");
         assert_eq!(
-            l.on_rate_limited(at(t0, 1_500), Duration::from_secs(1), 1),
-            Cut::None
+            l.on_rate_limited(at(t0, 1_010), at(t0, 995), 1, resume),
+            Cut::None,
+            "sent before the cut: under the old rate"
         );
-        // Pacing restarts after the pause.
-        assert!(l.slot(now) >= now + Duration::from_secs(1));
+        // Pacing restarts at once at the new rate: no pause of the whole class.
+        let next = at(t0, 1_020);
+        assert_eq!(l.slot(next), next);
+        assert_eq!(l.slot(next) - next, Duration::from_secs_f64(1.0 / r));
+        // Still over, with a request sent after the cut: the paced rate is cut again, even
+        // before a new measurement.
+        let cut = l.on_rate_limited(at(t0, 1_200), at(t0, 1_150), 1, resume);
+        assert_eq!(cut, Cut::Rate(0.9 * r));
     }
 
     #[test]
-    fn a_429_with_too_few_successes_to_measure_a_rate_cuts_nothing() {
+    fn a_first_429_with_too_few_successes_is_unmeasured_and_measures_from_after_the_pause() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
         l.on_success(t0, false, 1);
-        assert_eq!(l.on_rate_limited(at(t0, 100), Duration::ZERO, 0), Cut::None);
+        let resume = at(t0, 1_100);
+        assert_eq!(
+            l.on_rate_limited(at(t0, 100), at(t0, 90), 2, resume),
+            Cut::Unmeasured
+        );
         assert_eq!(l.rate, f64::INFINITY);
+        assert_eq!(
+            l.measured_from, resume,
+            "the pause is not read as a low rate"
+        );
+        for i in 0..4 {
+            l.on_success(at(t0, 1_200 + i * 50), false, 1);
+        }
+        let (rate, samples) = l.accepted_rate(at(t0, 1_350));
+        assert_eq!(samples, 4, "only what came after the pause");
+        assert!((rate - 16.0).abs() < 0.1, "4 over the 0.25 s floor: {rate}");
     }
 
     #[test]
-    fn a_429_at_the_cap_well_below_the_rate_cuts_concurrency_to_what_was_in_flight() {
+    fn a_429_at_a_level_the_server_never_accepted_cuts_concurrency_to_the_highest_it_did() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, t0);
+        for (i, level) in [1, 2, 3, 4, 4].into_iter().enumerate() {
+            l.on_success(at(t0, i as u64 * 100), true, level);
+        }
+        let resume = at(t0, 1_500);
+        assert_eq!(
+            l.on_rate_limited(at(t0, 500), at(t0, 499), 6, resume),
+            Cut::Concurrency(4)
+        );
+        assert_eq!(l.rate, f64::INFINITY, "the rate is left alone");
+        // At a level the server did accept, a 429 is a rate limit.
+        for i in 0..5 {
+            l.on_success(at(t0, 600 + i * 20), true, 4);
+        }
+        assert!(matches!(
+            l.on_rate_limited(at(t0, 800), at(t0, 790), 4, resume),
+            Cut::Rate(_)
+        ));
+    }
+
+    #[test]
+    fn a_429_at_the_cap_well_below_the_paced_rate_is_a_concurrency_limit() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
         l.rate = 50.0;
         for i in 0..5 {
-            l.on_success(at(t0, i * 200), false, 7);
+            l.on_success(at(t0, i * 200), false, 8);
         }
         assert_eq!(
-            l.on_rate_limited(at(t0, 1_000), Duration::from_secs(1), 7),
+            l.on_rate_limited(at(t0, 1_000), at(t0, 990), 8, at(t0, 2_000)),
             Cut::Concurrency(7)
         );
         assert_eq!(l.rate, 50.0, "the rate is left alone");
@@ -357,27 +424,31 @@ mod tests {
             "one round per second"
         );
         assert_eq!(l.on_success(at(t0, 2_000), true, 4), Some(8));
+        let resume = at(t0, 9_000);
         assert_eq!(
-            l.on_rate_limited(at(t0, 2_100), Duration::from_secs(1), 7),
-            Cut::Concurrency(7)
+            l.on_rate_limited(at(t0, 2_100), at(t0, 2_050), 8, resume),
+            Cut::Concurrency(4),
+            "back to the most the server accepted"
         );
-        assert_eq!(l.on_success(at(t0, 3_000), true, 7), None, "holding");
+        for ms in [3_000, 3_500, 4_000] {
+            assert_eq!(l.on_success(at(t0, ms), true, 4), None, "holding");
+        }
         assert_eq!(
-            l.on_success(at(t0, 4_200), true, 7),
-            Some(8),
+            l.on_success(at(t0, 4_200), true, 4),
+            Some(5),
             "probe after the 2 s hold"
         );
         assert_eq!(
-            l.on_rate_limited(at(t0, 4_300), Duration::from_secs(1), 7),
-            Cut::Concurrency(7)
+            l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 5, resume),
+            Cut::Concurrency(4)
         );
         assert_eq!(
             l.hold,
             Duration::from_secs(4),
             "the failed probe doubles the hold"
         );
-        assert_eq!(l.on_success(at(t0, 7_000), true, 7), None);
-        assert_eq!(l.on_success(at(t0, 8_400), true, 7), Some(8));
+        assert_eq!(l.on_success(at(t0, 7_000), true, 4), None);
+        assert_eq!(l.on_success(at(t0, 8_400), true, 4), Some(5));
         assert_eq!(l.rate, f64::INFINITY, "the rate was never cut");
     }
 

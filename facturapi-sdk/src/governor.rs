@@ -205,9 +205,32 @@ pub(crate) fn full_jitter(delay: Duration) -> Duration {
 /// A resizable limit on requests in flight.
 struct Limit {
     semaphore: Arc<Semaphore>,
-    /// The configured size; the semaphore may temporarily hold fewer permits while a
+    /// The configured size; the semaphore may temporarily hold more permits while a
     /// shrink waits for requests in flight to finish.
     size: Mutex<usize>,
+    /// Permits still to take back after a shrink: the next ones released are forgotten
+    /// (not handed to the requests queued for them, which a FIFO semaphore would do first).
+    debt: Arc<AtomicUsize>,
+}
+
+impl Limit {
+    /// Removes `n` permits: free ones at once, the rest as requests in flight release them.
+    fn take_back(&self, n: usize) {
+        let to_remove = n - self.semaphore.forget_permits(n);
+        self.debt.fetch_add(to_remove, Ordering::Relaxed);
+    }
+
+    /// Adds `n` permits, first cancelling what a shrink still had to take back.
+    fn give(&self, n: usize) {
+        let mut paid = 0;
+        let _ = self
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |debt| {
+                paid = debt.min(n);
+                Some(debt - paid)
+            });
+        self.semaphore.add_permits(n - paid);
+    }
 }
 
 struct ClassState {
@@ -267,23 +290,57 @@ impl fmt::Debug for Governor {
 /// Permission to have one request of a class in flight.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The class's shrink debt: a permit released while it is due is forgotten.
+    debt: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
+    /// Counted in `in_flight`: false while the holder waits out a `Retry-After`.
+    counted: bool,
+    /// Requests of the class in flight when this one was sent, itself included.
+    level: usize,
 }
 
 impl Permit {
-    fn new(permit: OwnedSemaphorePermit, in_flight: &Arc<AtomicUsize>) -> Self {
-        in_flight.fetch_add(1, Ordering::Relaxed);
+    fn new(permit: OwnedSemaphorePermit, in_flight: &Arc<AtomicUsize>, limit: &Limit) -> Self {
+        let level = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         Permit {
-            _permit: permit,
+            permit: Some(permit),
+            debt: limit.debt.clone(),
             in_flight: in_flight.clone(),
+            counted: true,
+            level,
+        }
+    }
+
+    /// Requests of the class in flight when this one was sent, itself included.
+    pub(crate) fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Keeps the permit (the place at the head of the class) without counting as in flight.
+    pub(crate) fn idle(&mut self) {
+        if std::mem::replace(&mut self.counted, false) {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn active(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.level = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.idle();
+        let due = self
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+            .is_ok();
+        if due && let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
     }
 }
 
@@ -312,6 +369,7 @@ impl Governor {
                 limit: Limit {
                     semaphore: Arc::new(Semaphore::new(policy.concurrency.max(1))),
                     size: Mutex::new(policy.concurrency.max(1)),
+                    debt: Arc::new(AtomicUsize::new(0)),
                 },
                 gate: Mutex::new(None),
                 learner: adaptive.then(|| Mutex::new(Learner::new(policy.concurrency, now))),
@@ -330,7 +388,7 @@ impl Governor {
     }
 
     /// A success of `class` (its permit still held): adaptive growth.
-    pub(crate) fn on_success(&self, class: Class) {
+    pub(crate) fn on_success(&self, class: Class, permit: &Permit) {
         let state = &self.classes[class.index()];
         let grown = {
             let Some(mut learner) = self.learner(class) else {
@@ -340,7 +398,7 @@ impl Governor {
             let grown = learner.on_success(
                 Instant::now(),
                 state.queued.load(Ordering::Relaxed) > 0,
-                state.in_flight.load(Ordering::Relaxed),
+                permit.level(),
             );
             if learner.rate != before {
                 metrics::gauge!("facturapi_learned_rate", "class" => class.as_str())
@@ -353,28 +411,63 @@ impl Governor {
         }
     }
 
-    /// A 429 of `class` that paused it for `pause`: at most one cut per epoch.
-    pub(crate) fn on_rate_limited(&self, class: Class, pause: Duration) {
+    /// A 429 of a request of `class` sent at `sent_at`; returns whether the whole class
+    /// must pause for the `Retry-After`.
+    ///
+    /// In static mode, always. In adaptive mode, only while the learner cannot tell a rate
+    /// from a cap yet: otherwise its cut is the answer, and the request that got the 429
+    /// alone waits out its `Retry-After` (at the head of the class). A pause of the class
+    /// costs a whole second of its capacity for a `Retry-After` that Facturapi rounds up to
+    /// whole seconds; on the rate-limit benchmark it was the largest loss.
+    pub(crate) fn on_rate_limited(
+        &self,
+        class: Class,
+        sent_at: Instant,
+        permit: &Permit,
+        until: Instant,
+    ) -> bool {
         let state = &self.classes[class.index()];
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
         let cut = {
             let Some(mut learner) = self.learner(class) else {
-                return;
+                return true;
             };
-            learner.on_rate_limited(
-                Instant::now(),
-                pause,
-                state.in_flight.load(Ordering::Relaxed),
-            )
+            learner.on_rate_limited(Instant::now(), sent_at, permit.level(), until)
         };
         match cut {
             Cut::Concurrency(size) => self.resize(class, size),
             Cut::Rate(rate) => {
                 metrics::gauge!("facturapi_learned_rate", "class" => class.as_str()).set(rate);
             }
-            Cut::None => {}
+            Cut::None | Cut::Unmeasured => {}
         }
         tracing::debug!(class = class.as_str(), ?cut, "adaptive limits");
+        cut == Cut::Unmeasured
+    }
+
+    /// Whether the learner paces or caps this class (adaptive mode).
+    pub(crate) fn adaptive(&self, class: Class) -> bool {
+        self.classes[class.index()].learner.is_some()
+    }
+
+    /// Sends again a request that kept its permit through a 429: waits for `until` (its own
+    /// `Retry-After`), the class gate and a pacing slot. It keeps its place: it does not queue
+    /// for a permit again.
+    pub(crate) async fn resume(&self, class: Class, mut permit: Permit, until: Instant) -> Permit {
+        tokio::time::sleep_until(until).await;
+        loop {
+            if let Some(until) = self.gate(class) {
+                tokio::time::sleep_until(until).await;
+            }
+            let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
+            if let Some(slot) = slot {
+                tokio::time::sleep_until(slot).await;
+            }
+            if self.gate(class).is_none() {
+                permit.active();
+                return permit;
+            }
+        }
     }
 
     /// Where the limits of `class` stand.
@@ -442,7 +535,7 @@ impl Governor {
         if let Some(l) = &mut learner {
             l.slot(Instant::now());
         }
-        Some(Permit::new(permit, &state.in_flight))
+        Some(Permit::new(permit, &state.in_flight, &state.limit))
     }
 
     /// Waits for the gate, a permit and (adaptive mode) a pacing slot, in that order, so at
@@ -463,7 +556,7 @@ impl Governor {
                 tokio::time::sleep_until(slot).await;
             }
             if self.gate(class).is_none() {
-                return Permit::new(permit, &state.in_flight);
+                return Permit::new(permit, &state.in_flight, &state.limit);
             }
         }
     }
@@ -496,22 +589,9 @@ impl Governor {
             return;
         };
         if size > *current {
-            limit.semaphore.add_permits(size - *current);
+            limit.give(size - *current);
         } else if size < *current {
-            let mut to_remove = *current - size;
-            to_remove -= limit.semaphore.forget_permits(to_remove);
-            if to_remove > 0
-                && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            {
-                // The rest are in flight: take them back as they are released. (Outside a
-                // runtime nothing can be in flight, so this branch is not reached there.)
-                let semaphore = limit.semaphore.clone();
-                runtime.spawn(async move {
-                    if let Ok(permits) = semaphore.acquire_many_owned(to_remove as u32).await {
-                        permits.forget();
-                    }
-                });
-            }
+            limit.take_back(*current - size);
         }
         *current = size;
     }

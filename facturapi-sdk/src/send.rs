@@ -243,6 +243,9 @@ async fn send_loop(
             .extend_pairs(request.query.pairs.iter());
     }
     let span = tracing::Span::current();
+    // Adaptive mode: a request that got a 429 keeps its permit (its place at the head of the
+    // class) while it waits out its Retry-After, unless a concurrency cut left no room for it.
+    let mut held: Option<(Permit, Instant)> = None;
     let rate_limited = |attempts: u32, last: Option<(Option<Duration>, Option<String>)>| {
         let (retry_after, log_id) = last.unwrap_or_default();
         Error::RateLimited {
@@ -256,11 +259,16 @@ async fn send_loop(
     };
 
     loop {
-        let waited = match governor.try_acquire(op.class) {
-            Some(permit) => Ok(permit),
-            None => tokio::time::timeout_at(deadline, governor.acquire(op.class)).await,
+        let waited = match held.take() {
+            Some((permit, until)) => {
+                tokio::time::timeout_at(deadline, governor.resume(op.class, permit, until)).await
+            }
+            None => match governor.try_acquire(op.class) {
+                Some(permit) => Ok(permit),
+                None => tokio::time::timeout_at(deadline, governor.acquire(op.class)).await,
+            },
         };
-        let permit = match waited {
+        let mut permit = match waited {
             Ok(permit) => permit,
             Err(_) if last_429.is_some() => return Err(rate_limited(attempts, last_429)),
             Err(_) => {
@@ -308,7 +316,7 @@ async fn send_loop(
                     .record(elapsed.as_secs_f64());
 
                 if status.is_success() {
-                    governor.on_success(op.class);
+                    governor.on_success(op.class, &permit);
                     return Ok(Response {
                         op,
                         status,
@@ -320,7 +328,7 @@ async fn send_loop(
                 }
                 if status == StatusCode::TOO_MANY_REQUESTS {
                     // Not processed: always safe to resend, and never spends the retry budget.
-                    drop(permit);
+                    permit.idle();
                     let retry_after = header_str(response.headers(), RETRY_AFTER.as_str())
                         .and_then(|v| {
                             parse_retry_after(&v, SystemTime::now(), policy.retry_after_cap)
@@ -331,10 +339,14 @@ async fn send_loop(
                             .next()
                             .unwrap_or(policy.max_delay),
                     );
-                    // Floor at Retry-After, plus a little jitter so paused callers do not all wake at once.
-                    let wait = retry_after.map_or(backoff, |ra| {
-                        ra + backoff.min(ra / 4 + Duration::from_millis(250))
-                    });
+                    // Floor at Retry-After, plus a little jitter so paused callers do not all
+                    // wake at once (in adaptive mode pacing spreads them: less jitter).
+                    let most = if governor.adaptive(op.class) {
+                        Duration::from_millis(50)
+                    } else {
+                        Duration::from_millis(250)
+                    };
+                    let wait = retry_after.map_or(backoff, |ra| ra + backoff.min(ra / 4 + most));
                     metrics::counter!("facturapi_rate_limited_total", "class" => class)
                         .increment(1);
                     tracing::warn!(
@@ -348,8 +360,20 @@ async fn send_loop(
                     if until > deadline {
                         return Err(rate_limited(attempts, last_429));
                     }
-                    governor.pause(op.class, until);
-                    governor.on_rate_limited(op.class, wait);
+                    let pause_class = governor.on_rate_limited(op.class, sent_at, &permit, until);
+                    if pause_class {
+                        governor.pause(op.class, until);
+                    }
+                    if !governor.adaptive(op.class) {
+                        drop(permit);
+                    } else if permit.level() <= governor.concurrency(op.class) {
+                        held = Some((permit, until));
+                    } else {
+                        // A concurrency cut left no room for it: back to the queue, after its
+                        // own Retry-After.
+                        drop(permit);
+                        tokio::time::sleep_until(until).await;
+                    }
                     continue;
                 }
                 let headers = response.headers().clone();
