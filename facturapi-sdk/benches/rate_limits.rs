@@ -19,13 +19,14 @@
 //! A full run prints the table and writes it to `BENCHMARKS.md` at the workspace root, with
 //! `facturapi-sdk/benches/limit_change.svg` (goodput and 429s per second in the limit-change
 //! scenario); `--quick` only prints. Client and server share this machine's cores.
+//! `--only <name>` runs the matching scenarios; `BENCH_TRACE=1` prints the learner's cuts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use facturapi_sdk::sandbox::{ClassLimits, Faults, Sandbox, SandboxConfig, ServiceTime};
+use facturapi_sdk::sandbox::{ClassLimits, Sandbox, SandboxConfig, ServiceTime};
 use facturapi_sdk::{Class, Client, Error, models};
 use serde_json::json;
 
@@ -175,13 +176,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         config: base()
             .limit(Class::Create, ClassLimits::rate(100.0, 20.0).concurrent(32))
             .service_time(service(80, 0.5))
-            .faults(Faults {
-                server_error: 0.01,
-                stall: 0.002,
-                stall_for: Duration::from_secs(3),
-                drop_after_commit: 0.01,
-                malformed_json: 0.005,
-            }),
+            .faults(SandboxConfig::realistic().faults),
         ops: vec![(Op::Create, 100.0)],
         load: Load::Backlog {
             jobs: if quick { 600 } else { 5_000 },
