@@ -4,39 +4,89 @@
 //! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess).
-//! - **Cuts**, one per congestion event: a 429 of a request sent before the last cut was
-//!   sent under the old limits and changes nothing. A 429 at a level of concurrency the
-//!   server has not accepted lately (or, at the cap and paced, with the accepted rate well
-//!   below the paced one) is a concurrency limit: the cap drops to the highest level the
-//!   server did accept. Otherwise it is a rate limit: `W ← min(r, accepted)`, `r ← β·W`.
-//!   A first 429 with too few successes to tell the two apart cuts nothing: the class
-//!   pauses for its `Retry-After`, and the accepted rate is measured from the end of the
-//!   pause (a pause must not read as a low rate).
-//! - **Growth**, only while the limiter is what holds requests back: the rate returns to `W`
-//!   along a cubic (concave, over `K` seconds) and then probes slowly beyond it (convex);
-//!   never above `2 × accepted + 1`. The cap doubles per second until its first cut, then
-//!   grows by one after a hold that doubles each time a probe is cut back.
+//! - **Levels.** A success is recorded with the requests of the class in flight when it
+//!   came back (itself included), a 429 likewise. A server that caps concurrency at `C`
+//!   answers a success while at most `C` are in flight and a 429 while more than `C` are.
+//!   (Counting at send time instead misreads a burst sent at once: the server takes them in
+//!   its own order, and a 429 can have a lower send-level than a success.)
+//! - **Classification.** A 429 at the cap and above every level accepted in the last
+//!   [`LEVEL_WINDOW`] (or with no success in that window, with others in flight) is a
+//!   concurrency limit; so is a 429 at the cap while paced with the accepted rate well below
+//!   the paced one. Any other 429 is a rate limit.
+//! - **Concurrency cuts**: the cap drops to the others in flight (`level − 1`). They are
+//!   monotone, so every 429 of a burst may lower the cap further: a burst of 8 against a cap
+//!   of 4 returns four 429s, which see 7, 6, 5 and 4 others in flight: the cap ends at 4.
+//! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W` (a deeper
+//!   [`FIRST_BETA`] for the first). A 429 of a
+//!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
+//!   client drained still refuses a request or two after the cut, and cutting again for
+//!   those (as the first version did) cut 27 % for one event. A first 429 with too few
+//!   successes to measure a rate cuts nothing: the class pauses for its `Retry-After`, and
+//!   the accepted rate is measured from the end of the pause (a pause is not a low rate).
+//! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
+//!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
+//!   seconds), then probes beyond it with steps that double each second (a limit that grew
+//!   is found in seconds, not minutes); never above
+//!   `2 × accepted + 1`. `k` doubles (up to [`K_MAX`]) while successive cuts find the same
+//!   `W`, and falls back to [`K_MIN`] when `W` moves: a stable limit is probed, and 429'd,
+//!   less often. The cap doubles per second until its first cut, then grows by one after a
+//!   hold that doubles each time a probe is cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
-//! without a clock; [`crate::governor`] drives it. The constants are those of DESIGN §6
-//! except `MIN_SAMPLES`; the rate-limit benchmark (`benches/rate_limits.rs`,
-//! `BENCHMARKS.md`) measures them.
+//! without a clock; [`crate::governor`] drives it. The constants started as DESIGN §6's and
+//! were tuned on the rate-limit benchmark (`benches/rate_limits.rs`, `BENCHMARKS.md`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// DESIGN §6's starting points; see `BENCHMARKS.md` for how they fare.
+/// The tuned constants; `BENCHMARKS.md` shows how they fare.
 pub(crate) mod constants {
     use std::time::Duration;
 
-    /// Rate kept after a rate cut, as a fraction of the accepted rate.
-    pub(crate) const BETA: f64 = 0.9;
-    /// Seconds the cubic takes to return to the rate of the last cut.
-    pub(crate) const K: f64 = 6.0;
-    /// Window over which the accepted rate is measured.
-    pub(crate) const WINDOW: Duration = Duration::from_secs(2);
+    /// Rate kept after a rate cut, as a fraction of the accepted rate. DESIGN's 0.9 gave
+    /// away 10 % after every cut; the accepted rate measured while over a limit is the
+    /// limit itself (plus any burst credit, which a second cut removes), so 0.95 suffices.
+    pub(crate) const BETA: f64 = 0.95;
+    /// The first rate cut keeps this fraction instead: it is measured on an unpaced burst,
+    /// which still holds the server's whole burst credit (a fixed window of 10/s read as
+    /// 11.3/s, and a second of 429s followed a cut to β of that).
+    pub(crate) const FIRST_BETA: f64 = 0.85;
+    /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
+    pub(crate) const K_MIN: f64 = 4.0;
+    /// Longest: while the limit stays where it was.
+    pub(crate) const K_MAX: f64 = 16.0;
+    /// Successive cuts within this fraction of each other found the same limit.
+    pub(crate) const SAME_LIMIT: f64 = 0.1;
+    /// Beyond `W`, the first second's step as a fraction of `W`; steps double each second.
+    pub(crate) const PROBE: f64 = 0.02;
+    /// After a rate cut, 429s of requests sent this soon after it are its aftermath (a
+    /// drained bucket), not a new congestion event.
+    pub(crate) const GRACE: Duration = Duration::from_secs(1);
+    /// Longest stretch over which the accepted rate is measured: since the last rate cut
+    /// (or the end of a pause, or the end of an idle gap), up to this. Over 2 s, the burst
+    /// credit a probe drains before its first 429 read a 20/s bucket of 5 as 21.5/s, and
+    /// three cuts followed; over 16 s, the client's own pacing below the limit dominated
+    /// and each cut read lower than the last.
+    pub(crate) const WINDOW: Duration = Duration::from_secs(4);
+    /// The cubic returns to `(1 − margin) × W`, not to `W`: the rate accepted at a cut
+    /// still holds some drained burst credit (a 20/s bucket of 5 read as 20.75/s over 4 s,
+    /// and a cubic aimed at 20.75 was over the limit 2 s after each cut), and a fixed window
+    /// refuses a paced client at its exact rate whenever a send is late. The margin starts
+    /// at `MARGIN`; a cut before the probe phase at the same limit (the plateau itself was
+    /// over) widens it by `MARGIN`, up to `MARGIN_MAX`; a cut while probing narrows it by a
+    /// fifth of `MARGIN`, down to half of it.
+    pub(crate) const MARGIN: f64 = 0.025;
+    /// The widest margin.
+    pub(crate) const MARGIN_MAX: f64 = 0.1;
+    /// No slot taken for this long (or two slots' worth, if longer): the class was idle, and
+    /// the accepted rate is measured again from its next request. Idle time is not a low
+    /// rate: a burst after an idle minute must not read as one.
+    pub(crate) const IDLE_GAP: Duration = Duration::from_secs(1);
+    /// Window over which the accepted levels of concurrency are remembered: short, so a cap
+    /// that dropped is soon seen as one.
+    pub(crate) const LEVEL_WINDOW: Duration = Duration::from_secs(2);
     /// A 429 with the accepted rate below this fraction of `r` while at the cap is a
     /// concurrency limit.
     pub(crate) const WELL_BELOW: f64 = 0.8;
@@ -55,9 +105,9 @@ use constants::*;
 /// What a 429 changed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Cut {
-    /// Nothing: the request was sent before the last cut, under the old limits.
+    /// Nothing: the aftermath of the last cut, or a cap already at or below the level.
     None,
-    /// Nothing yet: too few successes to tell a rate from a cap. The class pauses for the
+    /// Nothing yet: too few successes to measure a rate. The class pauses for the
     /// `Retry-After` and measures again from there.
     Unmeasured,
     /// The rate was cut to this.
@@ -75,15 +125,20 @@ pub(crate) struct Learner {
     pub(crate) concurrency: usize,
     /// GCRA: the next free slot.
     tat: Instant,
+    /// The last slot taken.
+    last_slot: Instant,
     /// Rate at the last rate cut (the cubic's plateau).
     w: f64,
+    /// Seconds the cubic takes back to its plateau.
+    k: f64,
+    /// The plateau's margin below `w` (see [`MARGIN`]).
+    margin: f64,
     /// When the cubic of the last rate cut started; `None` before any.
     rate_cut_at: Option<Instant>,
-    /// The last cut of either kind: a 429 of a request sent before it says nothing new.
-    last_cut: Option<Instant>,
-    /// Recent successes, with the requests in flight when each was sent (itself included).
+    /// Recent successes, with the requests in flight when each came back (itself included).
     successes: VecDeque<(Instant, usize)>,
-    /// Start of the accepted-rate measurement (creation, or the last rate cut).
+    /// Start of the accepted-rate measurement (creation, a pause's end, the last rate cut,
+    /// the end of an idle gap).
     measured_from: Instant,
     /// Concurrency: doubling until the first cut.
     concurrency_slow_start: bool,
@@ -101,9 +156,11 @@ impl Learner {
             rate: f64::INFINITY,
             concurrency: concurrency.max(1),
             tat: now,
+            last_slot: now,
             w: f64::INFINITY,
+            k: K_MIN,
+            margin: MARGIN,
             rate_cut_at: None,
-            last_cut: None,
             successes: VecDeque::new(),
             measured_from: now,
             concurrency_slow_start: true,
@@ -115,10 +172,7 @@ impl Learner {
         }
     }
 
-    /// Successes per second over the last [`WINDOW`] (or since the last rate cut, if
-    /// shorter: what was accepted at an older rate says nothing of the new one), and how
-    /// many successes that is.
-    pub(crate) fn accepted_rate(&mut self, now: Instant) -> (f64, usize) {
+    fn forget_old(&mut self, now: Instant) {
         while self
             .successes
             .front()
@@ -126,8 +180,16 @@ impl Learner {
         {
             self.successes.pop_front();
         }
+    }
+
+    /// Successes per second since the last rate cut, pause or idle gap (what was accepted at
+    /// an older rate says nothing of the new one), over at most [`WINDOW`], and how many
+    /// successes that is.
+    pub(crate) fn accepted_rate(&mut self, now: Instant) -> (f64, usize) {
+        self.forget_old(now);
         let from = self.measured_from;
-        let samples = self.successes.iter().filter(|(t, _)| *t >= from).count();
+        // Time-ordered: a binary search, not a scan (up to WINDOW of successes).
+        let samples = self.successes.len() - self.successes.partition_point(|(t, _)| *t < from);
         let span = now
             .saturating_duration_since(from)
             .min(WINDOW)
@@ -139,6 +201,11 @@ impl Learner {
     /// Takes the next pacing slot: the instant this request may be sent.
     pub(crate) fn slot(&mut self, now: Instant) -> Instant {
         let slot = self.tat.max(now);
+        let gap = IDLE_GAP.max(Duration::from_secs_f64((2.0 / self.rate).min(60.0)));
+        if slot.saturating_duration_since(self.last_slot) > gap {
+            self.measured_from = self.measured_from.max(slot);
+        }
+        self.last_slot = slot;
         if self.rate.is_finite() {
             self.tat = slot + Duration::from_secs_f64(1.0 / self.rate);
         }
@@ -155,8 +222,20 @@ impl Learner {
         self.tat > now
     }
 
+    /// The rate `t` seconds after the last rate cut: a concave cubic back to `w` over `k`
+    /// seconds, then steps beyond `w` that double each second.
+    fn grown(&self, t: f64) -> f64 {
+        let plateau = (1.0 - self.margin) * self.w;
+        if t <= self.k {
+            let c = (plateau - BETA * self.w) / self.k.powi(3);
+            plateau + c * (t - self.k).powi(3)
+        } else {
+            plateau * (1.0 + PROBE * ((t - self.k).exp2() - 1.0))
+        }
+    }
+
     /// A success. `queued`: requests of the class are waiting for a permit or a slot;
-    /// `level`: requests of the class in flight when it was sent, itself included.
+    /// `level`: requests of the class in flight as it came back, itself included.
     /// Returns the new concurrency cap when it grew.
     pub(crate) fn on_success(&mut self, now: Instant, queued: bool, level: usize) -> Option<usize> {
         self.successes.push_back((now, level));
@@ -164,9 +243,7 @@ impl Learner {
         if let Some(cut) = self.rate_cut_at
             && (queued || self.paced(now))
         {
-            let t = now.saturating_duration_since(cut).as_secs_f64();
-            let c = self.w * (1.0 - BETA) / K.powi(3);
-            let grown = self.w + c * (t - K).powi(3);
+            let grown = self.grown(now.saturating_duration_since(cut).as_secs_f64());
             // Growth never takes the rate past twice what the server accepts, plus one.
             let ceiling = (2.0 * accepted + 1.0).max(self.rate);
             self.rate = grown.max(self.rate).min(ceiling);
@@ -190,9 +267,8 @@ impl Learner {
         None
     }
 
-    /// A 429 of a request sent at `sent_at` with `level` requests of the class in flight
-    /// (itself included). A request sent before the last cut was sent under the old limits:
-    /// its 429 changes nothing (one cut per congestion event).
+    /// A 429 of a request sent at `sent_at`, with `level` requests of the class in flight as
+    /// it came back (itself included).
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
@@ -200,29 +276,34 @@ impl Learner {
         level: usize,
         resume_at: Instant,
     ) -> Cut {
-        if self.last_cut.is_some_and(|cut| sent_at < cut) {
-            return Cut::None;
-        }
         let (accepted, samples) = self.accepted_rate(now);
         let measured = samples >= MIN_SAMPLES;
-        // A 429 is a concurrency limit when the server has accepted fewer in flight lately
-        // (whatever the client's own cap) or, at the cap and paced, when the rate was well
-        // below the paced one.
-        let accepted_this_level = self.successes.iter().any(|(_, n)| *n >= level);
-        let concurrency_limit = self.successes.len() >= MIN_SAMPLES
-            && level > 1
-            && (!accepted_this_level
-                || (level >= self.concurrency
-                    && self.rate.is_finite()
-                    && measured
-                    && accepted < WELL_BELOW * self.rate));
-        // The first rate cut needs a measured rate; later ones cut the paced rate.
-        if !concurrency_limit && !measured && self.rate.is_infinite() {
-            self.measured_from = self.measured_from.max(resume_at);
-            return Cut::Unmeasured;
-        }
-        self.last_cut = Some(now);
+        let most_accepted = self
+            .successes
+            .iter()
+            .rev()
+            .take_while(|(t, _)| now.saturating_duration_since(*t) <= LEVEL_WINDOW)
+            .map(|(_, n)| *n)
+            .max();
+        // At the cap, unless nothing was accepted lately: with few in flight, a 429 that
+        // comes back while one more than usual is in flight says nothing of a cap (a rate
+        // limit's 429 storm read as a cap of 1 without this).
+        let concurrency_limit = level > 1
+            && match most_accepted {
+                None => true,
+                Some(most) => {
+                    level >= self.concurrency
+                        && (level > most
+                            || (self.rate.is_finite()
+                                && measured
+                                && accepted < WELL_BELOW * self.rate))
+                }
+            };
         if concurrency_limit {
+            let cap = level - 1;
+            if cap >= self.concurrency {
+                return Cut::None;
+            }
             // A probe that was cut back waits twice as long next time.
             if self
                 .probe_at
@@ -230,34 +311,56 @@ impl Learner {
             {
                 self.hold = (self.hold * 2).min(MAX_HOLD);
             }
-            // The most the server has been seen to accept, below this level.
-            let accepted_level = self
-                .successes
-                .iter()
-                .map(|(_, n)| *n)
-                .filter(|n| *n < level)
-                .max()
-                .unwrap_or(level.saturating_sub(1));
-            self.concurrency = accepted_level.max(1);
+            self.concurrency = cap;
             self.concurrency_slow_start = false;
             self.last_concurrency_change = now;
             self.probe_at = None;
             self.concurrency_cuts += 1;
-            Cut::Concurrency(self.concurrency)
-        } else {
-            self.w = if measured {
-                self.rate.min(accepted.max(0.01))
-            } else {
-                self.rate
-            };
-            self.rate = (BETA * self.w).max(0.01);
-            self.rate_cut_at = Some(now);
-            // Pacing restarts at the new rate; the measurement starts again too.
-            self.tat = self.tat.min(now);
-            self.measured_from = now;
-            self.rate_cuts += 1;
-            Cut::Rate(self.rate)
+            return Cut::Concurrency(cap);
         }
+        if self.rate_cut_at.is_some_and(|cut| sent_at < cut + GRACE) {
+            return Cut::None;
+        }
+        // The first rate cut needs a measured rate; later ones cut the paced rate.
+        if !measured && self.rate.is_infinite() {
+            self.measured_from = self.measured_from.max(resume_at);
+            return Cut::Unmeasured;
+        }
+        let w = if measured {
+            self.rate.min(accepted.max(0.01))
+        } else {
+            self.rate
+        };
+        // The same limit again: probe it less often, and learn whether the plateau is too
+        // close to it. A new one: probe soon.
+        let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
+        if same_limit && let Some(cut) = self.rate_cut_at {
+            self.margin = if now.saturating_duration_since(cut).as_secs_f64() < self.k {
+                (self.margin + MARGIN).min(MARGIN_MAX)
+            } else {
+                (self.margin - MARGIN / 5.0).max(MARGIN / 2.0)
+            };
+        }
+        self.k = if same_limit {
+            (self.k * 2.0).min(K_MAX)
+        } else {
+            K_MIN
+        };
+        let beta = if self.rate.is_finite() {
+            BETA
+        } else {
+            FIRST_BETA
+        };
+        self.w = w;
+        self.rate = (beta * w).max(0.01);
+        self.rate_cut_at = Some(now);
+        // The slots already booked stand, and the next ones follow them at the new rate:
+        // restarting the schedule at now (as the first version did) booked new slots among
+        // the old ones, a burst right after every cut, and 429s with it. The measurement
+        // starts again.
+        self.measured_from = now;
+        self.rate_cuts += 1;
+        Cut::Rate(self.rate)
     }
 }
 
@@ -304,20 +407,68 @@ mod tests {
         let resume = now + Duration::from_secs(1);
         let cut = l.on_rate_limited(now, at(t0, 990), 1, resume);
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
-        assert!((r - 0.9 * 20.0).abs() < 1.0, "0.9 × the accepted rate: {r}");
+        assert!(
+            (r - FIRST_BETA * 20.0).abs() < 1.0,
+            "a first cut keeps 0.85 × the accepted rate: {r}"
+        );
         assert_eq!(
             l.on_rate_limited(at(t0, 1_010), at(t0, 995), 1, resume),
             Cut::None,
             "sent before the cut: under the old rate"
         );
-        // Pacing restarts at once at the new rate: no pause of the whole class.
+        assert_eq!(
+            l.on_rate_limited(at(t0, 1_800), at(t0, 1_700), 1, resume),
+            Cut::None,
+            "sent just after it: the drained bucket, not a new event"
+        );
+        // No pause of the whole class: the next slot is free at once, then paced at the
+        // new rate.
         let next = at(t0, 1_020);
         assert_eq!(l.slot(next), next);
         assert_eq!(l.slot(next) - next, Duration::from_secs_f64(1.0 / r));
-        // Still over, with a request sent after the cut: the paced rate is cut again, even
-        // before a new measurement.
-        let cut = l.on_rate_limited(at(t0, 1_200), at(t0, 1_150), 1, resume);
-        assert_eq!(cut, Cut::Rate(0.9 * r));
+        // Still over once the grace is past: the paced rate is cut again, even before a new
+        // measurement.
+        let cut = l.on_rate_limited(at(t0, 2_200), at(t0, 2_150), 1, resume);
+        assert_eq!(cut, Cut::Rate(BETA * r));
+    }
+
+    #[test]
+    fn cuts_that_find_the_same_limit_probe_it_less_often() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, t0);
+        let mut ks = Vec::new();
+        let mut ms = 0;
+        // The server accepts 20/s every time the client goes over.
+        let mut margins = Vec::new();
+        for _ in 0..5 {
+            for _ in 0..40 {
+                ms += 50;
+                l.on_success(at(t0, ms), false, 1);
+            }
+            ms += 10;
+            let cut = l.on_rate_limited(at(t0, ms), at(t0, ms - 5), 1, at(t0, ms + 1_000));
+            assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
+            ks.push(l.k);
+            margins.push(l.margin);
+        }
+        // The first cut (to 0.85 × 20) reads as a new limit; from the second on, the same.
+        assert_eq!(ks, [K_MIN, K_MIN, 2.0 * K_MIN, 4.0 * K_MIN, K_MAX]);
+        // Each cut came 2 s after the last, before the probe phase: the plateau was over
+        // the limit, so its margin widens, up to MARGIN_MAX.
+        assert_eq!(
+            margins
+                .iter()
+                .map(|m| (m * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+            [0.025, 0.025, 0.05, 0.075, MARGIN_MAX]
+        );
+        // A limit that moved: back to probing soon.
+        for _ in 0..20 {
+            ms += 100;
+            l.on_success(at(t0, ms), false, 1);
+        }
+        l.on_rate_limited(at(t0, ms + 10), at(t0, ms + 5), 1, at(t0, ms + 1_000));
+        assert_eq!(l.k, K_MIN);
     }
 
     #[test]
@@ -327,7 +478,7 @@ mod tests {
         l.on_success(t0, false, 1);
         let resume = at(t0, 1_100);
         assert_eq!(
-            l.on_rate_limited(at(t0, 100), at(t0, 90), 2, resume),
+            l.on_rate_limited(at(t0, 100), at(t0, 90), 1, resume),
             Cut::Unmeasured
         );
         assert_eq!(l.rate, f64::INFINITY);
@@ -344,19 +495,71 @@ mod tests {
     }
 
     #[test]
-    fn a_429_at_a_level_the_server_never_accepted_cuts_concurrency_to_the_highest_it_did() {
+    fn idle_time_is_not_read_as_a_low_rate() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
+        for i in 0..10 {
+            l.slot(at(t0, i * 50));
+            l.on_success(at(t0, i * 50 + 20), false, 1);
+        }
+        // Ten idle seconds, then a burst at 40/s until the server says no.
+        let start = 10_000;
+        for i in 0..20 {
+            l.slot(at(t0, start + i * 25));
+            l.on_success(at(t0, start + i * 25 + 20), false, 1);
+        }
+        let cut = l.on_rate_limited(at(t0, 10_500), at(t0, 10_490), 1, at(t0, 11_500));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        assert!(
+            (r - FIRST_BETA * 40.0).abs() < 1.0,
+            "measured over the burst alone: {r}"
+        );
+    }
+
+    #[test]
+    fn every_429_of_a_burst_over_a_cap_lowers_the_cap_to_the_others_in_flight() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, t0);
+        // Eight sent at once against a cap of 4: four 429s come back at once, each seeing
+        // the four accepted requests and the 429s not yet back.
+        let cuts: Vec<Cut> = [8, 7, 6, 5]
+            .into_iter()
+            .map(|level| l.on_rate_limited(at(t0, 1), t0, level, at(t0, 1_000)))
+            .collect();
+        assert_eq!(
+            cuts,
+            [7, 6, 5, 4].map(Cut::Concurrency),
+            "no success yet: a concurrency limit"
+        );
+        assert_eq!(l.rate, f64::INFINITY, "the rate is left alone");
+        assert_eq!(
+            l.on_rate_limited(at(t0, 2), t0, 5, at(t0, 1_000)),
+            Cut::None,
+            "never raised by a cut"
+        );
+    }
+
+    #[test]
+    fn a_429_at_the_cap_above_every_accepted_level_is_a_cap_and_others_a_rate() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(5, t0);
         for (i, level) in [1, 2, 3, 4, 4].into_iter().enumerate() {
             l.on_success(at(t0, i as u64 * 100), true, level);
         }
         let resume = at(t0, 1_500);
+        let mut below_the_cap = l.clone();
+        below_the_cap.concurrency = 6;
+        assert!(
+            matches!(
+                below_the_cap.on_rate_limited(at(t0, 500), at(t0, 499), 5, resume),
+                Cut::Rate(_)
+            ),
+            "below the cap: one more in flight than usual says nothing of a cap"
+        );
         assert_eq!(
-            l.on_rate_limited(at(t0, 500), at(t0, 499), 6, resume),
+            l.on_rate_limited(at(t0, 500), at(t0, 499), 5, resume),
             Cut::Concurrency(4)
         );
-        assert_eq!(l.rate, f64::INFINITY, "the rate is left alone");
-        // At a level the server did accept, a 429 is a rate limit.
         for i in 0..5 {
             l.on_success(at(t0, 600 + i * 20), true, 4);
         }
@@ -382,17 +585,17 @@ mod tests {
     }
 
     #[test]
-    fn after_a_cut_the_rate_returns_to_w_along_a_cubic_then_probes_slowly() {
+    fn after_a_cut_the_rate_returns_to_its_plateau_along_a_cubic_then_probes_in_doubling_steps() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
-        l.rate = 9.0;
+        l.rate = BETA * 10.0;
         // Keep the accepted rate high enough not to cap growth.
         let mut rates = Vec::new();
-        for i in 1..=180 {
+        for i in 1..=80 {
             let now = at(t0, i * 100);
-            for _ in 0..2 {
+            for _ in 0..3 {
                 l.successes.push_back((now, 1));
             }
             l.tat = now + Duration::from_millis(50); // paced
@@ -400,16 +603,22 @@ mod tests {
             rates.push(l.rate);
         }
         let at_s = |s: usize| rates[s * 10 - 1];
+        let plateau = (1.0 - MARGIN) * 10.0;
         assert!(
-            at_s(3) > 9.8 && at_s(3) < 10.0,
-            "concave: most of the way back at K/2: {}",
-            at_s(3)
+            at_s(2) > plateau - 0.05 && at_s(2) < plateau,
+            "concave: most of the way back at k/2: {}",
+            at_s(2)
         );
-        assert!((at_s(6) - 10.0).abs() < 0.01, "at W after K: {}", at_s(6));
         assert!(
-            at_s(12) > 10.5 && at_s(12) < 11.5,
-            "slow probing beyond: {}",
-            at_s(12)
+            (at_s(4) - plateau).abs() < 0.01,
+            "at the plateau after k: {}",
+            at_s(4)
+        );
+        let steps = [5, 6, 7, 8].map(|s| at_s(s) - at_s(s - 1));
+        assert!(
+            (steps[0] - PROBE * plateau).abs() < 0.01
+                && steps.windows(2).all(|w| (w[1] / w[0] - 2.0).abs() < 0.01),
+            "steps beyond W of 2 % of W, doubling each second: {steps:?}"
         );
     }
 
@@ -424,31 +633,33 @@ mod tests {
             "one round per second"
         );
         assert_eq!(l.on_success(at(t0, 2_000), true, 4), Some(8));
+        // The doubling sent four more at once; the server took one.
         let resume = at(t0, 9_000);
-        assert_eq!(
-            l.on_rate_limited(at(t0, 2_100), at(t0, 2_050), 8, resume),
-            Cut::Concurrency(4),
-            "back to the most the server accepted"
-        );
+        for (level, cap) in [(8, 7), (7, 6), (6, 5)] {
+            assert_eq!(
+                l.on_rate_limited(at(t0, 2_100), at(t0, 2_050), level, resume),
+                Cut::Concurrency(cap),
+            );
+        }
         for ms in [3_000, 3_500, 4_000] {
-            assert_eq!(l.on_success(at(t0, ms), true, 4), None, "holding");
+            assert_eq!(l.on_success(at(t0, ms), true, 5), None, "holding");
         }
         assert_eq!(
-            l.on_success(at(t0, 4_200), true, 4),
-            Some(5),
+            l.on_success(at(t0, 4_200), true, 5),
+            Some(6),
             "probe after the 2 s hold"
         );
         assert_eq!(
-            l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 5, resume),
-            Cut::Concurrency(4)
+            l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 6, resume),
+            Cut::Concurrency(5)
         );
         assert_eq!(
             l.hold,
             Duration::from_secs(4),
             "the failed probe doubles the hold"
         );
-        assert_eq!(l.on_success(at(t0, 7_000), true, 4), None);
-        assert_eq!(l.on_success(at(t0, 8_400), true, 4), Some(5));
+        assert_eq!(l.on_success(at(t0, 7_000), true, 5), None);
+        assert_eq!(l.on_success(at(t0, 8_400), true, 5), Some(6));
         assert_eq!(l.rate, f64::INFINITY, "the rate was never cut");
     }
 

@@ -216,21 +216,30 @@ struct Limit {
 impl Limit {
     /// Removes `n` permits: free ones at once, the rest as requests in flight release them.
     fn take_back(&self, n: usize) {
-        let to_remove = n - self.semaphore.forget_permits(n);
-        self.debt.fetch_add(to_remove, Ordering::Relaxed);
+        take_back(&self.semaphore, &self.debt, n);
     }
 
     /// Adds `n` permits, first cancelling what a shrink still had to take back.
     fn give(&self, n: usize) {
-        let mut paid = 0;
-        let _ = self
-            .debt
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |debt| {
-                paid = debt.min(n);
-                Some(debt - paid)
-            });
-        self.semaphore.add_permits(n - paid);
+        give(&self.semaphore, &self.debt, n);
     }
+}
+
+/// Removes `n` permits from `semaphore`: free ones at once, the rest (added to `debt`) as
+/// holders release them.
+fn take_back(semaphore: &Semaphore, debt: &AtomicUsize, n: usize) {
+    let to_remove = n - semaphore.forget_permits(n);
+    debt.fetch_add(to_remove, Ordering::Relaxed);
+}
+
+/// Adds `n` permits to `semaphore`, first cancelling what `debt` still had to take back.
+fn give(semaphore: &Semaphore, debt: &AtomicUsize, n: usize) {
+    let mut paid = 0;
+    let _ = debt.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+        paid = d.min(n);
+        Some(d - paid)
+    });
+    semaphore.add_permits(n - paid);
 }
 
 struct ClassState {
@@ -291,11 +300,15 @@ impl fmt::Debug for Governor {
 #[derive(Debug)]
 pub(crate) struct Permit {
     permit: Option<OwnedSemaphorePermit>,
+    semaphore: Arc<Semaphore>,
     /// The class's shrink debt: a permit released while it is due is forgotten.
     debt: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
     /// Counted in `in_flight`: false while the holder waits out a `Retry-After`.
     counted: bool,
+    /// Idle, and replaced by another permit in the semaphore meanwhile (see
+    /// [`Permit::replace`]).
+    replaced: bool,
     /// Requests of the class in flight when this one was sent, itself included.
     level: usize,
 }
@@ -305,9 +318,11 @@ impl Permit {
         let level = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         Permit {
             permit: Some(permit),
+            semaphore: limit.semaphore.clone(),
             debt: limit.debt.clone(),
             in_flight: in_flight.clone(),
             counted: true,
+            replaced: false,
             level,
         }
     }
@@ -324,16 +339,38 @@ impl Permit {
         }
     }
 
+    /// While idle, lets another request take this permit's place in the semaphore, so the
+    /// limit bounds requests in flight, not requests waiting out a `Retry-After`. Without
+    /// it a 429 storm parks every permit and starves the class (a 15/s limit read as 9/s on
+    /// the benchmark). Only for a paced class: unpaced, parked permits are the one brake on
+    /// a storm, and replacing them turned each `Retry-After` pause into a new burst.
+    fn replace(&mut self) {
+        if !self.counted && !std::mem::replace(&mut self.replaced, true) {
+            give(&self.semaphore, &self.debt, 1);
+        }
+    }
+
     fn active(&mut self) {
         if !std::mem::replace(&mut self.counted, true) {
             self.level = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            if std::mem::replace(&mut self.replaced, false) {
+                take_back(&self.semaphore, &self.debt, 1);
+            }
         }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.idle();
+        if std::mem::replace(&mut self.counted, false) {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        } else if self.replaced {
+            // Its replacement is already in the semaphore.
+            if let Some(permit) = self.permit.take() {
+                permit.forget();
+            }
+            return;
+        }
         let due = self
             .debt
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
@@ -388,7 +425,7 @@ impl Governor {
     }
 
     /// A success of `class` (its permit still held): adaptive growth.
-    pub(crate) fn on_success(&self, class: Class, permit: &Permit) {
+    pub(crate) fn on_success(&self, class: Class, _permit: &Permit) {
         let state = &self.classes[class.index()];
         let grown = {
             let Some(mut learner) = self.learner(class) else {
@@ -398,7 +435,8 @@ impl Governor {
             let grown = learner.on_success(
                 Instant::now(),
                 state.queued.load(Ordering::Relaxed) > 0,
-                permit.level(),
+                // In flight as it came back, itself included (its permit still counts).
+                state.in_flight.load(Ordering::Relaxed).max(1),
             );
             if learner.rate != before {
                 metrics::gauge!("facturapi_learned_rate", "class" => class.as_str())
@@ -423,17 +461,24 @@ impl Governor {
         &self,
         class: Class,
         sent_at: Instant,
-        permit: &Permit,
+        permit: &mut Permit,
         until: Instant,
     ) -> bool {
         let state = &self.classes[class.index()];
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let cut = {
+        let (cut, paced) = {
             let Some(mut learner) = self.learner(class) else {
                 return true;
             };
-            learner.on_rate_limited(Instant::now(), sent_at, permit.level(), until)
+            // In flight as it came back, itself included (the send path has already set
+            // its permit idle).
+            let level = state.in_flight.load(Ordering::Relaxed) + usize::from(!permit.counted);
+            let cut = learner.on_rate_limited(Instant::now(), sent_at, level, until);
+            (cut, learner.rate.is_finite())
         };
+        if paced {
+            permit.replace();
+        }
         match cut {
             Cut::Concurrency(size) => self.resize(class, size),
             Cut::Rate(rate) => {
@@ -653,6 +698,49 @@ mod tests {
         assert!(
             governor.try_acquire(Class::DetailRead).is_none(),
             "one still in flight fills the new limit of 1"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_class_replaces_a_permit_waiting_out_a_retry_after() {
+        let policies = Class::ALL.map(|c| ClassPolicy::default_for(c).with_concurrency(2));
+        let governor = Governor::new(&policies, true);
+        let class = Class::Write;
+        let later = Instant::now() + Duration::from_secs(1);
+        let mut parked = governor.acquire(class).await;
+        // Unpaced (no rate cut yet): the parked permit still counts against the cap.
+        parked.idle();
+        let paused = governor.on_rate_limited(class, Instant::now(), &mut parked, later);
+        assert!(paused, "a first 429 with nothing measured pauses the class");
+        let _busy = governor.acquire(class).await;
+        assert!(
+            governor.try_acquire(class).is_none(),
+            "unpaced: no replacement"
+        );
+        // Paced: it is replaced while it waits.
+        governor.learner(class).expect("adaptive").rate = 1_000.0;
+        parked.replace();
+        let replacement = governor
+            .try_acquire(class)
+            .expect("an idle permit of a paced class does not count against the cap");
+        let resumed = governor.resume(class, parked, later).await;
+        assert_eq!(governor.learned(class).in_flight, 3, "back at the head");
+        // The cap is restored as requests finish: the next release is taken back.
+        drop(replacement);
+        assert!(governor.try_acquire(class).is_none(), "2 in flight: full");
+        drop(resumed);
+        tokio::time::sleep(Duration::from_millis(10)).await; // the next pacing slot
+        let mut gave_up = governor.try_acquire(class).expect("one free");
+        // A replaced permit dropped (its call gave up) leaves the cap where it was.
+        gave_up.idle();
+        gave_up.replace();
+        drop(gave_up);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(governor.try_acquire(class).is_some());
+        assert!(
+            governor.try_acquire(class).is_none(),
+            "still a cap of 2: {:?}",
+            governor.learned(class)
         );
     }
 

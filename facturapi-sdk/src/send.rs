@@ -360,7 +360,8 @@ async fn send_loop(
                     if until > deadline {
                         return Err(rate_limited(attempts, last_429));
                     }
-                    let pause_class = governor.on_rate_limited(op.class, sent_at, &permit, until);
+                    let pause_class =
+                        governor.on_rate_limited(op.class, sent_at, &mut permit, until);
                     if pause_class {
                         governor.pause(op.class, until);
                     }
