@@ -17,7 +17,8 @@
 //!   monotone, so every 429 of a burst may lower the cap further: a burst of 8 against a cap
 //!   of 4 returns four 429s, which see 7, 6, 5 and 4 others in flight: the cap ends at 4.
 //! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W` (a deeper
-//!   [`FIRST_BETA`] for the first). A 429 of a
+//!   [`FIRST_BETA`] for the first, measured over at least a second, and followed by a slow
+//!   start: ×[`SLOW_START`] per second until the next cut). A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
 //!   those (as the first version did) cut 27 % for one event. A first 429 with too few
@@ -53,6 +54,9 @@ pub(crate) mod constants {
     /// which still holds the server's whole burst credit (a fixed window of 10/s read as
     /// 11.3/s, and a second of 429s followed a cut to β of that).
     pub(crate) const FIRST_BETA: f64 = 0.85;
+    /// After the first rate cut (a conservative guess), the rate grows by this factor per
+    /// second until the next cut: slow start, as in DESIGN §6.
+    pub(crate) const SLOW_START: f64 = 1.5;
     /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
     pub(crate) const K_MIN: f64 = 4.0;
     /// Longest: while the limit stays where it was.
@@ -133,6 +137,8 @@ pub(crate) struct Learner {
     k: f64,
     /// The plateau's margin below `w` (see [`MARGIN`]).
     margin: f64,
+    /// Between the first rate cut and the second: growing by [`SLOW_START`] per second.
+    rate_slow_start: bool,
     /// When the cubic of the last rate cut started; `None` before any.
     rate_cut_at: Option<Instant>,
     /// Recent successes, with the requests in flight when each came back (itself included).
@@ -160,6 +166,7 @@ impl Learner {
             w: f64::INFINITY,
             k: K_MIN,
             margin: MARGIN,
+            rate_slow_start: false,
             rate_cut_at: None,
             successes: VecDeque::new(),
             measured_from: now,
@@ -222,9 +229,13 @@ impl Learner {
         self.tat > now
     }
 
-    /// The rate `t` seconds after the last rate cut: a concave cubic back to `w` over `k`
-    /// seconds, then steps beyond `w` that double each second.
+    /// The rate `t` seconds after the last rate cut: after the first, slow start; after the
+    /// others, a concave cubic back to the plateau over `k` seconds, then steps beyond it
+    /// that double each second.
     fn grown(&self, t: f64) -> f64 {
+        if self.rate_slow_start {
+            return FIRST_BETA * self.w * SLOW_START.powf(t);
+        }
         let plateau = (1.0 - self.margin) * self.w;
         if t <= self.k {
             let c = (plateau - BETA * self.w) / self.k.powi(3);
@@ -276,7 +287,14 @@ impl Learner {
         level: usize,
         resume_at: Instant,
     ) -> Cut {
-        let (accepted, samples) = self.accepted_rate(now);
+        let (mut accepted, samples) = self.accepted_rate(now);
+        if self.rate.is_infinite() {
+            // The first cut: an unpaced burst that took the server's whole burst credit in
+            // a fraction of a second says little of its rate over a second (a window of 10
+            // per second filled in 0.1 s read as 40/s over the 0.25 s floor).
+            let span = now.saturating_duration_since(self.measured_from);
+            accepted = accepted.min(samples as f64 / span.as_secs_f64().max(1.0));
+        }
         let measured = samples >= MIN_SAMPLES;
         let most_accepted = self
             .successes
@@ -351,6 +369,7 @@ impl Learner {
         } else {
             FIRST_BETA
         };
+        self.rate_slow_start = self.rate.is_infinite();
         self.w = w;
         self.rate = (beta * w).max(0.01);
         self.rate_cut_at = Some(now);
@@ -495,6 +514,43 @@ mod tests {
     }
 
     #[test]
+    fn a_first_cut_reads_a_burst_shorter_than_a_second_over_a_second() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(4, t0);
+        // A window of 10 per second, filled in 100 ms by an unpaced client.
+        for i in 0..10 {
+            l.on_success(at(t0, i * 10), false, 4);
+        }
+        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 1, at(t0, 1_000));
+        assert_eq!(cut, Cut::Rate(FIRST_BETA * 10.0));
+    }
+
+    #[test]
+    fn after_the_first_rate_cut_the_rate_grows_by_half_per_second_until_the_next() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(4, t0);
+        for i in 0..4 {
+            l.on_success(at(t0, i * 10), false, 1);
+        }
+        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 1, at(t0, 1_000));
+        assert_eq!(cut, Cut::Rate(FIRST_BETA * 4.0), "4 in a second, at least");
+        let mut rate_at = |ms: u64| {
+            for _ in 0..10 {
+                l.successes.push_back((at(t0, ms), 1)); // accepted: no ceiling
+            }
+            l.tat = at(t0, ms + 100); // paced
+            l.on_success(at(t0, ms), true, 1);
+            l.rate
+        };
+        let (one, three) = (rate_at(1_100), rate_at(3_100));
+        assert!((one / (FIRST_BETA * 4.0) - 1.5).abs() < 0.01, "{one}");
+        assert!((three / one - 2.25).abs() < 0.01, "{three}");
+        let cut = l.on_rate_limited(at(t0, 3_200), at(t0, 3_150), 1, at(t0, 4_200));
+        assert!(matches!(cut, Cut::Rate(_)));
+        assert!(!l.rate_slow_start, "the second cut ends slow start");
+    }
+
+    #[test]
     fn idle_time_is_not_read_as_a_low_rate() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, t0);
@@ -502,13 +558,13 @@ mod tests {
             l.slot(at(t0, i * 50));
             l.on_success(at(t0, i * 50 + 20), false, 1);
         }
-        // Ten idle seconds, then a burst at 40/s until the server says no.
+        // Ten idle seconds, then 1.5 s at 40/s until the server says no.
         let start = 10_000;
-        for i in 0..20 {
+        for i in 0..60 {
             l.slot(at(t0, start + i * 25));
             l.on_success(at(t0, start + i * 25 + 20), false, 1);
         }
-        let cut = l.on_rate_limited(at(t0, 10_500), at(t0, 10_490), 1, at(t0, 11_500));
+        let cut = l.on_rate_limited(at(t0, 11_500), at(t0, 11_490), 1, at(t0, 12_500));
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!(
             (r - FIRST_BETA * 40.0).abs() < 1.0,
