@@ -7,8 +7,8 @@
 //! same seed), at the same time, each client on its own thread (its own single-threaded
 //! runtime) so that its CPU time can be read.
 //!
-//! - **SDK adaptive** and **SDK static**: this crate, learning the limits or with its default
-//!   class limits.
+//! - **SDK adaptive** and **SDK static**: this crate, learning the limits (its default) or
+//!   with its static class limits.
 //! - **docs recipe**: a fixed pool of workers; on a 429, sleep `Retry-After` + U(0, 250 ms),
 //!   at most 5 retries; nothing else is retried.
 //! - **reqwest-retry**: reqwest-middleware with reqwest-retry's exponential backoff (its
@@ -435,8 +435,8 @@ fn runner(strategy: Strategy, t: &Target) -> Runner {
                 .api_key(&t.key)
                 .base_url(&t.base_url)
                 .timeout(timeout);
-            if strategy == Strategy::Adaptive {
-                builder = builder.adaptive_limits();
+            if strategy == Strategy::Static {
+                builder = builder.static_limits();
             }
             Runner::Sdk(builder.build().expect("client"))
         }

@@ -36,7 +36,7 @@ struct Args {
     count: Option<usize>,
     workers: usize,
     seed: u64,
-    adaptive: bool,
+    static_limits: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -44,7 +44,7 @@ fn args() -> Result<Args, String> {
         count: None,
         workers: 32,
         seed: 1,
-        adaptive: false,
+        static_limits: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,10 +57,10 @@ fn args() -> Result<Args, String> {
             "--count" => args.count = Some(value("--count")? as usize),
             "--workers" => args.workers = value("--workers")?.max(1) as usize,
             "--seed" => args.seed = value("--seed")?,
-            "--adaptive" => args.adaptive = true,
+            "--static" => args.static_limits = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: bulk_invoices [--count N] [--workers N] [--seed N] [--adaptive]".into(),
+                    "usage: bulk_invoices [--count N] [--workers N] [--seed N] [--static]".into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -196,8 +196,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .base_url(sandbox.base_url())
                 // Shorter than the sandbox's 3 s stalls, so they surface as timeouts.
                 .timeout(Duration::from_secs(2));
-            if args.adaptive {
-                builder = builder.adaptive_limits();
+            if args.static_limits {
+                builder = builder.static_limits();
             }
             let client = builder.build()?;
             (Some(sandbox), client, args.count.unwrap_or(1000))

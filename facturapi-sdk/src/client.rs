@@ -111,19 +111,26 @@ impl Default for ClientBuilder {
             headers: HeaderMap::new(),
             http: None,
             policies: Class::ALL.map(ClassPolicy::default_for),
-            adaptive: false,
+            adaptive: true,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Adaptive limits: each class's rate and concurrency limit are learned from 429s
-    /// (unpaced, with the policy's `concurrency`, until the first cut); see
-    /// [`Client::learned`]. Experimental: the default stays static (each class keeps its
-    /// policy's concurrency, is not paced, and learns nothing; 429s still pause it) until
-    /// the rate-limit benchmark shows the adaptive mode ahead on every scenario.
+    /// Adaptive limits (the default): each class's rate and concurrency limit are learned
+    /// from 429s (unpaced, with the policy's `concurrency`, until the first cut); see
+    /// [`Client::learned`] and `BENCHMARKS.md` for how close they get to the server's
+    /// hidden limits.
     pub fn adaptive_limits(mut self) -> Self {
         self.adaptive = true;
+        self
+    }
+
+    /// Static limits: each class keeps its policy's concurrency, is not paced and learns
+    /// nothing; a 429 pauses the whole class for its `Retry-After`. For callers that size
+    /// the limits themselves (e.g. a share of an organization's limits per process).
+    pub fn static_limits(mut self) -> Self {
+        self.adaptive = false;
         self
     }
 

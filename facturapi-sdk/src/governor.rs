@@ -2,11 +2,12 @@
 //! calls inside Facturapi's per-class limits.
 //!
 //! Each [`Class`] has a semaphore (its concurrency limit, resizable at runtime) and a gate
-//! (a time before which no request of the class starts: set by a 429's `Retry-After`, so one
-//! 429 pauses the whole class, not just the request that got it). In adaptive mode (opt-in,
-//! [`ClientBuilder::adaptive_limits`](crate::ClientBuilder::adaptive_limits))
-//! each class also has a paced rate, and both the rate and the concurrency limit are
-//! learned from 429s (the `adaptive` module); [`Learned`] shows where they stand.
+//! (a time before which no request of the class starts, set by a 429's `Retry-After`). In
+//! adaptive mode (the default) each class also has a paced rate, and both the rate and the
+//! concurrency limit are learned from 429s (the `adaptive` module); the gate then only closes
+//! for a first 429 the learner cannot measure yet. In static mode
+//! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
+//! the policies' and every 429 pauses its whole class. [`Learned`] shows where they stand.
 
 use std::fmt;
 use std::sync::Arc;

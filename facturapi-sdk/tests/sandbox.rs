@@ -905,7 +905,7 @@ async fn seed_minimal(client: &Client, tag: &str) -> (String, String) {
     (customer, product)
 }
 
-/// Adaptive mode learns a hidden concurrency cap from 429s: it starts at the policy's 4,
+/// Adaptive mode (the default) learns a hidden concurrency cap from 429s: it starts at the policy's 4,
 /// doubles while requests queue, and is cut back to what the server allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
@@ -984,12 +984,17 @@ async fn adaptive_limits_learn_a_hidden_rate() {
     let fixed = Client::builder()
         .api_key(sandbox.test_key())
         .base_url(sandbox.base_url())
+        .static_limits()
         .build()
         .unwrap();
+    keyed_burst(&fixed, &sandbox, 40, "st").await;
+    let learned = fixed.learned(Class::Create);
+    assert!(learned.rate_limited > 0, "{learned:?}");
     assert_eq!(
-        fixed.learned(Class::Create).rate,
-        None,
-        "static mode is not paced"
+        (learned.rate, learned.rate_cuts, learned.concurrency),
+        (None, 0, 4),
+        "static mode is not paced and keeps its policy's concurrency, 429s or not"
     );
+    assert_eq!(sandbox.ledger().duplicates, 0);
     sandbox.shutdown().await;
 }
