@@ -16,22 +16,22 @@
 //! - **Concurrency cuts**: the cap drops to the others in flight (`level − 1`). They are
 //!   monotone, so every 429 of a burst may lower the cap further: a burst of 8 against a cap
 //!   of 4 returns four 429s, which see 7, 6, 5 and 4 others in flight: the cap ends at 4.
-//! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W` (a deeper
-//!   [`FIRST_BETA`] for the first, measured over at least a second, and followed by a slow
-//!   start: ×[`SLOW_START`] per second until the next cut). A 429 of a
+//! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W`. A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
-//!   those (as the first version did) cut 27 % for one event. A first 429 with too few
-//!   successes to measure a rate cuts nothing: the class pauses for its `Retry-After`, and
-//!   the accepted rate is measured from the end of the pause (a pause is not a low rate).
+//!   those (as the first version did) cut 27 % for one event. The first cut is measured over
+//!   at least a second, keeps [`FIRST_BETA`] and is followed by a slow start
+//!   (×[`SLOW_START`] per second until the next cut). A first 429 with too few successes to
+//!   measure a rate cuts nothing: the class pauses for its `Retry-After`, and the accepted
+//!   rate is measured from the end of the pause (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
-//!   is found in seconds, not minutes); never above
-//!   `2 × accepted + 1`. `k` doubles (up to [`K_MAX`]) while successive cuts find the same
-//!   `W`, and falls back to [`K_MIN`] when `W` moves: a stable limit is probed, and 429'd,
-//!   less often. The cap doubles per second until its first cut, then grows by one after a
-//!   hold that doubles each time a probe is cut back.
+//!   is found in seconds, not minutes); never above `2 × accepted + 1`. `k` doubles (up to
+//!   [`K_MAX`]) while successive cuts find the same `W`, and falls back to [`K_MIN`] when `W`
+//!   moves: a stable limit is probed, and 429'd, less often. The cap doubles per second
+//!   until its first cut, then grows by one after a hold that doubles each time a probe is
+//!   cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
 //! without a clock; [`crate::governor`] drives it. The constants started as DESIGN §6's and

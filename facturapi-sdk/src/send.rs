@@ -353,7 +353,7 @@ async fn send_loop(
                         ?retry_after,
                         ?wait,
                         log_id = log_id.as_deref(),
-                        "rate limited; pausing the class"
+                        "rate limited; resending after Retry-After"
                     );
                     last_429 = Some((retry_after, log_id));
                     let until = Instant::now() + wait;
