@@ -54,8 +54,9 @@ pub(crate) struct Endpoint {
     pub(crate) body: Option<BodyKind>,
     pub(crate) query_struct: Option<Ident>,
     pub(crate) query_args: Vec<QueryArg>,
-    pub(crate) idempotency_key: bool,
-    /// With `idempotency_key`, the `T` of `Created<T>` is decoded with `decode`.
+    /// The resend rule: `Idempotent`, `Keyed` or `NotAfterSend`.
+    pub(crate) retry: Ident,
+    /// With `idempotency_key` (rule `Keyed`), the `T` of `Created<T>` is decoded with `decode`.
     pub(crate) created: bool,
     pub(crate) decode: Decode,
     /// The item with `#[query]` attributes removed.

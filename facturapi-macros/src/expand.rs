@@ -53,13 +53,7 @@ fn expand(e: &Endpoint) -> TokenStream {
     let class = &e.class;
     let operation_id = &e.operation_id;
     let keys = &e.keys;
-    let retry = if e.idempotency_key {
-        quote!(IdempotencyKey)
-    } else if matches!(method.to_string().as_str(), "GET" | "PUT" | "DELETE") {
-        quote!(Idempotent)
-    } else {
-        quote!(NotAfterSend)
-    };
+    let retry = &e.retry;
 
     let client = match &e.client {
         ClientSource::SelfRef => quote!(#private::AsClient::as_client(&self)),
@@ -103,6 +97,13 @@ fn expand(e: &Endpoint) -> TokenStream {
         }
         Decode::Json(t) => quote!(#private::decode::json::<#t>(__response).await),
     };
+    // A stream is handed over after the headers; everything else is read whole inside the
+    // send path, so a body cut short is retried like any other failed attempt.
+    let send = if matches!(e.decode, Decode::Stream) {
+        quote!(send_streaming)
+    } else {
+        quote!(send)
+    };
     let result = if e.created {
         let key = format_ident!("__idempotency_key");
         quote! {
@@ -124,7 +125,7 @@ fn expand(e: &Endpoint) -> TokenStream {
                 method: #private::Method::#method,
                 path_template: #template,
                 keys: &[#(#private::KeyKind::#keys),*],
-                retry: #private::Retry::#retry,
+                retry: #private::Resend::#retry,
             };
             let __client = #client;
             let __path = #private::PathBuilder::new(&__OP) #(#path)* .finish();
@@ -132,7 +133,7 @@ fn expand(e: &Endpoint) -> TokenStream {
             let mut __query = #private::Query::new(&__OP);
             #(#query)*
             let __request = #private::Request { path: __path, query: __query, body: #body };
-            let __response = #private::send(__client, &__OP, __request).await?;
+            let __response = #private::#send(__client, &__OP, __request).await?;
             #result
         }
     }

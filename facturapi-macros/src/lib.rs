@@ -21,7 +21,12 @@
 //! - `query = arg`: `arg` implements `QueryParams`; single values use `#[query]` on the
 //!   argument (`#[query(name = "async")]`, `#[query(explode = false)]`, `#[query(deep_object)]`);
 //! - `idempotency_key`: the JSON body carries an `idempotency_key` (filled with a UUID when
-//!   empty) and may be resent after a timeout or a 5xx; the return type is `Result<Created<T>>`.
+//!   empty) and may be resent after a timeout or a 5xx; the return type is `Result<Created<T>>`;
+//! - `retry = idempotent | not_after_send`: whether a request that may have reached the server
+//!   (a timeout, a dropped connection, a 5xx, a body cut short) may be sent again. Default:
+//!   `idempotent` for GET, PUT and DELETE, `not_after_send` otherwise. Say `not_after_send` for
+//!   a PUT that acts anew each time (e.g. mints a secret), `idempotent` for a POST that
+//!   changes nothing. A 429 and a connection that never opened are resent whatever the rule.
 //!
 //! Every `{placeholder}` of the path needs an argument of that name (`impl AsRef<str>`,
 //! percent-encoded). The client comes from `&self` (a type implementing `AsClient`) or an

@@ -15,6 +15,7 @@ pub(crate) enum Arg {
     Multipart(Ident, Ident),
     Query(Ident, Ident),
     IdempotencyKey(Ident),
+    Retry(Ident, Ident),
     Unknown(Ident),
 }
 
@@ -26,7 +27,8 @@ impl Arg {
             | Arg::Keys(k, _)
             | Arg::Body(k, _)
             | Arg::Multipart(k, _)
-            | Arg::Query(k, _) => k,
+            | Arg::Query(k, _)
+            | Arg::Retry(k, _) => k,
             Arg::IdempotencyKey(k) | Arg::Unknown(k) => k,
         }
     }
@@ -72,6 +74,7 @@ impl Parse for Attr {
                         "body" => Arg::Body(key, input.parse()?),
                         "multipart" => Arg::Multipart(key, input.parse()?),
                         "query" => Arg::Query(key, input.parse()?),
+                        "retry" => Arg::Retry(key, input.parse()?),
                         _ => {
                             // Skip the value so later arguments still parse.
                             let _: TokenStream = input.step(|cursor| {

@@ -47,6 +47,15 @@ fn create_with_an_idempotency_key_and_a_pending_answer() {
 }
 
 #[test]
+fn a_put_that_must_not_be_resent() {
+    snapshot(
+        "not_after_send",
+        r#"PUT "/organizations/{organization_id}/apikeys/live", class = write, operation_id = "renewLiveApiKey", retry = not_after_send"#,
+        "pub async fn renew_live_api_key(self, organization_id: &str) -> Result<String>;",
+    );
+}
+
+#[test]
 fn heavy_write_multipart_and_binary_downloads() {
     snapshot(
         "multipart",

@@ -18,6 +18,12 @@ const CLASSES: &[(&str, &str)] = &[
     ("heavy_write", "HeavyWrite"),
 ];
 const KEYS: &[(&str, &str)] = &[("test", "Test"), ("live", "Live"), ("user", "User")];
+/// `retry = …`: when a request that may have reached the server is sent again. A keyed
+/// creation (`Keyed`) is declared with `idempotency_key`, which also fills the key in.
+const RETRY: &[(&str, &str)] = &[
+    ("idempotent", "Idempotent"),
+    ("not_after_send", "NotAfterSend"),
+];
 
 /// Collects errors so that one build reports them all.
 #[derive(Default)]
@@ -183,6 +189,7 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
     let (mut class, mut operation_id, mut keys, mut body, mut query_struct, mut idempotency_key) =
         (None, None, Vec::new(), None, None, None);
     let mut multipart = None;
+    let mut retry: Option<(Ident, Ident)> = None;
     for arg in &attr.args {
         let key = arg.key().to_string();
         if !seen.insert(key.clone()) {
@@ -209,7 +216,11 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
             Arg::Multipart(key, value) => multipart = Some((key.clone(), value.clone())),
             Arg::Query(_, value) => query_struct = Some(value.clone()),
             Arg::IdempotencyKey(key) => idempotency_key = Some(key.clone()),
-            Arg::Unknown(key) => errors.at(key, format!("unknown argument `{key}`: expected class, operation_id, keys, body, multipart, query or idempotency_key")),
+            Arg::Retry(key, value) => match RETRY.iter().find(|(name, _)| value == name) {
+                Some((_, variant)) => retry = Some((key.clone(), Ident::new(variant, value.span()))),
+                None => errors.at(value, format!("unknown retry rule `{value}`: expected {} (a keyed creation says `idempotency_key` instead)", RETRY.iter().map(|r| r.0).collect::<Vec<_>>().join(" or "))),
+            },
+            Arg::Unknown(key) => errors.at(key, format!("unknown argument `{key}`: expected class, operation_id, keys, body, multipart, query, retry or idempotency_key")),
         }
     }
     if class.is_none() && !attr.args.iter().any(|a| matches!(a, Arg::Class(..))) {
@@ -225,6 +236,12 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
         if matches!(method_name.as_str(), "GET" | "DELETE") {
             errors.at(key, format!("a {method_name} request cannot carry a body"));
         }
+    }
+    if let (Some(_), Some((key, _))) = (&idempotency_key, &retry) {
+        errors.at(
+            key,
+            "`idempotency_key` already sets the retry rule (resent with the same key): remove `retry`",
+        );
     }
     if let Some(key) = &idempotency_key
         && body.is_none()
@@ -387,7 +404,20 @@ pub(crate) fn check(attr: Attr, mut item: Item) -> Result<Endpoint, Box<(syn::Er
             .or(multipart.map(|(_, v)| BodyKind::Multipart(v))),
         query_struct,
         query_args,
-        idempotency_key: idempotency_key.is_some(),
+        retry: if idempotency_key.is_some() {
+            Ident::new("Keyed", proc_macro2::Span::call_site())
+        } else {
+            retry.map(|(_, rule)| rule).unwrap_or_else(|| {
+                // Without `retry`, the rule follows the method: GET, PUT and DELETE repeat
+                // without acting twice; anything else is not resent once it may have been sent.
+                let rule = if matches!(method_name.as_str(), "GET" | "PUT" | "DELETE") {
+                    "Idempotent"
+                } else {
+                    "NotAfterSend"
+                };
+                Ident::new(rule, proc_macro2::Span::call_site())
+            })
+        },
         created,
         decode,
         item,

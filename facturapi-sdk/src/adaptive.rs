@@ -9,13 +9,18 @@
 //!   answers a success while at most `C` are in flight and a 429 while more than `C` are.
 //!   (Counting at send time instead misreads a burst sent at once: the server takes them in
 //!   its own order, and a 429 can have a lower send-level than a success.)
-//! - **Classification.** A 429 at the cap and above every level accepted in the last
-//!   [`LEVEL_WINDOW`] (or with no success in that window, with others in flight) is a
-//!   concurrency limit; so is a 429 at the cap while paced with the accepted rate well below
-//!   the paced one. Any other 429 is a rate limit.
-//! - **Concurrency cuts**: the cap drops to the others in flight (`level − 1`). They are
-//!   monotone, so every 429 of a burst may lower the cap further: a burst of 8 against a cap
-//!   of 4 returns four 429s, which see 7, 6, 5 and 4 others in flight: the cap ends at 4.
+//! - **Classification.** A 429 is a concurrency limit only on evidence of a cap: it came back
+//!   at the cap, and every 429 of the last [`REFUSAL_WINDOW`] came back at a level above every
+//!   level accepted in the last [`LEVEL_WINDOW`] (a cap refuses only above itself; a rate
+//!   limit refuses at any level). With nothing accepted yet there is no such evidence: a
+//!   burst refused by a token bucket and one refused by a cap look alike, and reading the
+//!   bucket as a cap collapsed the concurrency of a pure rate limit from 8 to 1. Any other
+//!   429 is a rate limit.
+//! - **Concurrency cuts**: the cap drops to the others in flight (`level − 1`), never below
+//!   the highest level accepted lately (a limit cannot be below what the server accepted).
+//!   They are monotone, so every 429 of a burst may lower the cap further: a burst of 8
+//!   against a cap of 4 that accepted 4 returns four 429s, which see 7, 6, 5 and 4 others in
+//!   flight: the cap ends at 4. The cap never grows past the policy's `max_concurrency`.
 //! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W`. A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
@@ -91,9 +96,10 @@ pub(crate) mod constants {
     /// Window over which the accepted levels of concurrency are remembered: short, so a cap
     /// that dropped is soon seen as one.
     pub(crate) const LEVEL_WINDOW: Duration = Duration::from_secs(2);
-    /// A 429 with the accepted rate below this fraction of `r` while at the cap is a
-    /// concurrency limit.
-    pub(crate) const WELL_BELOW: f64 = 0.8;
+    /// Window over which the levels of 429s are remembered: a concurrency cut needs every
+    /// 429 in it above every accepted level. Longer than [`LEVEL_WINDOW`], so the low-level
+    /// 429s of a rate limit's last burst still speak against a cap in the next one.
+    pub(crate) const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
     /// First hold before a concurrency probe.
     pub(crate) const HOLD: Duration = Duration::from_secs(2);
     /// Longest hold.
@@ -127,6 +133,10 @@ pub(crate) struct Learner {
     pub(crate) rate: f64,
     /// Concurrency cap.
     pub(crate) concurrency: usize,
+    /// The most the cap grows to (the policy's `max_concurrency`).
+    ceiling: usize,
+    /// Recent 429s, with the requests in flight when each came back (itself included).
+    refusals: VecDeque<(Instant, usize)>,
     /// GCRA: the next free slot.
     tat: Instant,
     /// The last slot taken.
@@ -157,10 +167,12 @@ pub(crate) struct Learner {
 }
 
 impl Learner {
-    pub(crate) fn new(concurrency: usize, now: Instant) -> Self {
+    pub(crate) fn new(concurrency: usize, ceiling: usize, now: Instant) -> Self {
         Self {
             rate: f64::INFINITY,
             concurrency: concurrency.max(1),
+            ceiling: ceiling.max(concurrency).max(1),
+            refusals: VecDeque::new(),
             tat: now,
             last_slot: now,
             w: f64::INFINITY,
@@ -262,9 +274,9 @@ impl Learner {
         // Concurrency grows when requests wait for a permit while all are in use.
         let at_cap = level >= self.concurrency;
         let since = now.saturating_duration_since(self.last_concurrency_change);
-        if queued && at_cap && !self.paced(now) {
+        if queued && at_cap && !self.paced(now) && self.concurrency < self.ceiling {
             if self.concurrency_slow_start && since >= Duration::from_secs(1) {
-                self.concurrency *= 2;
+                self.concurrency = (self.concurrency * 2).min(self.ceiling);
                 self.last_concurrency_change = now;
                 return Some(self.concurrency);
             }
@@ -303,22 +315,21 @@ impl Learner {
             .take_while(|(t, _)| now.saturating_duration_since(*t) <= LEVEL_WINDOW)
             .map(|(_, n)| *n)
             .max();
-        // At the cap, unless nothing was accepted lately: with few in flight, a 429 that
-        // comes back while one more than usual is in flight says nothing of a cap (a rate
-        // limit's 429 storm read as a cap of 1 without this).
+        while self
+            .refusals
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REFUSAL_WINDOW)
+        {
+            self.refusals.pop_front();
+        }
+        self.refusals.push_back((now, level));
+        let fewest_refused = self.refusals.iter().map(|(_, n)| *n).min().unwrap_or(level);
+        // Evidence of a cap: at the cap, and every recent 429 above every accepted level.
         let concurrency_limit = level > 1
-            && match most_accepted {
-                None => true,
-                Some(most) => {
-                    level >= self.concurrency
-                        && (level > most
-                            || (self.rate.is_finite()
-                                && measured
-                                && accepted < WELL_BELOW * self.rate))
-                }
-            };
+            && level >= self.concurrency
+            && most_accepted.is_some_and(|most| fewest_refused > most);
         if concurrency_limit {
-            let cap = level - 1;
+            let cap = (level - 1).max(most_accepted.unwrap_or(1));
             if cap >= self.concurrency {
                 return Cut::None;
             }
@@ -394,7 +405,7 @@ mod tests {
     #[test]
     fn slots_are_spaced_one_over_the_rate_without_bursts() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, t0);
+        let mut l = Learner::new(4, 64, t0);
         l.rate = 10.0;
         let a = l.slot(t0);
         let b = l.slot(t0);
@@ -411,14 +422,14 @@ mod tests {
     #[test]
     fn nothing_is_paced_before_the_first_rate_cut() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, t0);
+        let mut l = Learner::new(4, 64, t0);
         assert!((0..100).all(|_| l.slot(t0) == t0));
     }
 
     #[test]
     fn a_429_cuts_the_rate_once_per_congestion_event() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         for i in 0..20 {
             l.on_success(at(t0, i * 50), false, 1);
         }
@@ -454,7 +465,7 @@ mod tests {
     #[test]
     fn cuts_that_find_the_same_limit_probe_it_less_often() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         let mut ks = Vec::new();
         let mut ms = 0;
         // The server accepts 20/s every time the client goes over.
@@ -493,7 +504,7 @@ mod tests {
     #[test]
     fn a_first_429_with_too_few_successes_is_unmeasured_and_measures_from_after_the_pause() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         l.on_success(t0, false, 1);
         let resume = at(t0, 1_100);
         assert_eq!(
@@ -516,7 +527,7 @@ mod tests {
     #[test]
     fn a_first_cut_reads_a_burst_shorter_than_a_second_over_a_second() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, t0);
+        let mut l = Learner::new(4, 64, t0);
         // A window of 10 per second, filled in 100 ms by an unpaced client.
         for i in 0..10 {
             l.on_success(at(t0, i * 10), false, 4);
@@ -528,7 +539,7 @@ mod tests {
     #[test]
     fn after_the_first_rate_cut_the_rate_grows_by_half_per_second_until_the_next() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, t0);
+        let mut l = Learner::new(4, 64, t0);
         for i in 0..4 {
             l.on_success(at(t0, i * 10), false, 1);
         }
@@ -553,7 +564,7 @@ mod tests {
     #[test]
     fn idle_time_is_not_read_as_a_low_rate() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         for i in 0..10 {
             l.slot(at(t0, i * 50));
             l.on_success(at(t0, i * 50 + 20), false, 1);
@@ -575,30 +586,69 @@ mod tests {
     #[test]
     fn every_429_of_a_burst_over_a_cap_lowers_the_cap_to_the_others_in_flight() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
-        // Eight sent at once against a cap of 4: four 429s come back at once, each seeing
-        // the four accepted requests and the 429s not yet back.
+        let mut l = Learner::new(8, 64, t0);
+        // A first burst, nothing accepted yet: a cap and a token bucket look alike, so it
+        // cuts nothing (the class pauses for the Retry-After instead).
+        assert_eq!(
+            l.on_rate_limited(at(t0, 1), t0, 8, at(t0, 1_000)),
+            Cut::Unmeasured
+        );
+        // Later: four accepted, then eight sent at once against a cap of 4. The four 429s
+        // come back seeing 7, 6, 5 and 4 others in flight.
+        let t1 = at(t0, 12_000);
+        for i in 0..4 {
+            l.on_success(at(t1, i), false, 4 - i as usize);
+        }
         let cuts: Vec<Cut> = [8, 7, 6, 5]
             .into_iter()
-            .map(|level| l.on_rate_limited(at(t0, 1), t0, level, at(t0, 1_000)))
+            .map(|level| l.on_rate_limited(at(t1, 10), t1, level, at(t1, 1_000)))
             .collect();
-        assert_eq!(
-            cuts,
-            [7, 6, 5, 4].map(Cut::Concurrency),
-            "no success yet: a concurrency limit"
-        );
+        assert_eq!(cuts, [7, 6, 5, 4].map(Cut::Concurrency));
         assert_eq!(l.rate, f64::INFINITY, "the rate is left alone");
         assert_eq!(
-            l.on_rate_limited(at(t0, 2), t0, 5, at(t0, 1_000)),
+            l.on_rate_limited(at(t1, 20), t1, 5, at(t1, 1_000)),
             Cut::None,
             "never raised by a cut"
         );
     }
 
     #[test]
+    fn a_pure_rate_limit_never_cuts_concurrency() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        // Rounds of eight at once against a token bucket of 2: two accepted, six refused,
+        // the 429s coming back first (at every level), the successes after.
+        for round in 0..5u64 {
+            let t = at(t0, round * 1_200);
+            for level in (3..=8).rev() {
+                l.on_rate_limited(t, t, level, at(t, 1_000));
+            }
+            l.on_success(at(t, 50), true, 2);
+            l.on_success(at(t, 51), true, 1);
+            for i in 0..6 {
+                l.on_success(at(t, 1_050 + i), true, 6 - i as usize);
+            }
+        }
+        assert_eq!((l.concurrency, l.concurrency_cuts), (8, 0));
+    }
+
+    #[test]
+    fn the_cap_grows_no_further_than_its_ceiling() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 12, t0);
+        let mut sizes = Vec::new();
+        for s in 1..6 {
+            if let Some(size) = l.on_success(at(t0, s * 1_100), true, l.concurrency) {
+                sizes.push(size);
+            }
+        }
+        assert_eq!(sizes, [12], "doubled to the ceiling, then held");
+    }
+
+    #[test]
     fn a_429_at_the_cap_above_every_accepted_level_is_a_cap_and_others_a_rate() {
         let t0 = Instant::now();
-        let mut l = Learner::new(5, t0);
+        let mut l = Learner::new(5, 64, t0);
         for (i, level) in [1, 2, 3, 4, 4].into_iter().enumerate() {
             l.on_success(at(t0, i as u64 * 100), true, level);
         }
@@ -626,24 +676,26 @@ mod tests {
     }
 
     #[test]
-    fn a_429_at_the_cap_well_below_the_paced_rate_is_a_concurrency_limit() {
+    fn a_429_at_a_level_the_server_accepted_is_not_a_cap() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         l.rate = 50.0;
         for i in 0..5 {
             l.on_success(at(t0, i * 200), false, 8);
         }
-        assert_eq!(
+        // Accepted at 8 in flight: a 429 at 8 is a rate limit, however low the accepted
+        // rate is against the paced one.
+        assert!(matches!(
             l.on_rate_limited(at(t0, 1_000), at(t0, 990), 8, at(t0, 2_000)),
-            Cut::Concurrency(7)
-        );
-        assert_eq!(l.rate, 50.0, "the rate is left alone");
+            Cut::Rate(_)
+        ));
+        assert_eq!(l.concurrency, 8);
     }
 
     #[test]
     fn after_a_cut_the_rate_returns_to_its_plateau_along_a_cubic_then_probes_in_doubling_steps() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, t0);
+        let mut l = Learner::new(8, 64, t0);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
         l.rate = BETA * 10.0;
@@ -681,7 +733,7 @@ mod tests {
     #[test]
     fn concurrency_doubles_until_its_first_cut_then_probes_after_a_doubling_hold() {
         let t0 = Instant::now();
-        let mut l = Learner::new(2, t0);
+        let mut l = Learner::new(2, 64, t0);
         assert_eq!(l.on_success(at(t0, 1_000), true, 2), Some(4));
         assert_eq!(
             l.on_success(at(t0, 1_500), true, 4),
@@ -722,7 +774,7 @@ mod tests {
     #[test]
     fn nothing_grows_while_the_limiter_is_not_the_bottleneck() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, t0);
+        let mut l = Learner::new(4, 64, t0);
         l.rate = 5.0;
         l.rate_cut_at = Some(t0);
         l.w = 5.0;

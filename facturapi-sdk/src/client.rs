@@ -59,7 +59,8 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// Parses a key; only `sk_test_`, `sk_live_` and `sk_user_` keys are accepted.
+    /// Parses a key; only `sk_test_`, `sk_live_` and `sk_user_` keys of visible ASCII
+    /// characters are accepted (surrounding whitespace is trimmed).
     pub fn new(key: impl AsRef<str>) -> Result<Self> {
         let key = key.as_ref().trim();
         let invalid = |message: &str| Error::InvalidInput {
@@ -68,6 +69,11 @@ impl ApiKey {
         };
         let kind = KeyKind::of(key)
             .ok_or_else(|| invalid("the API key must start with sk_test_, sk_live_ or sk_user_"))?;
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "the API key must be visible ASCII characters only (no spaces, controls or accents)",
+            ));
+        }
         let mut header = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| invalid("the API key has characters a header cannot carry"))?;
         header.set_sensitive(true);
@@ -77,6 +83,15 @@ impl ApiKey {
     /// The key's kind.
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// The secret itself, for redacting server echoes of it (never for display).
+    pub(crate) fn secret(&self) -> &str {
+        self.header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default()
     }
 }
 
@@ -98,7 +113,13 @@ pub struct ClientBuilder {
     http: Option<reqwest::Client>,
     policies: [ClassPolicy; 5],
     adaptive: bool,
+    max_body_size: usize,
+    stream_idle_timeout: Duration,
+    allow_insecure_http: bool,
 }
+
+/// Default of [`ClientBuilder::max_body_size`]: 64 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024 * 1024;
 
 impl Default for ClientBuilder {
     fn default() -> Self {
@@ -112,6 +133,9 @@ impl Default for ClientBuilder {
             http: None,
             policies: Class::ALL.map(ClassPolicy::default_for),
             adaptive: true,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            stream_idle_timeout: Duration::from_secs(30),
+            allow_insecure_http: false,
         }
     }
 }
@@ -146,9 +170,36 @@ impl ClientBuilder {
         self
     }
 
-    /// Time allowed for one attempt, from sending to the end of the response headers.
+    /// Time allowed for one attempt (default 60 s): from sending to the last byte of the body
+    /// (to the headers, for [`ByteStream`](crate::ByteStream) downloads). Separately, the
+    /// class policy's [`deadline`](ClassPolicy::deadline) bounds the whole call: every
+    /// attempt, every wait between attempts and every body read.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Largest response body read into memory (default [`DEFAULT_MAX_BODY_SIZE`]): a larger 2xx
+    /// body ends the call with [`Error::BodyTooLarge`]. Error bodies are kept up to
+    /// [`ERROR_BODY_LIMIT`](crate::error::ERROR_BODY_LIMIT) bytes. Downloads of any size
+    /// stream with the `…_stream` methods.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Longest wait for the next chunk of a streamed download (default 30 s); past it the
+    /// stream yields [`Error::Timeout`].
+    pub fn stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_idle_timeout = timeout;
+        self
+    }
+
+    /// Allows a live or user key over a plain `http://` base URL, which [`build`](Self::build)
+    /// otherwise refuses: the key would cross the network unencrypted. For a local proxy or
+    /// sandbox you trust.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
         self
     }
 
@@ -174,7 +225,10 @@ impl ClientBuilder {
     }
 
     /// Uses this `reqwest::Client` (its own proxies and TLS settings apply; the per-attempt
-    /// timeout and user agent are still set per request). The SDK builds reqwest without a
+    /// timeout and user agent are still set per request). Build it with
+    /// `.redirect(reqwest::redirect::Policy::none())`: a response from another origin than the
+    /// base URL's is refused ([`Error::Redirect`]), but by then a client that follows
+    /// redirects has already sent the request there. The SDK builds reqwest without a
     /// bundled TLS crypto provider: install one (e.g. `rustls::crypto::ring::default_provider()
     /// .install_default()`) before building your own `reqwest::Client`, or build a
     /// `facturapi_sdk::Client` first, which installs ring when none is installed.
@@ -203,14 +257,26 @@ impl ClientBuilder {
         if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
             return Err(invalid(format!("the base URL must be http(s): {base_url}")));
         }
+        if base_url.scheme() == "http"
+            && matches!(key.kind, KeyKind::Live | KeyKind::User)
+            && !self.allow_insecure_http
+        {
+            return Err(invalid(format!(
+                "a {} key would travel unencrypted to {base_url}: use https, or call .allow_insecure_http() for a local endpoint you trust",
+                key.kind
+            )));
+        }
         let http = match self.http {
             Some(http) => http,
             None => {
                 // reqwest is built without a default crypto provider (aws-lc needs cmake);
                 // ring is installed unless the application installed one already.
                 let _ = rustls::crypto::ring::default_provider().install_default();
+                // The API never redirects: a 3xx is returned to the send path as an error, and
+                // nothing (body, idempotency key) is replayed to another origin.
                 reqwest::Client::builder()
                     .connect_timeout(self.connect_timeout)
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?
             }
@@ -226,6 +292,8 @@ impl ClientBuilder {
                 headers: self.headers,
                 http,
                 governor: Governor::new(&self.policies, self.adaptive),
+                max_body_size: self.max_body_size,
+                stream_idle_timeout: self.stream_idle_timeout,
             }),
         })
     }
@@ -239,6 +307,8 @@ pub(crate) struct Inner {
     pub(crate) headers: HeaderMap,
     pub(crate) http: reqwest::Client,
     pub(crate) governor: Governor,
+    pub(crate) max_body_size: usize,
+    pub(crate) stream_idle_timeout: Duration,
 }
 
 /// A Facturapi client. Cheap to clone: clones share connections and the per-class limits.

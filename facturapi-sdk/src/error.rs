@@ -61,6 +61,9 @@ impl ErrorDetail {
 }
 
 /// An error answered by the API (a non-2xx status with, usually, a Facturapi error body).
+///
+/// Secrets echoed by the server (the client's key, any `sk_…` key, `Bearer`/`Basic`
+/// credentials) are redacted from every text field.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ApiError {
@@ -71,7 +74,9 @@ pub struct ApiError {
     /// Root code (`code`); [`ErrorCode::Unknown`] for codes this version does not know, or
     /// `unknown` when the body had none.
     pub code: ErrorCode,
-    /// Human message (Spanish today; never branch on it).
+    /// Human message (Spanish today; never branch on it). For a body that is not a Facturapi
+    /// error (a proxy's page, other JSON), its text. `Display` shows at most
+    /// [`MESSAGE_DISPLAY_CHARS`] characters of it.
     pub message: String,
     /// Path of the field the error is about.
     pub path: Option<String>,
@@ -85,19 +90,48 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// The idempotency key the request carried, if any.
     pub idempotency_key: Option<String>,
+    /// Whether this call may have been processed: by this attempt (a 5xx, a 409
+    /// `idempotency_key_in_use`) or by an earlier attempt of the same call that timed out or
+    /// lost its connection. See [`Error::may_have_been_processed`].
+    pub may_have_been_processed: bool,
+    /// The response body as text, at most [`ERROR_BODY_LIMIT`] bytes (a body read only in part,
+    /// because it was larger or too slow, keeps what was read).
+    pub body: String,
+}
+
+/// Characters of an error message shown by `Display`; the whole (bounded) text is on the error.
+pub const MESSAGE_DISPLAY_CHARS: usize = 300;
+
+/// Bytes of an error body kept on an [`ApiError`].
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Why [`Error::RateLimited`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimitedBecause {
+    /// The next attempt would have started after the class deadline.
+    Deadline,
+    /// The server asked to wait longer than the policy's `retry_after_cap` (this one).
+    RetryAfterAboveCap(Duration),
 }
 
 /// Everything that can go wrong with a call.
+///
+/// Every variant says whether the call may have been processed
+/// ([`Error::may_have_been_processed`]): once any attempt of a call may have reached the
+/// server, every later error of the call says so, whatever its own last attempt did.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The API answered with an error status.
-    #[error("{operation}: HTTP {status} {code}: {message}{log}", operation = .0.operation_id, status = .0.status, code = .0.code, message = .0.message, log = log_suffix(.0.log_id.as_deref()))]
+    #[error("{operation}: HTTP {status} {code}: {message}{log}{processed}", operation = .0.operation_id, status = .0.status, code = .0.code, message = shorten(&.0.message), log = log_suffix(.0.log_id.as_deref()), processed = processed_suffix(.0.may_have_been_processed))]
     Api(Box<ApiError>),
 
-    /// Still rate limited (429) when the class deadline passed. The server processed none of
-    /// the attempts: resending later is safe.
-    #[error("{operation_id}: rate limited for {waited:?} over {attempts} attempts; deadline reached{}", log_suffix(.log_id.as_deref()))]
+    /// Still rate limited (429): the next attempt would have passed the class deadline, or the
+    /// server asked to wait longer than the policy's `retry_after_cap`. The 429s were not
+    /// processed; `may_have_been_processed` says whether an earlier attempt of the call (a
+    /// timeout, a dropped connection) may have been.
+    #[error("{operation_id}: rate limited for {waited:?} over {attempts} attempts; {}{}{}", because_text(*.because, *.retry_after), log_suffix(.log_id.as_deref()), processed_suffix(*.may_have_been_processed))]
     RateLimited {
         /// The operation.
         operation_id: &'static str,
@@ -105,36 +139,45 @@ pub enum Error {
         attempts: u32,
         /// Time spent.
         waited: Duration,
-        /// The last `Retry-After`.
+        /// The last `Retry-After`, as the server sent it (not capped).
         retry_after: Option<Duration>,
+        /// Why it gave up.
+        because: RateLimitedBecause,
         /// The last response's log id.
         log_id: Option<String>,
         /// The idempotency key the request carried, if any.
         idempotency_key: Option<String>,
+        /// Whether an earlier attempt of the call may have been processed.
+        may_have_been_processed: bool,
     },
 
-    /// No response in time.
-    #[error("{operation_id}: timed out after {attempts} attempt(s){}", if *.may_have_been_sent { "; the request may have been processed" } else { "" })]
+    /// No whole response in time: the per-attempt timeout (headers and body) or the call's
+    /// deadline passed, or a stream stayed idle too long.
+    #[error("{operation_id}: timed out after {attempts} attempt(s){}", processed_suffix(*.may_have_been_processed))]
     Timeout {
         /// The operation.
         operation_id: &'static str,
         /// Attempts made.
         attempts: u32,
-        /// Whether the last attempt may have reached the server (and been processed).
-        may_have_been_sent: bool,
+        /// Whether any attempt of the call may have reached the server (and been processed).
+        may_have_been_processed: bool,
         /// The idempotency key the request carried, if any: resend with it to be safe.
         idempotency_key: Option<String>,
+        /// The log id of the last response whose headers arrived, if any.
+        log_id: Option<String>,
     },
 
-    /// The connection failed or dropped.
-    #[error("{operation_id}: transport error after {attempts} attempt(s){}: {source}", if *.may_have_been_sent { " (the request may have been processed)" } else { "" })]
+    /// The connection failed or dropped, or a body was cut short.
+    #[error("{operation_id}: transport error after {attempts} attempt(s){}: {source}", processed_suffix(*.may_have_been_processed))]
     Transport {
         /// The operation.
         operation_id: &'static str,
         /// Attempts made.
         attempts: u32,
-        /// Whether the last attempt may have reached the server (and been processed).
-        may_have_been_sent: bool,
+        /// Whether any attempt of the call may have reached the server (and been processed).
+        may_have_been_processed: bool,
+        /// The log id of the last response whose headers arrived, if any.
+        log_id: Option<String>,
         /// The idempotency key the request carried, if any: resend with it to be safe.
         idempotency_key: Option<String>,
         /// The underlying error.
@@ -159,6 +202,42 @@ pub enum Error {
         /// The parse error.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// The server answered with a redirect (the API never redirects: a proxy or a wrong base
+    /// URL), or a caller-supplied HTTP client followed one to another origin. Nothing is sent
+    /// to, or returned from, another origin.
+    #[error("{operation_id}: HTTP {status} redirect to {} refused: the API does not redirect{}{}", .location.as_deref().unwrap_or("(no Location)"), log_suffix(.log_id.as_deref()), processed_suffix(*.may_have_been_processed))]
+    Redirect {
+        /// The operation.
+        operation_id: &'static str,
+        /// HTTP status (3xx; or the final status when a supplied client followed it).
+        status: u16,
+        /// The `Location` header, or the URL a supplied client ended at.
+        location: Option<String>,
+        /// The response's log id.
+        log_id: Option<String>,
+        /// The idempotency key the request carried, if any.
+        idempotency_key: Option<String>,
+        /// Whether the call may have been processed (whoever answered may have acted on it).
+        may_have_been_processed: bool,
+    },
+
+    /// A response body larger than the client's `max_body_size`: not read.
+    #[error("{operation_id}: the HTTP {status} body is larger than {limit} bytes{}{}", log_suffix(.log_id.as_deref()), processed_suffix(*.may_have_been_processed))]
+    BodyTooLarge {
+        /// The operation.
+        operation_id: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The limit.
+        limit: usize,
+        /// The response's log id.
+        log_id: Option<String>,
+        /// The idempotency key the request carried, if any.
+        idempotency_key: Option<String>,
+        /// True for a 2xx: the request was processed.
+        may_have_been_processed: bool,
     },
 
     /// The call was refused before anything was sent.
@@ -198,6 +277,32 @@ pub enum Error {
     },
 }
 
+fn processed_suffix(processed: bool) -> &'static str {
+    if processed {
+        " (the request may have been processed)"
+    } else {
+        ""
+    }
+}
+
+fn because_text(because: RateLimitedBecause, retry_after: Option<Duration>) -> String {
+    match because {
+        RateLimitedBecause::Deadline => "deadline reached".to_owned(),
+        RateLimitedBecause::RetryAfterAboveCap(cap) => format!(
+            "the server asked to wait {:?}, longer than retry_after_cap ({cap:?})",
+            retry_after.unwrap_or_default()
+        ),
+    }
+}
+
+/// At most [`MESSAGE_DISPLAY_CHARS`] characters of `message`, for `Display`.
+fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
+    match message.char_indices().nth(MESSAGE_DISPLAY_CHARS) {
+        None => message.into(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &message[..end], message.len()).into(),
+    }
+}
+
 fn log_suffix(log_id: Option<&str>) -> String {
     log_id
         .map(|id| format!(" [log id {id}]"))
@@ -209,7 +314,12 @@ impl Error {
     pub fn log_id(&self) -> Option<&str> {
         match self {
             Error::Api(e) => e.log_id.as_deref(),
-            Error::RateLimited { log_id, .. } | Error::Decode { log_id, .. } => log_id.as_deref(),
+            Error::RateLimited { log_id, .. }
+            | Error::Decode { log_id, .. }
+            | Error::Timeout { log_id, .. }
+            | Error::Transport { log_id, .. }
+            | Error::Redirect { log_id, .. }
+            | Error::BodyTooLarge { log_id, .. } => log_id.as_deref(),
             _ => None,
         }
     }
@@ -226,7 +336,9 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Api(e) => Some(e.status),
-            Error::Decode { status, .. } => Some(*status),
+            Error::Decode { status, .. }
+            | Error::Redirect { status, .. }
+            | Error::BodyTooLarge { status, .. } => Some(*status),
             Error::RateLimited { .. } => Some(429),
             _ => None,
         }
@@ -247,26 +359,49 @@ impl Error {
             }
             | Error::Decode {
                 idempotency_key, ..
+            }
+            | Error::Redirect {
+                idempotency_key, ..
+            }
+            | Error::BodyTooLarge {
+                idempotency_key, ..
             } => idempotency_key.as_deref(),
             _ => None,
         }
     }
 
-    /// Whether the server may have processed the request. `false` means it certainly did
-    /// not (refused before sending, a 429, a connection that never opened); `true` for
-    /// success-status decode errors, 5xx answers and timeouts or drops after sending.
+    /// Whether the server may have processed the call, by its last attempt or any earlier
+    /// one. `false` means no attempt can have been processed (refused before sending, only
+    /// 429s, connections that never opened, a 4xx to the first attempt that reached the
+    /// server): creating the document again is safe. `true` when any attempt may have reached
+    /// it (a timeout, a dropped connection, a body cut short, a 5xx, a 409
+    /// `idempotency_key_in_use`, a redirect) and for a 2xx that could not be decoded: resend
+    /// with [`Error::idempotency_key`], or look the document up, before creating it again.
     pub fn may_have_been_processed(&self) -> bool {
         match self {
-            Error::Api(e) => e.status >= 500,
+            Error::Api(e) => e.may_have_been_processed,
             Error::Timeout {
-                may_have_been_sent, ..
+                may_have_been_processed,
+                ..
             }
             | Error::Transport {
-                may_have_been_sent, ..
-            } => *may_have_been_sent,
+                may_have_been_processed,
+                ..
+            }
+            | Error::RateLimited {
+                may_have_been_processed,
+                ..
+            }
+            | Error::Redirect {
+                may_have_been_processed,
+                ..
+            }
+            | Error::BodyTooLarge {
+                may_have_been_processed,
+                ..
+            } => *may_have_been_processed,
             Error::Decode { .. } => true,
-            Error::RateLimited { .. }
-            | Error::InvalidInput { .. }
+            Error::InvalidInput { .. }
             | Error::KeyKindNotAccepted { .. }
             | Error::PageCap { .. } => false,
         }

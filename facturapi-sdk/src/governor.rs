@@ -95,6 +95,8 @@ pub struct Operation {
     pub method_name: &'static str,
     /// Key kinds the spec accepts (empty: any).
     pub keys: &'static [crate::KeyKind],
+    /// When it may be sent again after an attempt that may have reached the server.
+    pub resend: crate::request::Resend,
 }
 
 /// Every operation of the spec with its class, in spec order (110): for dashboards and
@@ -107,8 +109,10 @@ pub fn operations() -> &'static [Operation] {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ClassPolicy {
-    /// Requests of the class in flight at once.
+    /// Requests of the class in flight at once (the starting point in adaptive mode).
     pub concurrency: usize,
+    /// Most requests in flight that adaptive mode ever grows to (at least `concurrency`).
+    pub max_concurrency: usize,
     /// First retry delay (before jitter) after a 5xx, timeout or connection error, and after a
     /// 429 without `Retry-After`.
     pub min_delay: Duration,
@@ -130,6 +134,7 @@ impl ClassPolicy {
     pub fn default_for(class: Class) -> Self {
         let base = ClassPolicy {
             concurrency: 4,
+            max_concurrency: 32,
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(8),
             factor: 2.0,
@@ -140,11 +145,13 @@ impl ClassPolicy {
         match class {
             Class::DetailRead => ClassPolicy {
                 concurrency: 8,
+                max_concurrency: 64,
                 ..base
             },
             Class::ListRead | Class::Create | Class::Write => base,
             Class::HeavyWrite => ClassPolicy {
                 concurrency: 2,
+                max_concurrency: 8,
                 min_delay: Duration::from_secs(1),
                 max_delay: Duration::from_secs(30),
                 deadline: Duration::from_secs(300),
@@ -153,9 +160,16 @@ impl ClassPolicy {
         }
     }
 
-    /// Sets the concurrency limit (at least 1).
+    /// Sets the concurrency limit (at least 1; the ceiling rises to it if lower).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self.max_concurrency = self.max_concurrency.max(self.concurrency);
+        self
+    }
+
+    /// Sets the most requests in flight adaptive mode may grow to (at least `concurrency`).
+    pub fn with_max_concurrency(mut self, max_concurrency: usize) -> Self {
+        self.max_concurrency = max_concurrency.max(self.concurrency);
         self
     }
 
@@ -276,6 +290,15 @@ pub struct Learned {
     pub rate_cuts: u64,
     /// Concurrency cuts made (adaptive mode).
     pub concurrency_cuts: u64,
+}
+
+/// Where a request that got a 429 waits out its `Retry-After`.
+#[derive(Debug)]
+pub(crate) enum After429 {
+    /// Keeping its permit, to resume with [`Governor::resume`].
+    Hold(Permit),
+    /// Without it: it queues for a permit again afterwards.
+    Released,
 }
 
 /// The per-class limits of one client.
@@ -410,7 +433,13 @@ impl Governor {
                     debt: Arc::new(AtomicUsize::new(0)),
                 },
                 gate: Mutex::new(None),
-                learner: adaptive.then(|| Mutex::new(Learner::new(policy.concurrency, now))),
+                learner: adaptive.then(|| {
+                    Mutex::new(Learner::new(
+                        policy.concurrency,
+                        policy.max_concurrency.max(policy.concurrency),
+                        now,
+                    ))
+                }),
                 policy: policy.clone(),
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 queued: AtomicUsize::new(0),
@@ -489,6 +518,29 @@ impl Governor {
         }
         tracing::debug!(class = class.as_str(), ?cut, "adaptive limits");
         cut == Cut::Unmeasured
+    }
+
+    /// What a 429 means for the class, in one call: the learner's cut (adaptive mode), the
+    /// class pause (static mode, or a first 429 the learner cannot measure), and whether the
+    /// request keeps its permit (its place at the head of the class) while it waits until
+    /// `until`. The send path does not branch on the mode.
+    pub(crate) fn on_429(
+        &self,
+        class: Class,
+        sent_at: Instant,
+        mut permit: Permit,
+        until: Instant,
+    ) -> After429 {
+        permit.idle();
+        if self.on_rate_limited(class, sent_at, &mut permit, until) {
+            self.pause(class, until);
+        }
+        if self.adaptive(class) && permit.level() <= self.concurrency(class) {
+            After429::Hold(permit)
+        } else {
+            // Static mode, or a concurrency cut left no room for it: back to the queue.
+            After429::Released
+        }
     }
 
     /// Whether the learner paces or caps this class (adaptive mode).

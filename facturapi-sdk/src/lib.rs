@@ -3,8 +3,10 @@
 //!
 //! Every operation belongs to one of the five operation classes Facturapi limits separately
 //! ([`Class`]); each class has its own concurrency limit and retry policy ([`ClassPolicy`]).
-//! A 429 pauses its whole class for `Retry-After`; 429s are always resent (the server did not
-//! process them); other failures are resent only when that cannot create a duplicate.
+//! Each class learns the server's hidden rate and concurrency limits from its 429s (or keeps
+//! fixed ones). A 429 is resent after its `Retry-After` (the server did not process it); a
+//! failure that may have been processed is resent only when the operation's [`Resend`] rule
+//! says that cannot act twice; every error says whether the call may have been processed.
 //!
 //! ```no_run
 //! use facturapi_sdk::resources::invoices::{CreateInvoiceQuery, ListInvoicesQuery};
@@ -42,11 +44,13 @@
 extern crate self as facturapi_sdk;
 
 mod adaptive;
+mod classify;
 pub mod client;
 pub mod error;
 mod generated;
 pub mod governor;
 pub mod pagination;
+mod redact;
 pub mod request;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -54,9 +58,11 @@ pub mod send;
 pub mod webhooks;
 
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
-pub use error::{ApiError, DetailCode, Error, ErrorCode, ErrorDetail, Result, Source};
+pub use error::{
+    ApiError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result, Source,
+};
 pub use governor::{Class, ClassPolicy, Learned, Operation, operations};
-pub use request::{Multipart, QueryParams};
+pub use request::{Multipart, QueryParams, Resend};
 pub use send::{ByteStream, Created, MaybePending};
 
 /// Request and response models, generated from `spec/facturapi.openapi.yaml`.
@@ -79,9 +85,11 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::governor::Class;
     pub use crate::request::{
-        Body, Multipart, OperationInfo, PathBuilder, Query, QueryParams, Request, Retry,
+        Body, Multipart, OperationInfo, PathBuilder, Query, QueryParams, Request, Resend,
     };
-    pub use crate::send::{ByteStream, Created, MaybePending, Response, decode, send};
+    pub use crate::send::{
+        ByteStream, Created, MaybePending, Response, decode, send, send_streaming,
+    };
     pub use bytes::Bytes;
     pub use reqwest::Method;
 }

@@ -10,16 +10,31 @@ use crate::client::KeyKind;
 use crate::error::{Error, Result};
 use crate::governor::Class;
 
-/// When a request may be resent after it may have reached the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// GET, PUT, DELETE: repeating them changes nothing more.
+/// When an operation may be sent again after an attempt that may have reached the server (a
+/// timeout, a dropped connection, a body cut short, a 5xx). A 429 and a connection that never
+/// opened are resent whatever the rule: nothing was processed. Each operation has its own
+/// rule (`spec/endpoints.toml`, exceptions in `spec/overrides.toml`), not one per HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resend {
+    /// Repeating it changes nothing more than the first time (most GET, PUT and DELETE).
     Idempotent,
-    /// A create carrying an `idempotency_key` in its JSON body (filled in when empty).
-    IdempotencyKey,
-    /// Anything else: resent only when it certainly did not reach the server (a 429, or a
-    /// connection that never opened).
+    /// A creation whose JSON body carries an `idempotency_key` (filled in when empty and kept
+    /// across attempts): a resend returns the document the first attempt made.
+    Keyed,
+    /// Repeating it may act twice (most POST actions; a PUT that mints a new secret): never
+    /// sent again once an attempt may have reached the server.
     NotAfterSend,
+}
+
+impl Resend {
+    /// `idempotent`, `keyed` or `not_after_send`, as in `spec/endpoints.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resend::Idempotent => "idempotent",
+            Resend::Keyed => "keyed",
+            Resend::NotAfterSend => "not_after_send",
+        }
+    }
 }
 
 /// The static description of an operation.
@@ -35,8 +50,8 @@ pub struct OperationInfo {
     pub path_template: &'static str,
     /// Key kinds that may call it; empty means any.
     pub keys: &'static [KeyKind],
-    /// Its retry safety.
-    pub retry: Retry,
+    /// Its resend rule.
+    pub retry: Resend,
 }
 
 /// Path segments are encoded so that a value can never change the route: everything but
@@ -334,7 +349,7 @@ mod tests {
         method: reqwest::Method::GET,
         path_template: "/x/{id}",
         keys: &[],
-        retry: Retry::Idempotent,
+        retry: Resend::Idempotent,
     };
 
     #[test]

@@ -1,50 +1,54 @@
 //! The one send path every endpoint method goes through: key check, idempotency key, class
-//! gate and permit, the HTTP exchange, classification, retries, tracing and metrics.
+//! gate and permit, the HTTP exchange (bounded in time and size), the retry decision
+//! ([`crate::classify`]), tracing and metrics.
+//!
+//! Time: each attempt (sending, headers and the whole body) is bounded by the client's
+//! `timeout`, and the whole call (every attempt, every wait) by the class policy's
+//! `deadline`. Size: a 2xx body is read up to the client's `max_body_size`, an error body up
+//! to [`ERROR_BODY_LIMIT`]. A streamed download is handed over after its headers and then
+//! bounded by an idle timeout per chunk.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{HeaderMap, LOCATION, USER_AGENT};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::classify::{self, Action, GiveUp, History, Limits, Outcome};
 use crate::client::{AsClient, Client, auth_header};
-use crate::error::{ApiError, ErrorCode, ErrorDetail, Result};
-use crate::governor::{Permit, full_jitter};
-use crate::request::{Body, OperationInfo, Request, Retry};
+use crate::error::{
+    ApiError, ERROR_BODY_LIMIT, ErrorCode, ErrorDetail, RateLimitedBecause, Result,
+};
+use crate::governor::{After429, Permit, full_jitter};
+use crate::redact::redact;
+use crate::request::{Body, OperationInfo, Request, Resend};
 use crate::{Error, Source};
 
 /// Header Facturapi puts on every response.
 pub const LOG_ID_HEADER: &str = "x-facturapi-log-id";
 
-/// A successful (2xx) response, not yet decoded. Holds the class permit until dropped, so
-/// that reading the body still counts against the class's concurrency.
+/// A successful (2xx) response: its body read whole, or (from [`send_streaming`]) ready to
+/// stream, holding the class permit until the stream is dropped.
 #[derive(Debug)]
 pub struct Response {
     op: &'static OperationInfo,
     status: StatusCode,
     log_id: Option<String>,
     idempotency_key: Option<String>,
-    inner: reqwest::Response,
-    _permit: Option<Permit>,
+    body: Bytes,
+    stream: Option<Streaming>,
 }
 
-/// `Retry-After` as a wait: delta-seconds or an HTTP-date; junk, negative or past values
-/// are absent; values above `cap` are clamped to it.
-pub fn parse_retry_after(value: &str, now: SystemTime, cap: Duration) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
-    } else {
-        httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(now)
-            .ok()?
-    };
-    Some(wait.min(cap))
+#[derive(Debug)]
+struct Streaming {
+    inner: reqwest::Response,
+    permit: Permit,
+    idle: Duration,
+    max_body_size: usize,
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -80,73 +84,84 @@ fn body_key(body: &Body) -> Option<String> {
     }
 }
 
-/// The first characters of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-    text.into_owned()
+/// The first characters of a body, for error messages (secrets redacted).
+fn snippet(bytes: &[u8], secret: &str) -> String {
+    redact(
+        &String::from_utf8_lossy(&bytes[..bytes.len().min(200)]),
+        secret,
+    )
 }
 
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
-    code: Option<String>,
-    path: Option<String>,
-    location: Option<String>,
-    #[serde(default)]
-    errors: Vec<ErrorDetailBody>,
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorDetailBody {
-    message: Option<String>,
-    code: Option<String>,
-    location: Option<String>,
-    path: Option<String>,
-    source: Option<String>,
-}
-
-/// Builds the typed API error of a non-2xx response (its body may be anything).
-fn api_error(
-    op: &'static OperationInfo,
+/// Reads a Facturapi error body leniently: any JSON object with a `message` or a `code`.
+/// Anything else (a proxy's HTML or JSON, text, a body cut short) is kept as text.
+fn parse_error_body(
+    text: &str,
     status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    idempotency_key: Option<String>,
-    cap: Duration,
-) -> Error {
-    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let retry_after = header_str(headers, RETRY_AFTER.as_str())
-        .and_then(|v| parse_retry_after(&v, SystemTime::now(), cap));
-    let (message, code, path, location, errors) = match parsed {
-        Some(b) => (
-            b.message.unwrap_or_default(),
-            b.code.map_or_else(
+) -> (
+    String,
+    ErrorCode,
+    Option<String>,
+    Option<String>,
+    Vec<ErrorDetail>,
+) {
+    let string = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let parsed = serde_json::from_str::<Value>(text).ok().filter(|v| {
+        v.get("message").is_some_and(Value::is_string)
+            || v.get("code").is_some_and(Value::is_string)
+    });
+    match parsed {
+        Some(v) => (
+            string(&v, "message").unwrap_or_default(),
+            string(&v, "code").map_or_else(
                 || ErrorCode::Unknown(String::new()),
                 |c| ErrorCode::from(c.as_str()),
             ),
-            b.path,
-            b.location,
-            b.errors
+            string(&v, "path"),
+            string(&v, "location"),
+            v.get("errors")
+                .and_then(Value::as_array)
                 .into_iter()
+                .flatten()
                 .map(|d| ErrorDetail {
-                    message: d.message.unwrap_or_default(),
-                    code: d.code,
-                    location: d.location,
-                    path: d.path,
-                    source: d.source.as_deref().map(Source::from),
+                    message: string(d, "message").unwrap_or_default(),
+                    code: string(d, "code"),
+                    location: string(d, "location"),
+                    path: string(d, "path"),
+                    source: string(d, "source").as_deref().map(Source::from),
                 })
                 .collect(),
         ),
-        None => (
-            snippet(body),
-            ErrorCode::Unknown(String::new()),
-            None,
-            None,
-            Vec::new(),
-        ),
-    };
+        None => {
+            let trimmed = text.trim();
+            let message = if trimmed.is_empty() {
+                status.canonical_reason().unwrap_or("no body").to_owned()
+            } else {
+                trimmed.to_owned()
+            };
+            (
+                message,
+                ErrorCode::Unknown(String::new()),
+                None,
+                None,
+                Vec::new(),
+            )
+        }
+    }
+}
+
+/// The typed API error of a non-2xx response; `body` may be anything (it is bounded by the
+/// reader, and every text taken from it is redacted).
+fn api_error(
+    cx: &CallContext<'_>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    may_have_been_processed: bool,
+) -> Error {
+    let text = redact(&String::from_utf8_lossy(body), cx.secret);
+    let (message, code, path, location, errors) = parse_error_body(&text, status);
     Error::Api(Box::new(ApiError {
-        operation_id: op.operation_id,
+        operation_id: cx.op.operation_id,
         status: status.as_u16(),
         code,
         message,
@@ -154,8 +169,10 @@ fn api_error(
         location,
         errors,
         log_id: header_str(headers, LOG_ID_HEADER),
-        retry_after,
-        idempotency_key,
+        retry_after: classify::retry_after(headers, SystemTime::now()),
+        idempotency_key: cx.idempotency_key.clone(),
+        may_have_been_processed,
+        body: text,
     }))
 }
 
@@ -180,13 +197,31 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
     metrics::SharedString::const_str(label)
 }
 
-/// Sends `request` for `op` with the client's class policy; returns the 2xx response.
+/// Sends `request` for `op` with the client's class policy; returns the 2xx response with its
+/// body read whole.
 pub async fn send(
     target: &impl AsClient,
     op: &'static OperationInfo,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response> {
-    let client: &Client = target.as_client();
+    call(target.as_client(), op, request, false).await
+}
+
+/// Like [`send`], but the 2xx body is left to stream ([`Response::stream`]).
+pub async fn send_streaming(
+    target: &impl AsClient,
+    op: &'static OperationInfo,
+    request: Request,
+) -> Result<Response> {
+    call(target.as_client(), op, request, true).await
+}
+
+async fn call(
+    client: &Client,
+    op: &'static OperationInfo,
+    mut request: Request,
+    stream: bool,
+) -> Result<Response> {
     let key_kind = client.key_kind();
     if !op.keys.is_empty() && !op.keys.contains(&key_kind) {
         return Err(Error::KeyKindNotAccepted {
@@ -196,7 +231,7 @@ pub async fn send(
         });
     }
     let idempotency_key = match op.retry {
-        Retry::IdempotencyKey => ensure_idempotency_key(&mut request.body),
+        Resend::Keyed => ensure_idempotency_key(&mut request.body),
         _ => body_key(&request.body),
     };
     let span = tracing::info_span!(
@@ -209,9 +244,224 @@ pub async fn send(
         log_id = tracing::field::Empty,
         elapsed_ms = tracing::field::Empty,
     );
-    send_loop(client, op, request, idempotency_key)
+    send_loop(client, op, request, idempotency_key, stream)
         .instrument(span)
         .await
+}
+
+/// What every error of one call carries.
+struct CallContext<'a> {
+    op: &'static OperationInfo,
+    secret: &'a str,
+    idempotency_key: Option<String>,
+    start: Instant,
+}
+
+/// What one attempt saw, kept outside its future so that a timeout does not lose it: the
+/// status and headers once they arrived, and the body bytes read so far.
+#[derive(Default)]
+struct Seen {
+    status: Option<StatusCode>,
+    headers: HeaderMap,
+    url: Option<reqwest::Url>,
+    body: Vec<u8>,
+    response: Option<reqwest::Response>,
+}
+
+enum ExchangeError {
+    Send(reqwest::Error),
+    Body(reqwest::Error),
+    TooLarge,
+}
+
+/// One HTTP exchange: sends, then reads the body (a 2xx up to `max_body`, an error body up to
+/// [`ERROR_BODY_LIMIT`], keeping whatever part of it arrives); a streamed 2xx stops at the
+/// headers.
+async fn exchange(
+    builder: reqwest::RequestBuilder,
+    stream: bool,
+    max_body: usize,
+    seen: &mut Seen,
+) -> std::result::Result<(), ExchangeError> {
+    let mut response = builder.send().await.map_err(ExchangeError::Send)?;
+    let status = response.status();
+    seen.status = Some(status);
+    seen.headers = response.headers().clone();
+    seen.url = Some(response.url().clone());
+    let success = status.is_success();
+    if success && stream {
+        seen.response = Some(response);
+        return Ok(());
+    }
+    let limit = if success { max_body } else { ERROR_BODY_LIMIT };
+    let announced = response.content_length().unwrap_or(0);
+    if success && announced > limit as u64 {
+        return Err(ExchangeError::TooLarge);
+    }
+    seen.body.reserve(announced.min(limit as u64) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - seen.body.len();
+                if chunk.len() > room {
+                    if success {
+                        return Err(ExchangeError::TooLarge);
+                    }
+                    // An error body: its beginning is what matters.
+                    seen.body.extend_from_slice(&chunk[..room]);
+                    return Ok(());
+                }
+                seen.body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(()),
+            Err(e) if success => return Err(ExchangeError::Body(e)),
+            // An error body cut short: its status is the answer; keep what came.
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// What one attempt came to: the outcome the classifier reads, and the error the call ends
+/// with if it gives up here (`None` for a 2xx).
+fn classify_attempt(
+    cx: &CallContext<'_>,
+    client: &Client,
+    attempts: u32,
+    processed_before: bool,
+    exchanged: std::result::Result<
+        std::result::Result<(), ExchangeError>,
+        tokio::time::error::Elapsed,
+    >,
+    seen: &Seen,
+) -> (Outcome, Option<Error>) {
+    let op = cx.op;
+    let log_id = header_str(&seen.headers, LOG_ID_HEADER);
+    let processed = |outcome: Outcome| processed_before || outcome.may_have_been_processed();
+    let timeout = |outcome: Outcome| {
+        (
+            outcome,
+            Some(Error::Timeout {
+                operation_id: op.operation_id,
+                attempts,
+                may_have_been_processed: processed(outcome),
+                idempotency_key: cx.idempotency_key.clone(),
+                log_id: log_id.clone(),
+            }),
+        )
+    };
+    let transport = |outcome: Outcome, source: reqwest::Error| {
+        (
+            outcome,
+            Some(Error::Transport {
+                operation_id: op.operation_id,
+                attempts,
+                may_have_been_processed: processed(outcome),
+                log_id: log_id.clone(),
+                idempotency_key: cx.idempotency_key.clone(),
+                source: source.without_url(),
+            }),
+        )
+    };
+    let answered = match exchanged {
+        // Out of time. An error status that arrived is still the answer (with the part of
+        // its body that came); otherwise the request may have been processed.
+        Err(_) => match seen.status {
+            Some(status) if !status.is_success() => Ok(()),
+            _ => return timeout(Outcome::Lost),
+        },
+        Ok(Err(ExchangeError::Send(e))) => {
+            let outcome = if e.is_connect() {
+                Outcome::NotConnected
+            } else {
+                Outcome::Lost
+            };
+            if e.is_timeout() {
+                return timeout(outcome);
+            }
+            return transport(outcome, e);
+        }
+        // A 2xx whose body failed: processed, and not whole.
+        Ok(Err(ExchangeError::Body(e))) => {
+            return if e.is_timeout() {
+                timeout(Outcome::Lost)
+            } else {
+                transport(Outcome::Lost, e)
+            };
+        }
+        Ok(Err(ExchangeError::TooLarge)) => Err(()),
+        Ok(Ok(())) => Ok(()),
+    };
+    let status = seen.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if answered.is_err() {
+        let outcome = Outcome::Final {
+            may_have_been_processed: status.is_success(),
+        };
+        let error = Error::BodyTooLarge {
+            operation_id: op.operation_id,
+            status: status.as_u16(),
+            limit: if status.is_success() {
+                client.inner.max_body_size
+            } else {
+                ERROR_BODY_LIMIT
+            },
+            log_id,
+            idempotency_key: cx.idempotency_key.clone(),
+            may_have_been_processed: processed(outcome),
+        };
+        return (outcome, Some(error));
+    }
+    // A response from another origin: a supplied HTTP client followed a redirect.
+    let foreign = seen
+        .url
+        .as_ref()
+        .is_some_and(|url| url.origin() != client.inner.base_url.origin());
+    if status.is_redirection() || foreign {
+        let outcome = Outcome::Final {
+            may_have_been_processed: true,
+        };
+        let location = if foreign {
+            seen.url.as_ref().map(|u| {
+                let mut u = u.clone();
+                u.set_query(None);
+                u.to_string()
+            })
+        } else {
+            header_str(&seen.headers, LOCATION.as_str())
+        };
+        let error = Error::Redirect {
+            operation_id: op.operation_id,
+            status: status.as_u16(),
+            location: location.map(|l| redact(&l, cx.secret)),
+            log_id,
+            idempotency_key: cx.idempotency_key.clone(),
+            may_have_been_processed: processed(outcome),
+        };
+        return (outcome, Some(error));
+    }
+    if status.is_success() {
+        return (Outcome::Success, None);
+    }
+    let retry_after = classify::retry_after(&seen.headers, SystemTime::now());
+    let outcome = match status.as_u16() {
+        429 => Outcome::RateLimited { retry_after },
+        500 | 502..=504 => Outcome::ServerError { retry_after },
+        _ => Outcome::Final {
+            may_have_been_processed: false,
+        },
+    };
+    let mut error = api_error(cx, status, &seen.headers, &seen.body, processed(outcome));
+    // 409 idempotency_key_in_use: an earlier attempt with this key (one whose response was
+    // lost) is still being processed. This attempt did nothing; a later one gets that
+    // attempt's document.
+    if cx.idempotency_key.is_some()
+        && matches!(&error, Error::Api(e) if e.code == ErrorCode::IdempotencyKeyInUse)
+    {
+        if let Error::Api(e) = &mut error {
+            e.may_have_been_processed = true;
+        }
+        return (Outcome::KeyInUse, Some(error));
+    }
+    (outcome, Some(error))
 }
 
 async fn send_loop(
@@ -219,18 +469,27 @@ async fn send_loop(
     op: &'static OperationInfo,
     request: Request,
     idempotency_key: Option<String>,
+    stream: bool,
 ) -> Result<Response> {
     let inner = &client.inner;
     let governor = &inner.governor;
     let policy = governor.policy(op.class);
     let class = op.class.as_str();
-    let start = Instant::now();
-    let deadline = start + policy.deadline;
+    let cx = CallContext {
+        op,
+        secret: inner.key.secret(),
+        idempotency_key,
+        start: Instant::now(),
+    };
+    let deadline = cx.start + policy.deadline;
     // Built on first use: most calls never retry.
     let mut schedule = None;
     let mut schedule_429 = None;
-    let mut retries = 0usize;
+    let mut history = History::default();
     let mut attempts = 0u32;
+    // Sticky: once any attempt may have reached the server, every later error says so.
+    let mut processed = false;
+    // The last 429, for the error if the call ends waiting for the class.
     let mut last_429: Option<(Option<Duration>, Option<String>)> = None;
     let mut url = inner.base_url.clone();
     url.set_path(&format!(
@@ -242,21 +501,38 @@ async fn send_loop(
         url.query_pairs_mut()
             .extend_pairs(request.query.pairs.iter());
     }
+    // Serialized once: every attempt sends the same bytes (and the same idempotency key).
+    let json = match &request.body {
+        Body::Json(value) => Some(Bytes::from(serde_json::to_vec(value).map_err(|e| {
+            Error::InvalidInput {
+                operation_id: op.operation_id,
+                message: format!("the body cannot be serialized: {e}"),
+            }
+        })?)),
+        _ => None,
+    };
     let span = tracing::Span::current();
-    // Adaptive mode: a request that got a 429 keeps its permit (its place at the head of the
-    // class) while it waits out its Retry-After, unless a concurrency cut left no room for it.
-    let mut held: Option<(Permit, Instant)> = None;
-    let rate_limited = |attempts: u32, last: Option<(Option<Duration>, Option<String>)>| {
+    let rate_limited = |attempts: u32,
+                        last: Option<(Option<Duration>, Option<String>)>,
+                        because: RateLimitedBecause,
+                        processed: bool| {
         let (retry_after, log_id) = last.unwrap_or_default();
         Error::RateLimited {
             operation_id: op.operation_id,
             attempts,
-            waited: start.elapsed(),
+            waited: cx.start.elapsed(),
             retry_after,
+            because,
             log_id,
-            idempotency_key: idempotency_key.clone(),
+            idempotency_key: cx.idempotency_key.clone(),
+            may_have_been_processed: processed,
         }
     };
+    // Adaptive mode: a request that got a 429 may keep its permit (its place at the head of
+    // the class) while it waits out its Retry-After.
+    let mut held: Option<(Permit, Instant)> = None;
+    // The error of the last failed attempt, for a call that runs out of time waiting.
+    let mut last_error: Option<Error> = None;
 
     loop {
         let waited = match held.take() {
@@ -268,16 +544,24 @@ async fn send_loop(
                 None => tokio::time::timeout_at(deadline, governor.acquire(op.class)).await,
             },
         };
-        let mut permit = match waited {
-            Ok(permit) => permit,
-            Err(_) if last_429.is_some() => return Err(rate_limited(attempts, last_429)),
-            Err(_) => {
-                return Err(Error::Timeout {
+        let permit = match waited {
+            Ok(permit) if Instant::now() < deadline => permit,
+            _ if last_429.is_some() => {
+                return Err(rate_limited(
+                    attempts,
+                    last_429,
+                    RateLimitedBecause::Deadline,
+                    processed,
+                ));
+            }
+            _ => {
+                return Err(last_error.unwrap_or(Error::Timeout {
                     operation_id: op.operation_id,
                     attempts,
-                    may_have_been_sent: attempts > 0,
-                    idempotency_key: idempotency_key.clone(),
-                });
+                    may_have_been_processed: processed,
+                    idempotency_key: cx.idempotency_key.clone(),
+                    log_id: None,
+                }));
             }
         };
         attempts += 1;
@@ -286,163 +570,141 @@ async fn send_loop(
         if !inner.headers.is_empty() {
             builder = builder.headers(inner.headers.clone());
         }
-        builder = builder
-            .header(USER_AGENT, inner.user_agent.clone())
-            .timeout(inner.timeout);
+        builder = builder.header(USER_AGENT, inner.user_agent.clone());
         let (name, value) = auth_header(client);
         builder = builder.header(name, value);
-        builder = match &request.body {
-            Body::None => builder,
-            Body::Json(value) => builder
+        builder = match (&request.body, &json) {
+            (Body::Json(_), Some(bytes)) => builder
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(value).unwrap_or_default()),
-            Body::Multipart(form) => builder.multipart(form.to_form()),
+                .body(bytes.clone()),
+            (Body::Multipart(form), _) => builder.multipart(form.to_form()),
+            _ => builder,
         };
         let sent_at = Instant::now();
-        let outcome = builder.send().await;
+        let mut seen = Seen::default();
+        let exchanged = tokio::time::timeout_at(
+            (sent_at + inner.timeout).min(deadline),
+            exchange(builder, stream, inner.max_body_size, &mut seen),
+        )
+        .await;
         let elapsed = sent_at.elapsed();
-        span.record("elapsed_ms", start.elapsed().as_millis() as u64);
-
-        let error = match outcome {
-            Ok(response) => {
-                let status = response.status();
-                let log_id = header_str(response.headers(), LOG_ID_HEADER);
+        span.record("elapsed_ms", cx.start.elapsed().as_millis() as u64);
+        let (outcome, error) = classify_attempt(&cx, client, attempts, processed, exchanged, &seen);
+        processed |= outcome.may_have_been_processed();
+        let log_id = header_str(&seen.headers, LOG_ID_HEADER);
+        match seen.status {
+            Some(status) => {
                 span.record("status", status.as_u16());
-                if let Some(id) = &log_id {
-                    span.record("log_id", id.as_str());
-                }
                 metrics::counter!("facturapi_requests_total", "class" => class, "status" => status_label(status)).increment(1);
-                metrics::histogram!("facturapi_request_duration_seconds", "class" => class)
-                    .record(elapsed.as_secs_f64());
+            }
+            None => {
+                metrics::counter!("facturapi_requests_total", "class" => class, "status" => "error").increment(1);
+            }
+        }
+        if let Some(id) = &log_id {
+            span.record("log_id", id.as_str());
+        }
+        metrics::histogram!("facturapi_request_duration_seconds", "class" => class)
+            .record(elapsed.as_secs_f64());
 
-                if status.is_success() {
-                    governor.on_success(op.class, &permit);
-                    return Ok(Response {
-                        op,
-                        status,
-                        log_id,
-                        idempotency_key,
-                        inner: response,
-                        _permit: Some(permit),
-                    });
-                }
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    // Not processed: always safe to resend, and never spends the retry budget.
-                    permit.idle();
-                    let retry_after = header_str(response.headers(), RETRY_AFTER.as_str())
-                        .and_then(|v| {
-                            parse_retry_after(&v, SystemTime::now(), policy.retry_after_cap)
-                        });
-                    let backoff = full_jitter(
-                        schedule_429
-                            .get_or_insert_with(|| policy.schedule())
-                            .next()
-                            .unwrap_or(policy.max_delay),
-                    );
-                    // Floor at Retry-After, plus a little jitter so paused callers do not all
-                    // wake at once (in adaptive mode pacing spreads them: less jitter).
-                    let most = if governor.adaptive(op.class) {
-                        Duration::from_millis(50)
-                    } else {
-                        Duration::from_millis(250)
-                    };
-                    let wait = retry_after.map_or(backoff, |ra| ra + backoff.min(ra / 4 + most));
-                    metrics::counter!("facturapi_rate_limited_total", "class" => class)
-                        .increment(1);
+        let backoff = match outcome {
+            Outcome::Success | Outcome::Final { .. } => Duration::ZERO,
+            Outcome::RateLimited { .. } => full_jitter(
+                schedule_429
+                    .get_or_insert_with(|| policy.schedule())
+                    .next()
+                    .unwrap_or(policy.max_delay),
+            ),
+            _ => full_jitter(
+                schedule
+                    .get_or_insert_with(|| policy.schedule())
+                    .next()
+                    .unwrap_or(policy.max_delay),
+            ),
+        };
+        let limits = Limits {
+            max_retries: policy.max_retries,
+            retry_after_cap: policy.retry_after_cap,
+            min_delay: policy.min_delay,
+            backoff,
+            jitter: fastrand::f64(),
+            remaining: deadline.saturating_duration_since(Instant::now()),
+        };
+        let action = classify::decide(op.retry, outcome, history, limits);
+        if let Outcome::RateLimited { retry_after } = outcome {
+            metrics::counter!("facturapi_rate_limited_total", "class" => class).increment(1);
+            last_429 = Some((retry_after, log_id.clone()));
+        }
+        match action {
+            Action::Return => {
+                governor.on_success(op.class, &permit);
+                let stream = seen.response.take().map(|inner_response| Streaming {
+                    inner: inner_response,
+                    permit,
+                    idle: inner.stream_idle_timeout,
+                    max_body_size: inner.max_body_size,
+                });
+                return Ok(Response {
+                    op,
+                    status: seen.status.unwrap_or(StatusCode::OK),
+                    log_id,
+                    idempotency_key: cx.idempotency_key,
+                    body: Bytes::from(std::mem::take(&mut seen.body)),
+                    stream,
+                });
+            }
+            Action::Resend {
+                after,
+                spends_budget,
+            } => {
+                let until = Instant::now() + after;
+                if let Outcome::RateLimited { retry_after } = outcome {
                     tracing::warn!(
                         ?retry_after,
-                        ?wait,
+                        wait = ?after,
                         log_id = log_id.as_deref(),
                         "rate limited; resending after Retry-After"
                     );
-                    last_429 = Some((retry_after, log_id));
-                    let until = Instant::now() + wait;
-                    if until > deadline {
-                        return Err(rate_limited(attempts, last_429));
-                    }
-                    let pause_class =
-                        governor.on_rate_limited(op.class, sent_at, &mut permit, until);
-                    if pause_class {
-                        governor.pause(op.class, until);
-                    }
-                    if !governor.adaptive(op.class) {
-                        drop(permit);
-                    } else if permit.level() <= governor.concurrency(op.class) {
-                        held = Some((permit, until));
-                    } else {
-                        // A concurrency cut left no room for it: back to the queue, after its
-                        // own Retry-After.
-                        drop(permit);
-                        tokio::time::sleep_until(until).await;
-                    }
-                    continue;
-                }
-                let headers = response.headers().clone();
-                let body = response.bytes().await.unwrap_or_default();
-                drop(permit);
-                let error = api_error(
-                    op,
-                    status,
-                    &headers,
-                    &body,
-                    idempotency_key.clone(),
-                    policy.retry_after_cap,
-                );
-                // 409 idempotency_key_in_use: an earlier attempt with this key (one whose
-                // response was lost) is still being processed. This attempt did nothing; a
-                // later one gets that attempt's document.
-                let key_in_use = idempotency_key.is_some()
-                    && matches!(&error, Error::Api(e) if e.code == crate::ErrorCode::IdempotencyKeyInUse);
-                let retryable = key_in_use
-                    || (matches!(status.as_u16(), 502..=504) && op.retry != Retry::NotAfterSend);
-                if !retryable {
-                    return Err(error);
-                }
-                error
-            }
-            Err(e) => {
-                drop(permit);
-                let may_have_been_sent = !e.is_connect();
-                let error = if e.is_timeout() {
-                    Error::Timeout {
-                        operation_id: op.operation_id,
-                        attempts,
-                        may_have_been_sent,
-                        idempotency_key: idempotency_key.clone(),
+                    match governor.on_429(op.class, sent_at, permit, until) {
+                        After429::Hold(permit) => held = Some((permit, until)),
+                        After429::Released => tokio::time::sleep_until(until).await,
                     }
                 } else {
-                    Error::Transport {
-                        operation_id: op.operation_id,
-                        attempts,
-                        may_have_been_sent,
-                        idempotency_key: idempotency_key.clone(),
-                        source: e.without_url(),
+                    drop(permit);
+                    if spends_budget {
+                        history.retries += 1;
+                        metrics::counter!("facturapi_retries_total", "class" => class).increment(1);
                     }
-                };
-                // Never sent (the connection did not open): always safe; otherwise only
-                // idempotent or keyed requests are resent.
-                let safe = !may_have_been_sent || op.retry != Retry::NotAfterSend;
-                metrics::counter!("facturapi_requests_total", "class" => class, "status" => "error").increment(1);
-                if !safe {
-                    return Err(error);
+                    if let Some(error) = &error {
+                        tracing::info!(%error, delay = ?after, "retrying");
+                    }
+                    tokio::time::sleep_until(until).await;
                 }
-                error
+                last_error = error;
             }
-        };
-        // A retryable failure (5xx gateway error, timeout, transport) of a safe request.
-        retries += 1;
-        let delay = full_jitter(
-            schedule
-                .get_or_insert_with(|| policy.schedule())
-                .next()
-                .unwrap_or(policy.max_delay),
-        );
-        if retries > policy.max_retries || Instant::now() + delay > deadline {
-            return Err(error);
+            Action::GiveUp(why) => {
+                if let Outcome::RateLimited { .. } = outcome {
+                    // Its permit goes back; the class learns from the 429 all the same.
+                    let _ = governor.on_429(op.class, sent_at, permit, Instant::now());
+                    let because = match why {
+                        GiveUp::RetryAfterAboveCap(_) => {
+                            RateLimitedBecause::RetryAfterAboveCap(policy.retry_after_cap)
+                        }
+                        _ => RateLimitedBecause::Deadline,
+                    };
+                    return Err(rate_limited(attempts, last_429, because, processed));
+                }
+                drop(permit);
+                let error = error.unwrap_or(Error::Timeout {
+                    operation_id: op.operation_id,
+                    attempts,
+                    may_have_been_processed: processed,
+                    idempotency_key: cx.idempotency_key.clone(),
+                    log_id,
+                });
+                return Err(error);
+            }
         }
-        metrics::counter!("facturapi_retries_total", "class" => class).increment(1);
-        tracing::info!(%error, ?delay, "retrying");
-        tokio::time::sleep(delay).await;
     }
 }
 
@@ -462,17 +724,36 @@ impl Response {
         self.idempotency_key.as_deref()
     }
 
-    /// The whole body.
+    /// The whole body (a streamed one is read up to the client's `max_body_size`).
     pub async fn bytes(self) -> Result<Bytes> {
-        let op = self.op;
-        let key = self.idempotency_key.clone();
-        self.inner.bytes().await.map_err(|e| Error::Transport {
-            operation_id: op.operation_id,
-            attempts: 1,
-            may_have_been_sent: true,
-            idempotency_key: key,
-            source: e.without_url(),
-        })
+        if self.stream.is_none() {
+            return Ok(self.body);
+        }
+        use futures_util::StreamExt as _;
+        let limit = self.stream.as_ref().map_or(usize::MAX, |s| s.max_body_size);
+        let (op, status, log_id, key) = (
+            self.op,
+            self.status.as_u16(),
+            self.log_id.clone(),
+            self.idempotency_key.clone(),
+        );
+        let mut chunks = self.stream();
+        let mut body = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > limit {
+                return Err(Error::BodyTooLarge {
+                    operation_id: op.operation_id,
+                    status,
+                    limit,
+                    log_id,
+                    idempotency_key: key,
+                    may_have_been_processed: true,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     /// The body as JSON of type `T`.
@@ -484,34 +765,63 @@ impl Response {
             operation_id: op.operation_id,
             status,
             log_id,
-            snippet: snippet(&bytes),
+            // Redacted with the generic patterns: the response does not know the key.
+            snippet: snippet(&bytes, ""),
             idempotency_key,
             source,
         })
     }
 
-    /// The body as a stream of chunks (the class permit is held until the stream is dropped).
+    /// The body as a stream of chunks (the class permit is held until the stream is dropped);
+    /// a chunk that takes longer than the client's `stream_idle_timeout` ends it with
+    /// [`Error::Timeout`].
     pub fn stream(self) -> ByteStream {
-        use futures_util::StreamExt as _;
         let Response {
             op,
             idempotency_key,
-            inner,
-            _permit,
+            log_id,
+            body,
+            stream,
             ..
         } = self;
-        let stream = inner.bytes_stream().map(move |chunk| {
-            let _held = &_permit;
-            chunk.map_err(|e| Error::Transport {
-                operation_id: op.operation_id,
-                attempts: 1,
-                may_have_been_sent: true,
-                idempotency_key: idempotency_key.clone(),
-                source: e.without_url(),
-            })
+        let Some(streaming) = stream else {
+            let once = futures_util::stream::once(async move { Ok(body) });
+            return ByteStream {
+                inner: Box::pin(once),
+            };
+        };
+        let state = Some(streaming);
+        let chunks = futures_util::stream::unfold(state, move |state| {
+            let idempotency_key = idempotency_key.clone();
+            let log_id = log_id.clone();
+            async move {
+                let mut streaming = state?;
+                let error =
+                    match tokio::time::timeout(streaming.idle, streaming.inner.chunk()).await {
+                        Ok(Ok(Some(chunk))) => return Some((Ok(chunk), Some(streaming))),
+                        Ok(Ok(None)) => return None,
+                        Ok(Err(e)) => Error::Transport {
+                            operation_id: op.operation_id,
+                            attempts: 1,
+                            may_have_been_processed: true,
+                            log_id,
+                            idempotency_key,
+                            source: e.without_url(),
+                        },
+                        Err(_) => Error::Timeout {
+                            operation_id: op.operation_id,
+                            attempts: 1,
+                            may_have_been_processed: true,
+                            idempotency_key,
+                            log_id,
+                        },
+                    };
+                drop(streaming.permit);
+                Some((Err(error), None))
+            }
         });
         ByteStream {
-            inner: Box::pin(stream),
+            inner: Box::pin(chunks),
         }
     }
 }
@@ -624,33 +934,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_forms() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let cap = Duration::from_secs(120);
-        assert_eq!(
-            parse_retry_after("3", now, cap),
-            Some(Duration::from_secs(3))
+    fn foreign_error_bodies_keep_their_text() {
+        let (message, code, ..) = parse_error_body(
+            "{\"error\":\"upstream\",\"detail\":\"bad\"}",
+            StatusCode::BAD_REQUEST,
         );
-        assert_eq!(parse_retry_after(" 0 ", now, cap), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now, cap),
-            Some(cap),
-            "huge values clamp"
+        assert_eq!(message, "{\"error\":\"upstream\",\"detail\":\"bad\"}");
+        assert_eq!(code, ErrorCode::Unknown(String::new()));
+        let (message, ..) = parse_error_body("  ", StatusCode::BAD_GATEWAY);
+        assert_eq!(message, "Bad Gateway");
+        let (message, code, path, _, errors) = parse_error_body(
+            "{\"message\":\"m\",\"code\":\"not_found\",\"path\":\"p\",\"errors\":[{\"message\":1}]}",
+            StatusCode::NOT_FOUND,
         );
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!((message.as_str(), path.as_deref()), ("m", Some("p")));
+        assert_ne!(code, ErrorCode::Unknown(String::new()));
         assert_eq!(
-            parse_retry_after(&date, now, cap),
-            Some(Duration::from_secs(7))
+            errors.len(),
+            1,
+            "a detail of an odd shape is kept, its fields empty"
         );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
-        assert_eq!(
-            parse_retry_after(&past, now, cap),
-            None,
-            "a past date is absent"
-        );
-        for junk in ["", "-1", "1.5", "soon", "3 seconds"] {
-            assert_eq!(parse_retry_after(junk, now, cap), None, "{junk:?}");
-        }
     }
 
     #[test]

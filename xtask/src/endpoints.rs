@@ -63,6 +63,45 @@ pub struct Overrides {
     /// Method-name exceptions.
     #[serde(default)]
     pub name: Vec<NameOverride>,
+    /// Resend-rule exceptions.
+    #[serde(default)]
+    pub resend: Vec<ResendOverride>,
+}
+
+/// When the SDK may send an operation again after an attempt that may have reached the
+/// server (a timeout, a dropped connection, a 5xx). A 429 and a connection that never opened
+/// are always resent: nothing was processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resend {
+    /// Repeating it changes nothing more than the first time.
+    Idempotent,
+    /// A creation whose JSON body carries an `idempotency_key` (the SDK fills one in).
+    Keyed,
+    /// Repeating it may act twice: never resent once it may have been sent.
+    NotAfterSend,
+}
+
+impl fmt::Display for Resend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resend::Idempotent => "idempotent",
+            Resend::Keyed => "keyed",
+            Resend::NotAfterSend => "not_after_send",
+        })
+    }
+}
+
+/// One resend-rule exception.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendOverride {
+    /// The operation.
+    pub operation_id: String,
+    /// Its rule.
+    pub rule: Resend,
+    /// Why the default rule is wrong for it.
+    pub reason: String,
 }
 
 /// How a spec tag maps to a resource handle.
@@ -132,6 +171,11 @@ pub struct Endpoint {
     pub name: String,
     /// Key kinds the spec accepts (`test`, `live`, `user`); empty when it declares none.
     pub keys: Vec<String>,
+    /// When the operation may be resent after it may have reached the server.
+    pub resend: Resend,
+    /// True when `resend` comes from an override rather than the default rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resend_overridden: bool,
     /// Path parameters, in template order.
     #[serde(default)]
     pub path_params: Vec<Param>,
@@ -226,6 +270,49 @@ fn rust_type(schema: &Value) -> Result<String, String> {
     })
 }
 
+/// Default resend rule: a creation whose body declares `idempotency_key` is keyed; GET, PUT
+/// and DELETE are idempotent; anything else is not resent once it may have been sent.
+/// Overrides hold the exceptions (a PUT that mints a new secret, a POST that finds an
+/// existing resource).
+fn default_resend(spec: &Value, method: &str, class: Class, body: &Body) -> Resend {
+    let keyed = class == Class::Create
+        && method == "POST"
+        && body.kind == "json"
+        && body
+            .ty
+            .as_ref()
+            .and_then(|t| spec.pointer(&format!("/components/schemas/{t}")))
+            .is_some_and(|s| declares(spec, s, "idempotency_key", 0));
+    match method {
+        _ if keyed => Resend::Keyed,
+        "GET" | "PUT" | "DELETE" => Resend::Idempotent,
+        _ => Resend::NotAfterSend,
+    }
+}
+
+/// Whether `schema` (through `$ref`, `allOf`, `oneOf`, `anyOf`) declares property `prop`.
+pub fn declares(spec: &Value, schema: &Value, prop: &str, depth: usize) -> bool {
+    if depth > 12 {
+        return false;
+    }
+    if let Some(target) = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| spec.pointer(&r[1..]))
+    {
+        return declares(spec, target, prop, depth + 1);
+    }
+    if schema.get("properties").and_then(|p| p.get(prop)).is_some() {
+        return true;
+    }
+    ["allOf", "oneOf", "anyOf"].iter().any(|k| {
+        schema
+            .get(*k)
+            .and_then(Value::as_array)
+            .is_some_and(|parts| parts.iter().any(|p| declares(spec, p, prop, depth + 1)))
+    })
+}
+
 /// Default class from method and path; overrides hold the exceptions.
 pub fn default_class(method: &str, path: &str, binary_response: bool) -> Class {
     let last = path.rsplit('/').next().unwrap_or_default();
@@ -278,7 +365,7 @@ pub fn build(spec: &Value, overrides: &Overrides) -> Result<Vec<Endpoint>, Strin
             endpoints.push(endpoint(spec, overrides, &method, path, op)?);
         }
     }
-    apply_overrides(&mut endpoints, overrides)?;
+    apply_overrides(spec, &mut endpoints, overrides)?;
     let mut seen = BTreeSet::new();
     for e in &endpoints {
         if !seen.insert((e.resource.clone(), e.name.clone())) {
@@ -470,17 +557,21 @@ fn endpoint(
         .collect::<Result<_, _>>()?;
     keys.sort_by_key(|k| ["test", "live", "user"].iter().position(|x| x == k));
     keys.dedup();
+    let class = default_class(method, path, binary);
+    let resend = default_resend(spec, method, class, &body);
 
     Ok(Endpoint {
         operation_id: operation_id.to_owned(),
         operation_id_derived: derived,
         method: method.to_owned(),
         path: path.to_owned(),
-        class: default_class(method, path, binary),
+        class,
         class_overridden: false,
         resource: rule.resource.clone(),
         name: default_name(operation_id, derived, path, &rule.strip),
         keys,
+        resend,
+        resend_overridden: false,
         path_params: ordered,
         query_params,
         body,
@@ -488,7 +579,11 @@ fn endpoint(
     })
 }
 
-fn apply_overrides(endpoints: &mut [Endpoint], overrides: &Overrides) -> Result<(), String> {
+fn apply_overrides(
+    spec: &Value,
+    endpoints: &mut [Endpoint],
+    overrides: &Overrides,
+) -> Result<(), String> {
     for o in &overrides.class {
         let e = endpoints
             .iter_mut()
@@ -527,6 +622,36 @@ fn apply_overrides(endpoints: &mut [Endpoint], overrides: &Overrides) -> Result<
             ));
         }
         e.name = o.name.clone();
+    }
+    // The default resend rule reads the final class (a preview POST is not a creation).
+    for e in endpoints.iter_mut() {
+        e.resend = default_resend(spec, &e.method, e.class, &e.body);
+    }
+    for o in &overrides.resend {
+        let e = endpoints
+            .iter_mut()
+            .find(|e| e.operation_id == o.operation_id)
+            .ok_or_else(|| format!("resend override for unknown operation {}", o.operation_id))?;
+        if e.resend == o.rule {
+            return Err(format!(
+                "resend override for {} repeats the default ({}): remove it",
+                o.operation_id, o.rule
+            ));
+        }
+        if o.reason.trim().is_empty() {
+            return Err(format!(
+                "resend override for {} has no reason",
+                o.operation_id
+            ));
+        }
+        if (o.rule == Resend::Keyed) != (e.resend == Resend::Keyed) {
+            return Err(format!(
+                "resend override for {}: `keyed` comes from the body's idempotency_key, not an override",
+                o.operation_id
+            ));
+        }
+        e.resend = o.rule;
+        e.resend_overridden = true;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::endpoints::Endpoint;
+use crate::endpoints::{Endpoint, Resend, declares};
 use crate::names::{pascal, snake};
 
 const KEYWORDS: &[&str] = &[
@@ -40,29 +40,6 @@ fn param_type(ty: &str) -> String {
         "String" => "&str".to_owned(),
         other => qualified(other),
     }
-}
-
-/// Whether `schema` declares `prop` at its top level (through `$ref`, `allOf`, `oneOf`, `anyOf`).
-fn declares(spec: &Value, schema: &Value, prop: &str, depth: usize) -> bool {
-    if depth > 12 {
-        return false;
-    }
-    if let Some(target) = schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| spec.pointer(&r[1..]))
-    {
-        return declares(spec, target, prop, depth + 1);
-    }
-    if schema.get("properties").and_then(|p| p.get(prop)).is_some() {
-        return true;
-    }
-    ["allOf", "oneOf", "anyOf"].iter().any(|k| {
-        schema
-            .get(*k)
-            .and_then(Value::as_array)
-            .is_some_and(|parts| parts.iter().any(|p| declares(spec, p, prop, depth + 1)))
-    })
 }
 
 /// The item type of a `{page, total_pages, total_results, data: [Item]}` envelope.
@@ -157,15 +134,9 @@ fn render_method(
             "todo_value()".to_owned()
         });
     }
-    // Creations only: a preview carries the same body type but creates nothing.
-    let idempotent_create = e.class == crate::endpoints::Class::Create
-        && e.method == "POST"
-        && e.body.kind == "json"
-        && e.body
-            .ty
-            .as_ref()
-            .and_then(|t| spec.pointer(&format!("/components/schemas/{t}")))
-            .is_some_and(|s| declares(spec, s, "idempotency_key", 0));
+    // Creations only (a preview carries the same body type but creates nothing): the rule
+    // is decided in `endpoints::default_resend`.
+    let idempotent_create = e.resend == Resend::Keyed;
     let mut attr_args = vec![
         format!("class = {}", e.class),
         format!("operation_id = \"{}\"", e.operation_id),
@@ -193,6 +164,8 @@ fn render_method(
     }
     if idempotent_create {
         attr_args.push("idempotency_key".to_owned());
+    } else {
+        attr_args.push(format!("retry = {}", e.resend));
     }
 
     // Response type.
@@ -406,7 +379,7 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
         ),
     );
     let mut catalog = String::from(
-        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
+        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\nuse crate::request::Resend;\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
     );
     for e in endpoints {
         let class = crate::names::pascal(&e.class.to_string());
@@ -416,8 +389,8 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
             .map(|k| format!("KeyKind::{}", crate::names::pascal(k)))
             .collect();
         catalog.push_str(&format!(
-            "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{}] }},\n",
-            e.operation_id, e.method, e.path, e.resource, e.name, keys.join(", ")
+            "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{}], resend: Resend::{} }},\n",
+            e.operation_id, e.method, e.path, e.resource, e.name, keys.join(", "), crate::names::pascal(&e.resend.to_string())
         ));
     }
     catalog.push_str("];\n");

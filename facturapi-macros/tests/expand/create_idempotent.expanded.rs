@@ -9,7 +9,7 @@ pub async fn create(
         method: ::facturapi_sdk::__private::Method::POST,
         path_template: "/invoices",
         keys: &[],
-        retry: ::facturapi_sdk::__private::Retry::IdempotencyKey,
+        retry: ::facturapi_sdk::__private::Resend::Keyed,
     };
     let __client = ::facturapi_sdk::__private::AsClient::as_client(&self);
     let __path = ::facturapi_sdk::__private::PathBuilder::new(&__OP)

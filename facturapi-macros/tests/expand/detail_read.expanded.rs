@@ -9,7 +9,7 @@ pub async fn retrieve(self, invoice_id: &str) -> Result<models::Invoice> {
             ::facturapi_sdk::__private::KeyKind::Test,
             ::facturapi_sdk::__private::KeyKind::Live,
         ],
-        retry: ::facturapi_sdk::__private::Retry::Idempotent,
+        retry: ::facturapi_sdk::__private::Resend::Idempotent,
     };
     let __client = ::facturapi_sdk::__private::AsClient::as_client(&self);
     let __path = ::facturapi_sdk::__private::PathBuilder::new(&__OP)

@@ -10,7 +10,7 @@ pub async fn download(
         method: ::facturapi_sdk::__private::Method::GET,
         path_template: "/invoices/{invoice_id}/{format}",
         keys: &[],
-        retry: ::facturapi_sdk::__private::Retry::Idempotent,
+        retry: ::facturapi_sdk::__private::Resend::Idempotent,
     };
     let __client = ::facturapi_sdk::__private::AsClient::as_client(&self);
     let __path = ::facturapi_sdk::__private::PathBuilder::new(&__OP)

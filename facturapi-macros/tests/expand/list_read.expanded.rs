@@ -12,7 +12,7 @@ pub async fn list(
         method: ::facturapi_sdk::__private::Method::GET,
         path_template: "/invoices",
         keys: &[],
-        retry: ::facturapi_sdk::__private::Retry::Idempotent,
+        retry: ::facturapi_sdk::__private::Resend::Idempotent,
     };
     let __client = ::facturapi_sdk::__private::AsClient::as_client(&client);
     let __path = ::facturapi_sdk::__private::PathBuilder::new(&__OP)

@@ -6,7 +6,7 @@ pub async fn upload_logo(self, organization_id: &str, form: &Multipart) -> Resul
         method: ::facturapi_sdk::__private::Method::PUT,
         path_template: "/organizations/{organization_id}/logo",
         keys: &[],
-        retry: ::facturapi_sdk::__private::Retry::Idempotent,
+        retry: ::facturapi_sdk::__private::Resend::Idempotent,
     };
     let __client = ::facturapi_sdk::__private::AsClient::as_client(&self);
     let __path = ::facturapi_sdk::__private::PathBuilder::new(&__OP)

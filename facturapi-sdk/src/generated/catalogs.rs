@@ -33,7 +33,7 @@ impl AsClient for Catalogs<'_> {
 
 impl<'a> Catalogs<'a> {
     /// `GET /catalogs/cartaporte/3.1/air-transport-codes` · class `list_read` · operation `getCatalogsCartaporte31AirTransportCodes` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/air-transport-codes", class = list_read, operation_id = "getCatalogsCartaporte31AirTransportCodes", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/air-transport-codes", class = list_read, operation_id = "getCatalogsCartaporte31AirTransportCodes", query = query, retry = idempotent)]
     pub async fn search_air_transport_codes(
         self,
         #[query] q: &str,
@@ -41,7 +41,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::GetCatalogsCartaporte31AirTransportCodesResponse200>;
 
     /// `GET /catalogs/cartaporte/3.1/transport-configs` · class `list_read` · operation `getCatalogsCartaporte31TransportConfigs` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/transport-configs", class = list_read, operation_id = "getCatalogsCartaporte31TransportConfigs", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/transport-configs", class = list_read, operation_id = "getCatalogsCartaporte31TransportConfigs", query = query, retry = idempotent)]
     pub async fn search_transport_configs(
         self,
         #[query] q: &str,
@@ -49,7 +49,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/comercioexterior/2.0/tariff-fractions` · class `list_read` · operation `getCatalogsComercioexterior20TariffFractions` · keys: any.
-    #[endpoint(GET "/catalogs/comercioexterior/2.0/tariff-fractions", class = list_read, operation_id = "getCatalogsComercioexterior20TariffFractions", query = query)]
+    #[endpoint(GET "/catalogs/comercioexterior/2.0/tariff-fractions", class = list_read, operation_id = "getCatalogsComercioexterior20TariffFractions", query = query, retry = idempotent)]
     pub async fn search_tariff_fractions(
         self,
         #[query] q: &str,
@@ -57,7 +57,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/rights-of-passage` · class `list_read` · operation `getCatalogsCartaporte31RightsOfPassage` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/rights-of-passage", class = list_read, operation_id = "getCatalogsCartaporte31RightsOfPassage", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/rights-of-passage", class = list_read, operation_id = "getCatalogsCartaporte31RightsOfPassage", query = query, retry = idempotent)]
     pub async fn search_rights_of_passage(
         self,
         #[query] q: &str,
@@ -65,7 +65,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/customs-documents` · class `list_read` · operation `getCatalogsCartaporte31CustomsDocuments` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/customs-documents", class = list_read, operation_id = "getCatalogsCartaporte31CustomsDocuments", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/customs-documents", class = list_read, operation_id = "getCatalogsCartaporte31CustomsDocuments", query = query, retry = idempotent)]
     pub async fn search_customs_documents(
         self,
         #[query] q: &str,
@@ -73,7 +73,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/packaging-types` · class `list_read` · operation `getCatalogsCartaporte31PackagingTypes` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/packaging-types", class = list_read, operation_id = "getCatalogsCartaporte31PackagingTypes", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/packaging-types", class = list_read, operation_id = "getCatalogsCartaporte31PackagingTypes", query = query, retry = idempotent)]
     pub async fn search_packaging_types(
         self,
         #[query] q: &str,
@@ -81,7 +81,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/trailer-types` · class `list_read` · operation `getCatalogsCartaporte31TrailerTypes` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/trailer-types", class = list_read, operation_id = "getCatalogsCartaporte31TrailerTypes", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/trailer-types", class = list_read, operation_id = "getCatalogsCartaporte31TrailerTypes", query = query, retry = idempotent)]
     pub async fn search_trailer_types(
         self,
         #[query] q: &str,
@@ -89,7 +89,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/hazardous-materials` · class `list_read` · operation `getCatalogsCartaporte31HazardousMaterials` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/hazardous-materials", class = list_read, operation_id = "getCatalogsCartaporte31HazardousMaterials", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/hazardous-materials", class = list_read, operation_id = "getCatalogsCartaporte31HazardousMaterials", query = query, retry = idempotent)]
     pub async fn search_hazardous_materials(
         self,
         #[query] q: &str,
@@ -97,7 +97,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/naval-authorizations` · class `list_read` · operation `getCatalogsCartaporte31NavalAuthorizations` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/naval-authorizations", class = list_read, operation_id = "getCatalogsCartaporte31NavalAuthorizations", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/naval-authorizations", class = list_read, operation_id = "getCatalogsCartaporte31NavalAuthorizations", query = query, retry = idempotent)]
     pub async fn search_naval_authorizations(
         self,
         #[query] q: &str,
@@ -105,7 +105,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::GetCatalogsCartaporte31NavalAuthorizationsResponse200>;
 
     /// `GET /catalogs/cartaporte/3.1/port-stations` · class `list_read` · operation `getCatalogsCartaporte31PortStations` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/port-stations", class = list_read, operation_id = "getCatalogsCartaporte31PortStations", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/port-stations", class = list_read, operation_id = "getCatalogsCartaporte31PortStations", query = query, retry = idempotent)]
     pub async fn search_port_stations(
         self,
         #[query] q: &str,
@@ -113,7 +113,7 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/cartaporte/3.1/marine-containers` · class `list_read` · operation `getCatalogsCartaporte31MarineContainers` · keys: any.
-    #[endpoint(GET "/catalogs/cartaporte/3.1/marine-containers", class = list_read, operation_id = "getCatalogsCartaporte31MarineContainers", query = query)]
+    #[endpoint(GET "/catalogs/cartaporte/3.1/marine-containers", class = list_read, operation_id = "getCatalogsCartaporte31MarineContainers", query = query, retry = idempotent)]
     pub async fn search_marine_containers(
         self,
         #[query] q: &str,
@@ -121,14 +121,14 @@ impl<'a> Catalogs<'a> {
     ) -> Result<models::SearchKeyDescriptionResult>;
 
     /// `GET /catalogs/products` · class `list_read` · operation `getCatalogsProducts` · keys: `test`, `live`.
-    #[endpoint(GET "/catalogs/products", class = list_read, operation_id = "getCatalogsProducts", keys = [test, live], query = query)]
+    #[endpoint(GET "/catalogs/products", class = list_read, operation_id = "getCatalogsProducts", keys = [test, live], query = query, retry = idempotent)]
     pub async fn search_products(
         self,
         query: &GetCatalogsProductsQuery,
     ) -> Result<models::ProductCatalogSearchResult>;
 
     /// `GET /catalogs/units` · class `list_read` · operation `getCatalogsUnits` · keys: `test`, `live`.
-    #[endpoint(GET "/catalogs/units", class = list_read, operation_id = "getCatalogsUnits", keys = [test, live], query = query)]
+    #[endpoint(GET "/catalogs/units", class = list_read, operation_id = "getCatalogsUnits", keys = [test, live], query = query, retry = idempotent)]
     pub async fn search_units(
         self,
         query: &GetCatalogsUnitsQuery,

@@ -33,7 +33,7 @@ impl AsClient for Customers<'_> {
 
 impl<'a> Customers<'a> {
     /// `POST /customers` · class `create` · operation `createCustomer` · keys: `test`, `live`.
-    #[endpoint(POST "/customers", class = create, operation_id = "createCustomer", keys = [test, live], body = body, query = query)]
+    #[endpoint(POST "/customers", class = create, operation_id = "createCustomer", keys = [test, live], body = body, query = query, retry = idempotent)]
     pub async fn create(
         self,
         body: &models::CustomerCreateInput,
@@ -41,15 +41,15 @@ impl<'a> Customers<'a> {
     ) -> Result<models::Customer>;
 
     /// `GET /customers` · class `list_read` · operation `listCustomers` · keys: `test`, `live`.
-    #[endpoint(GET "/customers", class = list_read, operation_id = "listCustomers", keys = [test, live], query = query)]
+    #[endpoint(GET "/customers", class = list_read, operation_id = "listCustomers", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListCustomersQuery) -> Result<models::CustomerSearchResult>;
 
     /// `GET /customers/{customer_id}` · class `detail_read` · operation `getCustomer` · keys: `test`, `live`.
-    #[endpoint(GET "/customers/{customer_id}", class = detail_read, operation_id = "getCustomer", keys = [test, live])]
+    #[endpoint(GET "/customers/{customer_id}", class = detail_read, operation_id = "getCustomer", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, customer_id: &str) -> Result<models::Customer>;
 
     /// `PUT /customers/{customer_id}` · class `write` · operation `editCustomer` · keys: `test`, `live`.
-    #[endpoint(PUT "/customers/{customer_id}", class = write, operation_id = "editCustomer", keys = [test, live], body = body, query = query)]
+    #[endpoint(PUT "/customers/{customer_id}", class = write, operation_id = "editCustomer", keys = [test, live], body = body, query = query, retry = idempotent)]
     pub async fn update(
         self,
         customer_id: &str,
@@ -58,11 +58,11 @@ impl<'a> Customers<'a> {
     ) -> Result<models::Customer>;
 
     /// `DELETE /customers/{customer_id}` · class `write` · operation `deleteCustomer` · keys: `test`, `live`.
-    #[endpoint(DELETE "/customers/{customer_id}", class = write, operation_id = "deleteCustomer", keys = [test, live])]
+    #[endpoint(DELETE "/customers/{customer_id}", class = write, operation_id = "deleteCustomer", keys = [test, live], retry = idempotent)]
     pub async fn delete(self, customer_id: &str) -> Result<models::Customer>;
 
     /// `POST /customers/{customer_id}/email-edit-link` · class `heavy_write` · operation `sendEditLinkByEmail` · keys: `test`, `live`.
-    #[endpoint(POST "/customers/{customer_id}/email-edit-link", class = heavy_write, operation_id = "sendEditLinkByEmail", keys = [test, live], body = body)]
+    #[endpoint(POST "/customers/{customer_id}/email-edit-link", class = heavy_write, operation_id = "sendEditLinkByEmail", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn send_edit_link_by_email(
         self,
         customer_id: &str,
@@ -70,7 +70,7 @@ impl<'a> Customers<'a> {
     ) -> Result<models::SendEditLinkByEmailResponse200>;
 
     /// `GET /customers/{customer_id}/tax-info-validation` · class `detail_read` · operation `validateCustomerTaxInfo` · keys: `live`.
-    #[endpoint(GET "/customers/{customer_id}/tax-info-validation", class = detail_read, operation_id = "validateCustomerTaxInfo", keys = [live])]
+    #[endpoint(GET "/customers/{customer_id}/tax-info-validation", class = detail_read, operation_id = "validateCustomerTaxInfo", keys = [live], retry = idempotent)]
     pub async fn validate_tax_info(
         self,
         customer_id: &str,

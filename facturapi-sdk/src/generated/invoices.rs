@@ -48,53 +48,53 @@ impl<'a> Invoices<'a> {
     >;
 
     /// `GET /invoices` · class `list_read` · operation `listInvoices` · keys: `test`, `live`.
-    #[endpoint(GET "/invoices", class = list_read, operation_id = "listInvoices", keys = [test, live], query = query)]
+    #[endpoint(GET "/invoices", class = list_read, operation_id = "listInvoices", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListInvoicesQuery) -> Result<models::InvoiceSearchResult>;
 
     /// `POST /invoices/zip-requests` · class `heavy_write` · operation `createInvoiceZipRequest` · keys: `live`.
-    #[endpoint(POST "/invoices/zip-requests", class = heavy_write, operation_id = "createInvoiceZipRequest", keys = [live], body = body)]
+    #[endpoint(POST "/invoices/zip-requests", class = heavy_write, operation_id = "createInvoiceZipRequest", keys = [live], body = body, retry = idempotent)]
     pub async fn create_zip_request(
         self,
         body: &models::InvoiceZipRequestCreateInput,
     ) -> Result<models::InvoiceZipRequest>;
 
     /// `GET /invoices/zip-requests` · class `list_read` · operation `listInvoiceZipRequests` · keys: `live`.
-    #[endpoint(GET "/invoices/zip-requests", class = list_read, operation_id = "listInvoiceZipRequests", keys = [live], query = query)]
+    #[endpoint(GET "/invoices/zip-requests", class = list_read, operation_id = "listInvoiceZipRequests", keys = [live], query = query, retry = idempotent)]
     pub async fn list_zip_requests(
         self,
         query: &ListInvoiceZipRequestsQuery,
     ) -> Result<models::InvoiceZipRequestSearchResult>;
 
     /// `GET /invoices/zip-requests/{id}` · class `detail_read` · operation `retrieveInvoiceZipRequest` · keys: `live`.
-    #[endpoint(GET "/invoices/zip-requests/{id}", class = detail_read, operation_id = "retrieveInvoiceZipRequest", keys = [live])]
+    #[endpoint(GET "/invoices/zip-requests/{id}", class = detail_read, operation_id = "retrieveInvoiceZipRequest", keys = [live], retry = idempotent)]
     pub async fn retrieve_zip_request(self, id: &str) -> Result<models::InvoiceZipRequest>;
 
     /// `GET /invoices/zip-requests/{id}/zip` · class `detail_read` · operation `downloadInvoiceZipRequest` · keys: `live`.
-    #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live])]
+    #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live], retry = idempotent)]
     pub async fn download_zip_request(self, id: &str) -> Result<Bytes>;
 
     /// `GET /invoices/zip-requests/{id}/zip` · class `detail_read` · operation `downloadInvoiceZipRequest` · keys: `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live])]
+    #[endpoint(GET "/invoices/zip-requests/{id}/zip", class = detail_read, operation_id = "downloadInvoiceZipRequest", keys = [live], retry = idempotent)]
     pub async fn download_zip_request_stream(self, id: &str) -> Result<ByteStream>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
-    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body)]
+    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, retry = idempotent)]
     pub async fn preview_pdf(self, body: &models::InvoiceCreateInput) -> Result<Bytes>;
 
     /// `POST /invoices/preview/pdf` · class `heavy_write` · operation `previewInvoicePdf` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body)]
+    #[endpoint(POST "/invoices/preview/pdf", class = heavy_write, operation_id = "previewInvoicePdf", keys = [test, live], body = body, retry = idempotent)]
     pub async fn preview_pdf_stream(self, body: &models::InvoiceCreateInput) -> Result<ByteStream>;
 
     /// `GET /invoices/{invoice_id}` · class `detail_read` · operation `getInvoice` · keys: `test`, `live`.
-    #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, operation_id = "getInvoice", keys = [test, live])]
+    #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, operation_id = "getInvoice", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, invoice_id: &str) -> Result<models::Invoice>;
 
     /// `PUT /invoices/{invoice_id}` · class `write` · operation `updateDraftInvoice` · keys: `test`, `live`.
-    #[endpoint(PUT "/invoices/{invoice_id}", class = write, operation_id = "updateDraftInvoice", keys = [test, live], body = body)]
+    #[endpoint(PUT "/invoices/{invoice_id}", class = write, operation_id = "updateDraftInvoice", keys = [test, live], body = body, retry = idempotent)]
     pub async fn update_draft(
         self,
         invoice_id: &str,
@@ -102,7 +102,7 @@ impl<'a> Invoices<'a> {
     ) -> Result<models::InvoiceDraft>;
 
     /// `DELETE /invoices/{invoice_id}` · class `heavy_write` · operation `cancelInvoice` · keys: `test`, `live`.
-    #[endpoint(DELETE "/invoices/{invoice_id}", class = heavy_write, operation_id = "cancelInvoice", keys = [test, live], query = query)]
+    #[endpoint(DELETE "/invoices/{invoice_id}", class = heavy_write, operation_id = "cancelInvoice", keys = [test, live], query = query, retry = idempotent)]
     pub async fn cancel(
         self,
         invoice_id: &str,
@@ -111,11 +111,11 @@ impl<'a> Invoices<'a> {
     ) -> Result<models::Invoice>;
 
     /// `POST /invoices/{invoice_id}/copy` · class `create` · operation `copyToDraftInvoice` · keys: `test`, `live`.
-    #[endpoint(POST "/invoices/{invoice_id}/copy", class = create, operation_id = "copyToDraftInvoice", keys = [test, live])]
+    #[endpoint(POST "/invoices/{invoice_id}/copy", class = create, operation_id = "copyToDraftInvoice", keys = [test, live], retry = not_after_send)]
     pub async fn copy_to_draft(self, invoice_id: &str) -> Result<models::InvoiceDraft>;
 
     /// `POST /invoices/{invoice_id}/stamp` · class `heavy_write` · operation `stampDraftInvoice` · keys: `test`, `live`.
-    #[endpoint(POST "/invoices/{invoice_id}/stamp", class = heavy_write, operation_id = "stampDraftInvoice", keys = [test, live], query = query)]
+    #[endpoint(POST "/invoices/{invoice_id}/stamp", class = heavy_write, operation_id = "stampDraftInvoice", keys = [test, live], query = query, retry = not_after_send)]
     pub async fn stamp_draft(
         self,
         invoice_id: &str,
@@ -123,7 +123,7 @@ impl<'a> Invoices<'a> {
     ) -> Result<models::Invoice>;
 
     /// `GET /invoices/{invoice_id}/cancellation_receipt/{format}` · class `detail_read` · operation `downloadCancellationReceiptXml` · keys: `test`, `live`.
-    #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live])]
+    #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live], retry = idempotent)]
     pub async fn download_cancellation_receipt(
         self,
         invoice_id: &str,
@@ -133,7 +133,7 @@ impl<'a> Invoices<'a> {
     /// `GET /invoices/{invoice_id}/cancellation_receipt/{format}` · class `detail_read` · operation `downloadCancellationReceiptXml` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live])]
+    #[endpoint(GET "/invoices/{invoice_id}/cancellation_receipt/{format}", class = detail_read, operation_id = "downloadCancellationReceiptXml", keys = [test, live], retry = idempotent)]
     pub async fn download_cancellation_receipt_stream(
         self,
         invoice_id: &str,
@@ -141,7 +141,7 @@ impl<'a> Invoices<'a> {
     ) -> Result<ByteStream>;
 
     /// `GET /invoices/{invoice_id}/{format}` · class `detail_read` · operation `downloadInvoice` · keys: `test`, `live`.
-    #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live])]
+    #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live], retry = idempotent)]
     pub async fn download(
         self,
         invoice_id: &str,
@@ -151,7 +151,7 @@ impl<'a> Invoices<'a> {
     /// `GET /invoices/{invoice_id}/{format}` · class `detail_read` · operation `downloadInvoice` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live])]
+    #[endpoint(GET "/invoices/{invoice_id}/{format}", class = detail_read, operation_id = "downloadInvoice", keys = [test, live], retry = idempotent)]
     pub async fn download_stream(
         self,
         invoice_id: &str,
@@ -159,7 +159,7 @@ impl<'a> Invoices<'a> {
     ) -> Result<ByteStream>;
 
     /// `POST /invoices/{invoice_id}/email` · class `heavy_write` · operation `sendInvoiceByEmail` · keys: `test`, `live`.
-    #[endpoint(POST "/invoices/{invoice_id}/email", class = heavy_write, operation_id = "sendInvoiceByEmail", keys = [test, live], body = body)]
+    #[endpoint(POST "/invoices/{invoice_id}/email", class = heavy_write, operation_id = "sendInvoiceByEmail", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn send_by_email(
         self,
         invoice_id: &str,
@@ -167,7 +167,7 @@ impl<'a> Invoices<'a> {
     ) -> Result<models::SendInvoiceByEmailResponse200>;
 
     /// `PUT /invoices/{invoice_id}/status` · class `heavy_write` · operation `updateInvoiceStatus` · keys: `test`, `live`.
-    #[endpoint(PUT "/invoices/{invoice_id}/status", class = heavy_write, operation_id = "updateInvoiceStatus", keys = [test, live])]
+    #[endpoint(PUT "/invoices/{invoice_id}/status", class = heavy_write, operation_id = "updateInvoiceStatus", keys = [test, live], retry = idempotent)]
     pub async fn update_status(self, invoice_id: &str) -> Result<models::Invoice>;
 
     /// Every item of [`Self::list`], page after page, each page through the `list_read` class limits.

@@ -4,6 +4,7 @@
 
 use crate::client::KeyKind;
 use crate::governor::{Class, Operation};
+use crate::request::Resend;
 
 /// In spec order.
 pub(crate) static OPERATIONS: &[Operation] = &[
@@ -15,6 +16,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_air_transport_codes",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31TransportConfigs",
@@ -24,6 +26,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_transport_configs",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsComercioexterior20TariffFractions",
@@ -33,6 +36,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_tariff_fractions",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31RightsOfPassage",
@@ -42,6 +46,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_rights_of_passage",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31CustomsDocuments",
@@ -51,6 +56,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_customs_documents",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31PackagingTypes",
@@ -60,6 +66,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_packaging_types",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31TrailerTypes",
@@ -69,6 +76,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_trailer_types",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31HazardousMaterials",
@@ -78,6 +86,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_hazardous_materials",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31NavalAuthorizations",
@@ -87,6 +96,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_naval_authorizations",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31PortStations",
@@ -96,6 +106,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_port_stations",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsCartaporte31MarineContainers",
@@ -105,6 +116,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_marine_containers",
         keys: &[],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createCustomer",
@@ -114,6 +126,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "listCustomers",
@@ -123,6 +136,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCustomer",
@@ -132,6 +146,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editCustomer",
@@ -141,6 +156,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "update",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteCustomer",
@@ -150,6 +166,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "delete",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "sendEditLinkByEmail",
@@ -159,6 +176,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "send_edit_link_by_email",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "validateCustomerTaxInfo",
@@ -168,6 +186,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "customers",
         method_name: "validate_tax_info",
         keys: &[KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createProduct",
@@ -177,6 +196,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "products",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listProducts",
@@ -186,6 +206,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "products",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getProduct",
@@ -195,6 +216,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "products",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editProduct",
@@ -204,6 +226,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "products",
         method_name: "update",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteProduct",
@@ -213,6 +236,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "products",
         method_name: "delete",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createInvoice",
@@ -222,6 +246,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Keyed,
     },
     Operation {
         operation_id: "listInvoices",
@@ -231,6 +256,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createInvoiceZipRequest",
@@ -240,6 +266,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "create_zip_request",
         keys: &[KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "listInvoiceZipRequests",
@@ -249,6 +276,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "list_zip_requests",
         keys: &[KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "retrieveInvoiceZipRequest",
@@ -258,6 +286,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "retrieve_zip_request",
         keys: &[KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "downloadInvoiceZipRequest",
@@ -267,6 +296,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "download_zip_request",
         keys: &[KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "previewInvoicePdf",
@@ -276,6 +306,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "preview_pdf",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getInvoice",
@@ -285,6 +316,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "updateDraftInvoice",
@@ -294,6 +326,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "update_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "cancelInvoice",
@@ -303,6 +336,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "cancel",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "copyToDraftInvoice",
@@ -312,6 +346,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "copy_to_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "stampDraftInvoice",
@@ -321,6 +356,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "stamp_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "downloadCancellationReceiptXml",
@@ -330,6 +366,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "download_cancellation_receipt",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "downloadInvoice",
@@ -339,6 +376,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "download",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "sendInvoiceByEmail",
@@ -348,6 +386,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "send_by_email",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "updateInvoiceStatus",
@@ -357,6 +396,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "invoices",
         method_name: "update_status",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createReceipt",
@@ -366,6 +406,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live, KeyKind::User],
+        resend: Resend::Keyed,
     },
     Operation {
         operation_id: "listReceipts",
@@ -375,6 +416,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getReceipt",
@@ -384,6 +426,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "assignReceiptCustomer",
@@ -393,6 +436,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "assign_customer",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "cancelReceipt",
@@ -402,6 +446,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "cancel",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "downloadReceiptPdf",
@@ -411,6 +456,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "download_pdf",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "sendReceiptByEmail",
@@ -420,6 +466,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "send_by_email",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "invoiceReceipt",
@@ -429,6 +476,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "invoice",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "createToInvoiceFromReceipts",
@@ -438,6 +486,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "to_invoice",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "previewToInvoiceFromReceipts",
@@ -447,6 +496,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "preview_to_invoice",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createGlobalInvoice",
@@ -456,6 +506,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "receipts",
         method_name: "create_global_invoice",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "createRetention",
@@ -465,6 +516,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Keyed,
     },
     Operation {
         operation_id: "listRetentions",
@@ -474,6 +526,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getRetention",
@@ -483,6 +536,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "updateDraftRetention",
@@ -492,6 +546,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "update_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "cancelRetention",
@@ -501,6 +556,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "cancel",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "copyToDraftRetention",
@@ -510,6 +566,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "copy_to_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "stampDraftRetention",
@@ -519,6 +576,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "stamp_draft",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "downloadRetention",
@@ -528,6 +586,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "download",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "sendRetentionByEmail",
@@ -537,6 +596,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "retentions",
         method_name: "send_by_email",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "createOrganization",
@@ -546,6 +606,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "create",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listOrganizations",
@@ -555,6 +616,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "list",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "meOrganization",
@@ -564,6 +626,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "me",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editOrganizationLegal",
@@ -573,6 +636,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_legal",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "uploadOrganizationCertificate",
@@ -582,6 +646,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "upload_certificate",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteOrganizationCertificate",
@@ -591,6 +656,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "delete_certificate",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "uploadOrganizationFiel",
@@ -600,6 +666,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "upload_fiel",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "uploadOrganizationLogo",
@@ -609,6 +676,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "upload_logo",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editOrganizationCustomization",
@@ -618,6 +686,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_customization",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editOrganizationReceiptsSettings",
@@ -627,6 +696,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_receipts_settings",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editOrganizationSelfInvoiceSettings",
@@ -636,6 +706,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_self_invoice_settings",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "checkDomainAvailability",
@@ -645,6 +716,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "check_domain_availability",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editOrganizationDomain",
@@ -654,6 +726,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_domain",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getOrganization",
@@ -663,6 +736,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteOrganization",
@@ -672,6 +746,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "delete",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getTestApiKey",
@@ -681,6 +756,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "retrieve_test_api_key",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "renewTestApiKey",
@@ -690,6 +766,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "renew_test_api_key",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listLiveApiKeys",
@@ -699,6 +776,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "list_live_api_keys",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "renewLiveApiKey",
@@ -708,6 +786,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "renew_live_api_key",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "deleteLiveApiKey",
@@ -717,6 +796,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "delete_live_api_key",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getSeriesGroup",
@@ -726,6 +806,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "retrieve_series_group",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createSeriesGroup",
@@ -735,6 +816,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "create_series_group",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "updateDefaultSeries",
@@ -744,6 +826,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_default_series",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "updateSeriesGroup",
@@ -753,6 +836,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "update_series_group",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteSeriesGroup",
@@ -762,6 +846,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "organizations",
         method_name: "delete_series_group",
         keys: &[KeyKind::Live, KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getOrganizationTeam",
@@ -771,6 +856,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createOrganizationTeamInvite",
@@ -780,6 +866,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "create_invite",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listOrganizationTeamInvites",
@@ -789,6 +876,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list_invites",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getOrganizationTeamUser",
@@ -798,6 +886,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "retrieve_user",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "removeOrganizationUserAccess",
@@ -807,6 +896,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "remove_user_access",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteOrganizationTeamInvite",
@@ -816,6 +906,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "delete_invite",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "listPendingOrganizationInvites",
@@ -825,6 +916,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list_pending_invites",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "respondOrganizationInvite",
@@ -834,6 +926,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "respond_invite",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listOrganizationPermissionRoles",
@@ -843,6 +936,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list_permission_roles",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createOrganizationPermissionRole",
@@ -852,6 +946,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "create_permission_role",
         keys: &[KeyKind::User],
+        resend: Resend::NotAfterSend,
     },
     Operation {
         operation_id: "listOrganizationPermissionRoleTemplates",
@@ -861,6 +956,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list_permission_role_templates",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "listOrganizationPermissionOperations",
@@ -870,6 +966,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "list_permission_operations",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getOrganizationPermissionRole",
@@ -879,6 +976,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "retrieve_permission_role",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "updateOrganizationPermissionRole",
@@ -888,6 +986,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "update_permission_role",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteOrganizationPermissionRole",
@@ -897,6 +996,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "delete_permission_role",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "updateOrganizationTeamUserRole",
@@ -906,6 +1006,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "team",
         method_name: "update_user_role",
         keys: &[KeyKind::User],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "createWebhook",
@@ -915,6 +1016,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "create",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "listWebhooks",
@@ -924,6 +1026,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "list",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getWebhook",
@@ -933,6 +1036,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "retrieve",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "editWebhook",
@@ -942,6 +1046,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "update",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "deleteWebhook",
@@ -951,6 +1056,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "delete",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "validateWebhookSignature",
@@ -960,6 +1066,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "webhooks",
         method_name: "validate_signature",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCheck",
@@ -969,6 +1076,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "tools",
         method_name: "check",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getToolsTaxIdValidation",
@@ -978,6 +1086,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "tools",
         method_name: "validate_tax_id",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsProducts",
@@ -987,6 +1096,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_products",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
     Operation {
         operation_id: "getCatalogsUnits",
@@ -996,5 +1106,6 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         resource: "catalogs",
         method_name: "search_units",
         keys: &[KeyKind::Test, KeyKind::Live],
+        resend: Resend::Idempotent,
     },
 ];

@@ -33,25 +33,25 @@ impl AsClient for Organizations<'_> {
 
 impl<'a> Organizations<'a> {
     /// `POST /organizations` · class `create` · operation `createOrganization` · keys: `user`.
-    #[endpoint(POST "/organizations", class = create, operation_id = "createOrganization", keys = [user], body = body)]
+    #[endpoint(POST "/organizations", class = create, operation_id = "createOrganization", keys = [user], body = body, retry = not_after_send)]
     pub async fn create(
         self,
         body: &models::OrganizationCreateInput,
     ) -> Result<models::Organization>;
 
     /// `GET /organizations` · class `list_read` · operation `listOrganizations` · keys: `user`.
-    #[endpoint(GET "/organizations", class = list_read, operation_id = "listOrganizations", keys = [user], query = query)]
+    #[endpoint(GET "/organizations", class = list_read, operation_id = "listOrganizations", keys = [user], query = query, retry = idempotent)]
     pub async fn list(
         self,
         query: &ListOrganizationsQuery,
     ) -> Result<models::OrganizationSearchResult>;
 
     /// `GET /organizations/me` · class `detail_read` · operation `meOrganization` · keys: `test`, `live`.
-    #[endpoint(GET "/organizations/me", class = detail_read, operation_id = "meOrganization", keys = [test, live])]
+    #[endpoint(GET "/organizations/me", class = detail_read, operation_id = "meOrganization", keys = [test, live], retry = idempotent)]
     pub async fn me(self) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/legal` · class `write` · operation `editOrganizationLegal` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/legal", class = write, operation_id = "editOrganizationLegal", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/legal", class = write, operation_id = "editOrganizationLegal", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_legal(
         self,
         organization_id: &str,
@@ -59,7 +59,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/certificate` · class `heavy_write` · operation `uploadOrganizationCertificate` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/certificate", class = heavy_write, operation_id = "uploadOrganizationCertificate", keys = [live, user], multipart = form)]
+    #[endpoint(PUT "/organizations/{organization_id}/certificate", class = heavy_write, operation_id = "uploadOrganizationCertificate", keys = [live, user], multipart = form, retry = idempotent)]
     pub async fn upload_certificate(
         self,
         organization_id: &str,
@@ -67,14 +67,14 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `DELETE /organizations/{organization_id}/certificate` · class `write` · operation `deleteOrganizationCertificate` · keys: `live`, `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/certificate", class = write, operation_id = "deleteOrganizationCertificate", keys = [live, user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/certificate", class = write, operation_id = "deleteOrganizationCertificate", keys = [live, user], retry = idempotent)]
     pub async fn delete_certificate(
         self,
         organization_id: &str,
     ) -> Result<models::OrganizationDeleteCerts>;
 
     /// `PUT /organizations/{organization_id}/fiel` · class `heavy_write` · operation `uploadOrganizationFiel` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/fiel", class = heavy_write, operation_id = "uploadOrganizationFiel", keys = [live, user], multipart = form)]
+    #[endpoint(PUT "/organizations/{organization_id}/fiel", class = heavy_write, operation_id = "uploadOrganizationFiel", keys = [live, user], multipart = form, retry = idempotent)]
     pub async fn upload_fiel(
         self,
         organization_id: &str,
@@ -82,7 +82,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/logo` · class `heavy_write` · operation `uploadOrganizationLogo` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/logo", class = heavy_write, operation_id = "uploadOrganizationLogo", keys = [live, user], multipart = form)]
+    #[endpoint(PUT "/organizations/{organization_id}/logo", class = heavy_write, operation_id = "uploadOrganizationLogo", keys = [live, user], multipart = form, retry = idempotent)]
     pub async fn upload_logo(
         self,
         organization_id: &str,
@@ -90,7 +90,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/customization` · class `write` · operation `editOrganizationCustomization` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/customization", class = write, operation_id = "editOrganizationCustomization", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/customization", class = write, operation_id = "editOrganizationCustomization", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_customization(
         self,
         organization_id: &str,
@@ -98,7 +98,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/receipts` · class `write` · operation `editOrganizationReceiptsSettings` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/receipts", class = write, operation_id = "editOrganizationReceiptsSettings", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/receipts", class = write, operation_id = "editOrganizationReceiptsSettings", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_receipts_settings(
         self,
         organization_id: &str,
@@ -106,7 +106,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `PUT /organizations/{organization_id}/self-invoice` · class `write` · operation `editOrganizationSelfInvoiceSettings` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/self-invoice", class = write, operation_id = "editOrganizationSelfInvoiceSettings", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/self-invoice", class = write, operation_id = "editOrganizationSelfInvoiceSettings", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_self_invoice_settings(
         self,
         organization_id: &str,
@@ -114,14 +114,14 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `GET /organizations/domain-check` · class `detail_read` · operation `checkDomainAvailability` · keys: `user`.
-    #[endpoint(GET "/organizations/domain-check", class = detail_read, operation_id = "checkDomainAvailability", keys = [user])]
+    #[endpoint(GET "/organizations/domain-check", class = detail_read, operation_id = "checkDomainAvailability", keys = [user], retry = idempotent)]
     pub async fn check_domain_availability(
         self,
         #[query] domain: models::DomainField,
     ) -> Result<models::CheckDomainAvailabilityResponse200>;
 
     /// `PUT /organizations/{organization_id}/domain` · class `write` · operation `editOrganizationDomain` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/domain", class = write, operation_id = "editOrganizationDomain", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/domain", class = write, operation_id = "editOrganizationDomain", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_domain(
         self,
         organization_id: &str,
@@ -129,43 +129,43 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::Organization>;
 
     /// `GET /organizations/{organization_id}` · class `detail_read` · operation `getOrganization` · keys: `test`, `live`, `user`.
-    #[endpoint(GET "/organizations/{organization_id}", class = detail_read, operation_id = "getOrganization", keys = [test, live, user])]
+    #[endpoint(GET "/organizations/{organization_id}", class = detail_read, operation_id = "getOrganization", keys = [test, live, user], retry = idempotent)]
     pub async fn retrieve(self, organization_id: &str) -> Result<models::Organization>;
 
     /// `DELETE /organizations/{organization_id}` · class `write` · operation `deleteOrganization` · keys: `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}", class = write, operation_id = "deleteOrganization", keys = [user])]
+    #[endpoint(DELETE "/organizations/{organization_id}", class = write, operation_id = "deleteOrganization", keys = [user], retry = idempotent)]
     pub async fn delete(self, organization_id: &str) -> Result<models::Organization>;
 
     /// `GET /organizations/{organization_id}/apikeys/test` · class `detail_read` · operation `getTestApiKey` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/apikeys/test", class = detail_read, operation_id = "getTestApiKey", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/apikeys/test", class = detail_read, operation_id = "getTestApiKey", keys = [user], retry = idempotent)]
     pub async fn retrieve_test_api_key(
         self,
         organization_id: &str,
     ) -> Result<models::GetTestApiKeyResponse200>;
 
     /// `PUT /organizations/{organization_id}/apikeys/test` · class `write` · operation `renewTestApiKey` · keys: `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/apikeys/test", class = write, operation_id = "renewTestApiKey", keys = [user])]
+    #[endpoint(PUT "/organizations/{organization_id}/apikeys/test", class = write, operation_id = "renewTestApiKey", keys = [user], retry = not_after_send)]
     pub async fn renew_test_api_key(
         self,
         organization_id: &str,
     ) -> Result<models::RenewTestApiKeyResponse200>;
 
     /// `GET /organizations/{organization_id}/apikeys/live` · class `list_read` · operation `listLiveApiKeys` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/apikeys/live", class = list_read, operation_id = "listLiveApiKeys", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/apikeys/live", class = list_read, operation_id = "listLiveApiKeys", keys = [user], retry = idempotent)]
     pub async fn list_live_api_keys(
         self,
         organization_id: &str,
     ) -> Result<models::ListLiveApiKeysResponse200>;
 
     /// `PUT /organizations/{organization_id}/apikeys/live` · class `write` · operation `renewLiveApiKey` · keys: `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/apikeys/live", class = write, operation_id = "renewLiveApiKey", keys = [user])]
+    #[endpoint(PUT "/organizations/{organization_id}/apikeys/live", class = write, operation_id = "renewLiveApiKey", keys = [user], retry = not_after_send)]
     pub async fn renew_live_api_key(
         self,
         organization_id: &str,
     ) -> Result<models::RenewLiveApiKeyResponse200>;
 
     /// `DELETE /organizations/{organization_id}/apikeys/live/{id}` · class `write` · operation `deleteLiveApiKey` · keys: `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/apikeys/live/{id}", class = write, operation_id = "deleteLiveApiKey", keys = [user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/apikeys/live/{id}", class = write, operation_id = "deleteLiveApiKey", keys = [user], retry = idempotent)]
     pub async fn delete_live_api_key(
         self,
         organization_id: &str,
@@ -173,14 +173,14 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::DeleteLiveApiKeyResponse200>;
 
     /// `GET /organizations/{organization_id}/series-group` · class `list_read` · operation `getSeriesGroup` · keys: `live`, `user`.
-    #[endpoint(GET "/organizations/{organization_id}/series-group", class = list_read, operation_id = "getSeriesGroup", keys = [live, user])]
+    #[endpoint(GET "/organizations/{organization_id}/series-group", class = list_read, operation_id = "getSeriesGroup", keys = [live, user], retry = idempotent)]
     pub async fn retrieve_series_group(
         self,
         organization_id: &str,
     ) -> Result<models::GetSeriesGroupResponse200>;
 
     /// `POST /organizations/{organization_id}/series-group` · class `create` · operation `createSeriesGroup` · keys: `live`, `user`.
-    #[endpoint(POST "/organizations/{organization_id}/series-group", class = create, operation_id = "createSeriesGroup", keys = [live, user], body = body)]
+    #[endpoint(POST "/organizations/{organization_id}/series-group", class = create, operation_id = "createSeriesGroup", keys = [live, user], body = body, retry = not_after_send)]
     pub async fn create_series_group(
         self,
         organization_id: &str,
@@ -188,7 +188,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::OrganizationSeriesGroup>;
 
     /// `PUT /organizations/{organization_id}/series-group/default-series` · class `write` · operation `updateDefaultSeries` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/series-group/default-series", class = write, operation_id = "updateDefaultSeries", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/series-group/default-series", class = write, operation_id = "updateDefaultSeries", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_default_series(
         self,
         organization_id: &str,
@@ -196,7 +196,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::OkResponse>;
 
     /// `PUT /organizations/{organization_id}/series-group/{series_name}` · class `write` · operation `updateSeriesGroup` · keys: `live`, `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "updateSeriesGroup", keys = [live, user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "updateSeriesGroup", keys = [live, user], body = body, retry = idempotent)]
     pub async fn update_series_group(
         self,
         organization_id: &str,
@@ -205,7 +205,7 @@ impl<'a> Organizations<'a> {
     ) -> Result<models::OrganizationSeriesGroup>;
 
     /// `DELETE /organizations/{organization_id}/series-group/{series_name}` · class `write` · operation `deleteSeriesGroup` · keys: `live`, `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "deleteSeriesGroup", keys = [live, user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/series-group/{series_name}", class = write, operation_id = "deleteSeriesGroup", keys = [live, user], retry = idempotent)]
     pub async fn delete_series_group(
         self,
         organization_id: &str,

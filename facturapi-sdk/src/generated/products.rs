@@ -33,19 +33,19 @@ impl AsClient for Products<'_> {
 
 impl<'a> Products<'a> {
     /// `POST /products` · class `create` · operation `createProduct` · keys: `test`, `live`.
-    #[endpoint(POST "/products", class = create, operation_id = "createProduct", keys = [test, live], body = body)]
+    #[endpoint(POST "/products", class = create, operation_id = "createProduct", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn create(self, body: &models::ProductCreateBody) -> Result<models::Product>;
 
     /// `GET /products` · class `list_read` · operation `listProducts` · keys: `test`, `live`.
-    #[endpoint(GET "/products", class = list_read, operation_id = "listProducts", keys = [test, live], query = query)]
+    #[endpoint(GET "/products", class = list_read, operation_id = "listProducts", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListProductsQuery) -> Result<models::ProductSearchResult>;
 
     /// `GET /products/{product_id}` · class `detail_read` · operation `getProduct` · keys: `test`, `live`.
-    #[endpoint(GET "/products/{product_id}", class = detail_read, operation_id = "getProduct", keys = [test, live])]
+    #[endpoint(GET "/products/{product_id}", class = detail_read, operation_id = "getProduct", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, product_id: &str) -> Result<models::Product>;
 
     /// `PUT /products/{product_id}` · class `write` · operation `editProduct` · keys: `test`, `live`.
-    #[endpoint(PUT "/products/{product_id}", class = write, operation_id = "editProduct", keys = [test, live], body = body)]
+    #[endpoint(PUT "/products/{product_id}", class = write, operation_id = "editProduct", keys = [test, live], body = body, retry = idempotent)]
     pub async fn update(
         self,
         product_id: &str,
@@ -53,7 +53,7 @@ impl<'a> Products<'a> {
     ) -> Result<models::Product>;
 
     /// `DELETE /products/{product_id}` · class `write` · operation `deleteProduct` · keys: `test`, `live`.
-    #[endpoint(DELETE "/products/{product_id}", class = write, operation_id = "deleteProduct", keys = [test, live])]
+    #[endpoint(DELETE "/products/{product_id}", class = write, operation_id = "deleteProduct", keys = [test, live], retry = idempotent)]
     pub async fn delete(self, product_id: &str) -> Result<models::Product>;
 
     /// Every item of [`Self::list`], page after page, each page through the `list_read` class limits.

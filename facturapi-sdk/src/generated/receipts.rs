@@ -40,15 +40,15 @@ impl<'a> Receipts<'a> {
     pub async fn create(self, body: &models::ReceiptInput) -> Result<Created<models::Receipt>>;
 
     /// `GET /receipts` · class `list_read` · operation `listReceipts` · keys: `test`, `live`.
-    #[endpoint(GET "/receipts", class = list_read, operation_id = "listReceipts", keys = [test, live], query = query)]
+    #[endpoint(GET "/receipts", class = list_read, operation_id = "listReceipts", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListReceiptsQuery) -> Result<models::ReceiptSearchResult>;
 
     /// `GET /receipts/{receipt_id}` · class `detail_read` · operation `getReceipt` · keys: `test`, `live`.
-    #[endpoint(GET "/receipts/{receipt_id}", class = detail_read, operation_id = "getReceipt", keys = [test, live])]
+    #[endpoint(GET "/receipts/{receipt_id}", class = detail_read, operation_id = "getReceipt", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, receipt_id: &str) -> Result<models::Receipt>;
 
     /// `PUT /receipts/{receipt_id}` · class `write` · operation `assignReceiptCustomer` · keys: `test`, `live`.
-    #[endpoint(PUT "/receipts/{receipt_id}", class = write, operation_id = "assignReceiptCustomer", keys = [test, live], body = body)]
+    #[endpoint(PUT "/receipts/{receipt_id}", class = write, operation_id = "assignReceiptCustomer", keys = [test, live], body = body, retry = idempotent)]
     pub async fn assign_customer(
         self,
         receipt_id: &str,
@@ -56,21 +56,21 @@ impl<'a> Receipts<'a> {
     ) -> Result<models::Receipt>;
 
     /// `DELETE /receipts/{receipt_id}` · class `write` · operation `cancelReceipt` · keys: `test`, `live`.
-    #[endpoint(DELETE "/receipts/{receipt_id}", class = write, operation_id = "cancelReceipt", keys = [test, live])]
+    #[endpoint(DELETE "/receipts/{receipt_id}", class = write, operation_id = "cancelReceipt", keys = [test, live], retry = idempotent)]
     pub async fn cancel(self, receipt_id: &str) -> Result<models::Receipt>;
 
     /// `GET /receipts/{receipt_id}/pdf` · class `detail_read` · operation `downloadReceiptPdf` · keys: `test`, `live`.
-    #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live])]
+    #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live], retry = idempotent)]
     pub async fn download_pdf(self, receipt_id: &str) -> Result<Bytes>;
 
     /// `GET /receipts/{receipt_id}/pdf` · class `detail_read` · operation `downloadReceiptPdf` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live])]
+    #[endpoint(GET "/receipts/{receipt_id}/pdf", class = detail_read, operation_id = "downloadReceiptPdf", keys = [test, live], retry = idempotent)]
     pub async fn download_pdf_stream(self, receipt_id: &str) -> Result<ByteStream>;
 
     /// `POST /receipts/{receipt_id}/email` · class `heavy_write` · operation `sendReceiptByEmail` · keys: `test`, `live`.
-    #[endpoint(POST "/receipts/{receipt_id}/email", class = heavy_write, operation_id = "sendReceiptByEmail", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/{receipt_id}/email", class = heavy_write, operation_id = "sendReceiptByEmail", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn send_by_email(
         self,
         receipt_id: &str,
@@ -78,7 +78,7 @@ impl<'a> Receipts<'a> {
     ) -> Result<models::SendReceiptByEmailResponse200>;
 
     /// `POST /receipts/{receipt_id}/invoice` · class `heavy_write` · operation `invoiceReceipt` · keys: `test`, `live`.
-    #[endpoint(POST "/receipts/{receipt_id}/invoice", class = heavy_write, operation_id = "invoiceReceipt", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/{receipt_id}/invoice", class = heavy_write, operation_id = "invoiceReceipt", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn invoice(
         self,
         receipt_id: &str,
@@ -86,14 +86,14 @@ impl<'a> Receipts<'a> {
     ) -> Result<models::Invoice>;
 
     /// `POST /receipts/to-invoice` · class `heavy_write` · operation `createToInvoiceFromReceipts` · keys: `test`, `live`.
-    #[endpoint(POST "/receipts/to-invoice", class = heavy_write, operation_id = "createToInvoiceFromReceipts", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/to-invoice", class = heavy_write, operation_id = "createToInvoiceFromReceipts", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn to_invoice(
         self,
         body: &models::ToInvoiceInput,
     ) -> Result<models::CreateToInvoiceFromReceiptsResponse200>;
 
     /// `POST /receipts/to-invoice/preview` · class `heavy_write` · operation `previewToInvoiceFromReceipts` · keys: `test`, `live`.
-    #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body, retry = idempotent)]
     pub async fn preview_to_invoice(
         self,
         body: &models::ToInvoicePreviewInput,
@@ -102,14 +102,14 @@ impl<'a> Receipts<'a> {
     /// `POST /receipts/to-invoice/preview` · class `heavy_write` · operation `previewToInvoiceFromReceipts` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/to-invoice/preview", class = heavy_write, operation_id = "previewToInvoiceFromReceipts", keys = [test, live], body = body, retry = idempotent)]
     pub async fn preview_to_invoice_stream(
         self,
         body: &models::ToInvoicePreviewInput,
     ) -> Result<ByteStream>;
 
     /// `POST /receipts/global-invoice` · class `heavy_write` · operation `createGlobalInvoice` · keys: `test`, `live`.
-    #[endpoint(POST "/receipts/global-invoice", class = heavy_write, operation_id = "createGlobalInvoice", keys = [test, live], body = body)]
+    #[endpoint(POST "/receipts/global-invoice", class = heavy_write, operation_id = "createGlobalInvoice", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn create_global_invoice(
         self,
         body: &models::GlobalInvoiceInput,

@@ -40,15 +40,15 @@ impl<'a> Retentions<'a> {
     pub async fn create(self, body: &models::RetentionInput) -> Result<Created<models::Retention>>;
 
     /// `GET /retentions` · class `list_read` · operation `listRetentions` · keys: `test`, `live`.
-    #[endpoint(GET "/retentions", class = list_read, operation_id = "listRetentions", keys = [test, live], query = query)]
+    #[endpoint(GET "/retentions", class = list_read, operation_id = "listRetentions", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListRetentionsQuery) -> Result<models::RetentionSearchResult>;
 
     /// `GET /retentions/{retention_id}` · class `detail_read` · operation `getRetention` · keys: `test`, `live`.
-    #[endpoint(GET "/retentions/{retention_id}", class = detail_read, operation_id = "getRetention", keys = [test, live])]
+    #[endpoint(GET "/retentions/{retention_id}", class = detail_read, operation_id = "getRetention", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `PUT /retentions/{retention_id}` · class `write` · operation `updateDraftRetention` · keys: `test`, `live`.
-    #[endpoint(PUT "/retentions/{retention_id}", class = write, operation_id = "updateDraftRetention", keys = [test, live], body = body)]
+    #[endpoint(PUT "/retentions/{retention_id}", class = write, operation_id = "updateDraftRetention", keys = [test, live], body = body, retry = idempotent)]
     pub async fn update_draft(
         self,
         retention_id: &str,
@@ -56,7 +56,7 @@ impl<'a> Retentions<'a> {
     ) -> Result<models::Retention>;
 
     /// `DELETE /retentions/{retention_id}` · class `heavy_write` · operation `cancelRetention` · keys: `test`, `live`.
-    #[endpoint(DELETE "/retentions/{retention_id}", class = heavy_write, operation_id = "cancelRetention", keys = [test, live], query = query)]
+    #[endpoint(DELETE "/retentions/{retention_id}", class = heavy_write, operation_id = "cancelRetention", keys = [test, live], query = query, retry = idempotent)]
     pub async fn cancel(
         self,
         retention_id: &str,
@@ -64,15 +64,15 @@ impl<'a> Retentions<'a> {
     ) -> Result<models::Retention>;
 
     /// `POST /retentions/{retention_id}/copy` · class `create` · operation `copyToDraftRetention` · keys: `test`, `live`.
-    #[endpoint(POST "/retentions/{retention_id}/copy", class = create, operation_id = "copyToDraftRetention", keys = [test, live])]
+    #[endpoint(POST "/retentions/{retention_id}/copy", class = create, operation_id = "copyToDraftRetention", keys = [test, live], retry = not_after_send)]
     pub async fn copy_to_draft(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `POST /retentions/{retention_id}/stamp` · class `heavy_write` · operation `stampDraftRetention` · keys: `test`, `live`.
-    #[endpoint(POST "/retentions/{retention_id}/stamp", class = heavy_write, operation_id = "stampDraftRetention", keys = [test, live])]
+    #[endpoint(POST "/retentions/{retention_id}/stamp", class = heavy_write, operation_id = "stampDraftRetention", keys = [test, live], retry = not_after_send)]
     pub async fn stamp_draft(self, retention_id: &str) -> Result<models::Retention>;
 
     /// `GET /retentions/{retention_id}/{format}` · class `detail_read` · operation `downloadRetention` · keys: `test`, `live`.
-    #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live])]
+    #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live], retry = idempotent)]
     pub async fn download(
         self,
         retention_id: &str,
@@ -82,7 +82,7 @@ impl<'a> Retentions<'a> {
     /// `GET /retentions/{retention_id}/{format}` · class `detail_read` · operation `downloadRetention` · keys: `test`, `live`.
     ///
     /// The file as a stream of chunks, for large downloads.
-    #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live])]
+    #[endpoint(GET "/retentions/{retention_id}/{format}", class = detail_read, operation_id = "downloadRetention", keys = [test, live], retry = idempotent)]
     pub async fn download_stream(
         self,
         retention_id: &str,
@@ -90,7 +90,7 @@ impl<'a> Retentions<'a> {
     ) -> Result<ByteStream>;
 
     /// `POST /retentions/{retention_id}/email` · class `heavy_write` · operation `sendRetentionByEmail` · keys: `test`, `live`.
-    #[endpoint(POST "/retentions/{retention_id}/email", class = heavy_write, operation_id = "sendRetentionByEmail", keys = [test, live], body = body)]
+    #[endpoint(POST "/retentions/{retention_id}/email", class = heavy_write, operation_id = "sendRetentionByEmail", keys = [test, live], body = body, retry = not_after_send)]
     pub async fn send_by_email(
         self,
         retention_id: &str,

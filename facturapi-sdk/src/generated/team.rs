@@ -33,11 +33,11 @@ impl AsClient for Team<'_> {
 
 impl<'a> Team<'a> {
     /// `GET /organizations/{organization_id}/team` · class `list_read` · operation `getOrganizationTeam` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team", class = list_read, operation_id = "getOrganizationTeam", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team", class = list_read, operation_id = "getOrganizationTeam", keys = [user], retry = idempotent)]
     pub async fn list(self, organization_id: &str) -> Result<models::OrganizationUserAccessList>;
 
     /// `POST /organizations/{organization_id}/team/invites` · class `create` · operation `createOrganizationTeamInvite` · keys: `user`.
-    #[endpoint(POST "/organizations/{organization_id}/team/invites", class = create, operation_id = "createOrganizationTeamInvite", keys = [user], body = body)]
+    #[endpoint(POST "/organizations/{organization_id}/team/invites", class = create, operation_id = "createOrganizationTeamInvite", keys = [user], body = body, retry = not_after_send)]
     pub async fn create_invite(
         self,
         organization_id: &str,
@@ -45,14 +45,14 @@ impl<'a> Team<'a> {
     ) -> Result<models::OrganizationInvite>;
 
     /// `GET /organizations/{organization_id}/team/invites` · class `list_read` · operation `listOrganizationTeamInvites` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/invites", class = list_read, operation_id = "listOrganizationTeamInvites", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/invites", class = list_read, operation_id = "listOrganizationTeamInvites", keys = [user], retry = idempotent)]
     pub async fn list_invites(
         self,
         organization_id: &str,
     ) -> Result<models::OrganizationInviteList>;
 
     /// `GET /organizations/{organization_id}/team/{access_id}` · class `detail_read` · operation `getOrganizationTeamUser` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/{access_id}", class = detail_read, operation_id = "getOrganizationTeamUser", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/{access_id}", class = detail_read, operation_id = "getOrganizationTeamUser", keys = [user], retry = idempotent)]
     pub async fn retrieve_user(
         self,
         organization_id: &str,
@@ -60,7 +60,7 @@ impl<'a> Team<'a> {
     ) -> Result<models::OrganizationUserAccess>;
 
     /// `DELETE /organizations/{organization_id}/team/{access_id}` · class `write` · operation `removeOrganizationUserAccess` · keys: `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/team/{access_id}", class = write, operation_id = "removeOrganizationUserAccess", keys = [user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/team/{access_id}", class = write, operation_id = "removeOrganizationUserAccess", keys = [user], retry = idempotent)]
     pub async fn remove_user_access(
         self,
         organization_id: &str,
@@ -68,7 +68,7 @@ impl<'a> Team<'a> {
     ) -> Result<models::OkResponse>;
 
     /// `DELETE /organizations/{organization_id}/team/invites/{invite_key}` · class `write` · operation `deleteOrganizationTeamInvite` · keys: `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/team/invites/{invite_key}", class = write, operation_id = "deleteOrganizationTeamInvite", keys = [user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/team/invites/{invite_key}", class = write, operation_id = "deleteOrganizationTeamInvite", keys = [user], retry = idempotent)]
     pub async fn delete_invite(
         self,
         organization_id: &str,
@@ -76,11 +76,11 @@ impl<'a> Team<'a> {
     ) -> Result<models::OkResponse>;
 
     /// `GET /organizations/invites/pending` · class `list_read` · operation `listPendingOrganizationInvites` · keys: `user`.
-    #[endpoint(GET "/organizations/invites/pending", class = list_read, operation_id = "listPendingOrganizationInvites", keys = [user])]
+    #[endpoint(GET "/organizations/invites/pending", class = list_read, operation_id = "listPendingOrganizationInvites", keys = [user], retry = idempotent)]
     pub async fn list_pending_invites(self) -> Result<models::OrganizationInviteList>;
 
     /// `POST /organizations/invites/{invite_key}/response` · class `write` · operation `respondOrganizationInvite` · keys: `user`.
-    #[endpoint(POST "/organizations/invites/{invite_key}/response", class = write, operation_id = "respondOrganizationInvite", keys = [user], body = body)]
+    #[endpoint(POST "/organizations/invites/{invite_key}/response", class = write, operation_id = "respondOrganizationInvite", keys = [user], body = body, retry = not_after_send)]
     pub async fn respond_invite(
         self,
         invite_key: &str,
@@ -88,14 +88,14 @@ impl<'a> Team<'a> {
     ) -> Result<models::OkResponse>;
 
     /// `GET /organizations/{organization_id}/team/roles` · class `list_read` · operation `listOrganizationPermissionRoles` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/roles", class = list_read, operation_id = "listOrganizationPermissionRoles", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/roles", class = list_read, operation_id = "listOrganizationPermissionRoles", keys = [user], retry = idempotent)]
     pub async fn list_permission_roles(
         self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionRoleList>;
 
     /// `POST /organizations/{organization_id}/team/roles` · class `create` · operation `createOrganizationPermissionRole` · keys: `user`.
-    #[endpoint(POST "/organizations/{organization_id}/team/roles", class = create, operation_id = "createOrganizationPermissionRole", keys = [user], body = body)]
+    #[endpoint(POST "/organizations/{organization_id}/team/roles", class = create, operation_id = "createOrganizationPermissionRole", keys = [user], body = body, retry = not_after_send)]
     pub async fn create_permission_role(
         self,
         organization_id: &str,
@@ -103,21 +103,21 @@ impl<'a> Team<'a> {
     ) -> Result<models::OrganizationPermissionRole>;
 
     /// `GET /organizations/{organization_id}/team/roles/templates` · class `list_read` · operation `listOrganizationPermissionRoleTemplates` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/roles/templates", class = list_read, operation_id = "listOrganizationPermissionRoleTemplates", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/roles/templates", class = list_read, operation_id = "listOrganizationPermissionRoleTemplates", keys = [user], retry = idempotent)]
     pub async fn list_permission_role_templates(
         self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionRoleTemplateList>;
 
     /// `GET /organizations/{organization_id}/team/roles/operations` · class `list_read` · operation `listOrganizationPermissionOperations` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/roles/operations", class = list_read, operation_id = "listOrganizationPermissionOperations", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/roles/operations", class = list_read, operation_id = "listOrganizationPermissionOperations", keys = [user], retry = idempotent)]
     pub async fn list_permission_operations(
         self,
         organization_id: &str,
     ) -> Result<models::OrganizationPermissionOperationList>;
 
     /// `GET /organizations/{organization_id}/team/roles/{role_id}` · class `detail_read` · operation `getOrganizationPermissionRole` · keys: `user`.
-    #[endpoint(GET "/organizations/{organization_id}/team/roles/{role_id}", class = detail_read, operation_id = "getOrganizationPermissionRole", keys = [user])]
+    #[endpoint(GET "/organizations/{organization_id}/team/roles/{role_id}", class = detail_read, operation_id = "getOrganizationPermissionRole", keys = [user], retry = idempotent)]
     pub async fn retrieve_permission_role(
         self,
         organization_id: &str,
@@ -125,7 +125,7 @@ impl<'a> Team<'a> {
     ) -> Result<models::OrganizationPermissionRole>;
 
     /// `PUT /organizations/{organization_id}/team/roles/{role_id}` · class `write` · operation `updateOrganizationPermissionRole` · keys: `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "updateOrganizationPermissionRole", keys = [user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "updateOrganizationPermissionRole", keys = [user], body = body, retry = idempotent)]
     pub async fn update_permission_role(
         self,
         organization_id: &str,
@@ -134,7 +134,7 @@ impl<'a> Team<'a> {
     ) -> Result<models::OrganizationPermissionRole>;
 
     /// `DELETE /organizations/{organization_id}/team/roles/{role_id}` · class `write` · operation `deleteOrganizationPermissionRole` · keys: `user`.
-    #[endpoint(DELETE "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "deleteOrganizationPermissionRole", keys = [user])]
+    #[endpoint(DELETE "/organizations/{organization_id}/team/roles/{role_id}", class = write, operation_id = "deleteOrganizationPermissionRole", keys = [user], retry = idempotent)]
     pub async fn delete_permission_role(
         self,
         organization_id: &str,
@@ -142,7 +142,7 @@ impl<'a> Team<'a> {
     ) -> Result<models::OkResponse>;
 
     /// `PUT /organizations/{organization_id}/team/{access_id}/role` · class `write` · operation `updateOrganizationTeamUserRole` · keys: `user`.
-    #[endpoint(PUT "/organizations/{organization_id}/team/{access_id}/role", class = write, operation_id = "updateOrganizationTeamUserRole", keys = [user], body = body)]
+    #[endpoint(PUT "/organizations/{organization_id}/team/{access_id}/role", class = write, operation_id = "updateOrganizationTeamUserRole", keys = [user], body = body, retry = idempotent)]
     pub async fn update_user_role(
         self,
         organization_id: &str,

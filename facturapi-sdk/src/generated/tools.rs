@@ -33,11 +33,11 @@ impl AsClient for Tools<'_> {
 
 impl<'a> Tools<'a> {
     /// `GET /check` · class `detail_read` · operation `getCheck` · keys: `test`, `live`.
-    #[endpoint(GET "/check", class = detail_read, operation_id = "getCheck", keys = [test, live])]
+    #[endpoint(GET "/check", class = detail_read, operation_id = "getCheck", keys = [test, live], retry = idempotent)]
     pub async fn check(self) -> Result<models::GetCheckResponse200>;
 
     /// `GET /tools/tax_id_validation` · class `detail_read` · operation `getToolsTaxIdValidation` · keys: `test`, `live`.
-    #[endpoint(GET "/tools/tax_id_validation", class = detail_read, operation_id = "getToolsTaxIdValidation", keys = [test, live])]
+    #[endpoint(GET "/tools/tax_id_validation", class = detail_read, operation_id = "getToolsTaxIdValidation", keys = [test, live], retry = idempotent)]
     pub async fn validate_tax_id(
         self,
         #[query] tax_id: &str,

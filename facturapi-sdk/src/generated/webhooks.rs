@@ -33,19 +33,19 @@ impl AsClient for Webhooks<'_> {
 
 impl<'a> Webhooks<'a> {
     /// `POST /webhooks` · class `create` · operation `createWebhook` · keys: `test`, `live`.
-    #[endpoint(POST "/webhooks", class = create, operation_id = "createWebhook", keys = [test, live], body = body)]
+    #[endpoint(POST "/webhooks", class = create, operation_id = "createWebhook", keys = [test, live], body = body, retry = idempotent)]
     pub async fn create(self, body: &models::WebhookCreateInput) -> Result<models::Webhook>;
 
     /// `GET /webhooks` · class `list_read` · operation `listWebhooks` · keys: `test`, `live`.
-    #[endpoint(GET "/webhooks", class = list_read, operation_id = "listWebhooks", keys = [test, live], query = query)]
+    #[endpoint(GET "/webhooks", class = list_read, operation_id = "listWebhooks", keys = [test, live], query = query, retry = idempotent)]
     pub async fn list(self, query: &ListWebhooksQuery) -> Result<models::WebhookSearchResult>;
 
     /// `GET /webhooks/{webhook_id}` · class `detail_read` · operation `getWebhook` · keys: `test`, `live`.
-    #[endpoint(GET "/webhooks/{webhook_id}", class = detail_read, operation_id = "getWebhook", keys = [test, live])]
+    #[endpoint(GET "/webhooks/{webhook_id}", class = detail_read, operation_id = "getWebhook", keys = [test, live], retry = idempotent)]
     pub async fn retrieve(self, webhook_id: &str) -> Result<models::Webhook>;
 
     /// `PUT /webhooks/{webhook_id}` · class `write` · operation `editWebhook` · keys: `test`, `live`.
-    #[endpoint(PUT "/webhooks/{webhook_id}", class = write, operation_id = "editWebhook", keys = [test, live], body = body)]
+    #[endpoint(PUT "/webhooks/{webhook_id}", class = write, operation_id = "editWebhook", keys = [test, live], body = body, retry = idempotent)]
     pub async fn update(
         self,
         webhook_id: &str,
@@ -53,11 +53,11 @@ impl<'a> Webhooks<'a> {
     ) -> Result<models::Webhook>;
 
     /// `DELETE /webhooks/{webhook_id}` · class `write` · operation `deleteWebhook` · keys: `test`, `live`.
-    #[endpoint(DELETE "/webhooks/{webhook_id}", class = write, operation_id = "deleteWebhook", keys = [test, live])]
+    #[endpoint(DELETE "/webhooks/{webhook_id}", class = write, operation_id = "deleteWebhook", keys = [test, live], retry = idempotent)]
     pub async fn delete(self, webhook_id: &str) -> Result<models::Webhook>;
 
     /// `POST /webhooks/validate-signature` · class `write` · operation `validateWebhookSignature` · keys: `test`, `live`.
-    #[endpoint(POST "/webhooks/validate-signature", class = write, operation_id = "validateWebhookSignature", keys = [test, live], body = body)]
+    #[endpoint(POST "/webhooks/validate-signature", class = write, operation_id = "validateWebhookSignature", keys = [test, live], body = body, retry = idempotent)]
     pub async fn validate_signature(
         self,
         body: &models::ValidateWebhookSignatureBody,
