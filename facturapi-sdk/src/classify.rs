@@ -402,3 +402,35 @@ mod tests {
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any header text, including what a hostile server sends: a typed answer, no panic,
+        /// and a numeric value reads as itself.
+        #[test]
+        fn retry_after_parser(value in "\\PC{0,40}", seconds in 0u32..1_000_000) {
+            let now = SystemTime::now();
+            let _ = parse_retry_after(&value, now);
+            prop_assert_eq!(
+                parse_retry_after(&seconds.to_string(), now),
+                Some(Duration::from_secs(u64::from(seconds)))
+            );
+        }
+
+        #[test]
+        fn retry_after_of_raw_header_bytes(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4)) {
+            let mut headers = HeaderMap::new();
+            for bytes in values {
+                if let Ok(value) = reqwest::header::HeaderValue::from_bytes(&bytes) {
+                    headers.append(RETRY_AFTER, value);
+                }
+            }
+            let _ = retry_after(&headers, SystemTime::now());
+        }
+    }
+}

@@ -85,3 +85,21 @@ mod tests {
         assert_eq!(redact("ünïcödé sk_user_x", ""), "ünïcödé [redacted]");
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text around an echoed key: no panic, and the key never survives.
+        #[test]
+        fn redaction(before in "\\PC{0,30}", after in "\\PC{0,30}", key in "sk_(test|live|user)_[A-Za-z0-9]{4,20}") {
+            let text = format!("{before}{key}{after}");
+            let out = redact(&text, &key);
+            prop_assert!(!out.contains(&key), "{}", out);
+            let _ = redact(&before, "");
+        }
+    }
+}

@@ -966,4 +966,47 @@ mod tests {
         let mut empty = Body::Json(serde_json::json!({"idempotency_key": ""}));
         assert_ne!(ensure_idempotency_key(&mut empty).as_deref(), Some(""));
     }
+
+    proptest::proptest! {
+        /// Whatever a server sends as an error body (bytes, JSON of any shape): a typed error
+        /// with a message, and no panic.
+        #[test]
+        fn error_body_parser(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), code in 100u16..600) {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            let text = String::from_utf8_lossy(&bytes);
+            let (message, ..) = parse_error_body(&text, status);
+            proptest::prop_assert!(!message.is_empty() || !text.trim().is_empty() || status.canonical_reason().is_none());
+        }
+
+        #[test]
+        fn error_body_parser_on_json(value in json_value()) {
+            let _ = parse_error_body(&value.to_string(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::from(n)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("message".to_owned()),
+                        Just("code".to_owned()),
+                        Just("errors".to_owned()),
+                        "[a-z]{1,6}".prop_map(String::from)
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
 }

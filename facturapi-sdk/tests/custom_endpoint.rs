@@ -207,6 +207,7 @@ async fn custom_endpoints_get_typed_errors_and_the_key_check() {
         client: Client::builder()
             .api_key("sk_user_custom")
             .base_url(server.uri())
+            .allow_insecure_http()
             .build()
             .unwrap(),
     };
