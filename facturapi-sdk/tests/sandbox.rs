@@ -757,6 +757,7 @@ async fn under_fault_injection_every_invoice_is_created_exactly_once() {
             stall_for: Duration::from_secs(2),
             drop_after_commit: 0.08,
             malformed_json: 0.04,
+            key_in_use: 0.04,
         })
         .seed(7);
     let sandbox = Sandbox::start(config).await.unwrap();

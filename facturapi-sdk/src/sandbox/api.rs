@@ -250,6 +250,7 @@ enum Fault {
     Stall,
     DropAfterCommit,
     Malformed,
+    KeyInUse,
 }
 
 struct Identity {
@@ -278,6 +279,20 @@ async fn handle(state: Arc<State>, op: &'static Operation, request: Request) -> 
         Ok(body) => body,
         Err(_) => return error(413, "payload_too_large", "The request body is too large"),
     };
+    if fault == Fault::KeyInUse
+        && op.method == "POST"
+        && serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b.get("idempotency_key").cloned())
+            .is_some_and(|k| k.as_str().is_some_and(|k| !k.is_empty()))
+    {
+        lock(&state.ledger).faults.key_in_use += 1;
+        return error(
+            409,
+            "idempotency_key_in_use",
+            "Another request with this idempotency_key is in progress",
+        );
+    }
     let service = service_time(&state, op.class);
     let ctx = Ctx {
         state: &state,
@@ -433,6 +448,7 @@ fn draw_fault(state: &State) -> Fault {
         (f.stall, Fault::Stall),
         (f.drop_after_commit, Fault::DropAfterCommit),
         (f.malformed_json, Fault::Malformed),
+        (f.key_in_use, Fault::KeyInUse),
     ] {
         if u < p {
             return fault;

@@ -9,7 +9,7 @@
 //!   `Retry-After` in seconds, as an HTTP-date or absent ([`RetryAfter`]); the limits can
 //!   change on a schedule ([`LimitChange`]);
 //! - an `X-Facturapi-Log-Id` on every response, a service time per class ([`ServiceTime`]);
-//! - **faults** ([`Faults`]): 500/502/503, stalls, malformed JSON, and a connection dropped
+//! - **faults** ([`Faults`]): 500/502/503, stalls, malformed JSON, 409 key in use, and a connection dropped
 //!   after a write was committed (the case that makes naive clients create duplicates);
 //! - a [`Ledger`] of what it accepted: documents per `external_id` and idempotency key,
 //!   duplicates, requests and 429s per class, the highest concurrency seen.
@@ -171,6 +171,7 @@ impl SandboxConfig {
                 stall_for: Duration::from_secs(3),
                 drop_after_commit: 0.01,
                 malformed_json: 0.005,
+                key_in_use: 0.0,
             })
     }
 }
@@ -300,6 +301,9 @@ pub struct Faults {
     pub drop_after_commit: f64,
     /// A JSON response body is cut short after the work is done.
     pub malformed_json: f64,
+    /// A creation carrying an `idempotency_key` answers `409 idempotency_key_in_use` before
+    /// doing anything, as while an earlier attempt with the key is still in progress.
+    pub key_in_use: f64,
 }
 
 impl Faults {
@@ -311,6 +315,7 @@ impl Faults {
             stall_for: Duration::from_secs(30),
             drop_after_commit: 0.0,
             malformed_json: 0.0,
+            key_in_use: 0.0,
         }
     }
 }
@@ -361,6 +366,8 @@ pub struct FaultCounts {
     pub dropped_after_commit: u64,
     /// Truncated JSON bodies.
     pub malformed_json: u64,
+    /// `409 idempotency_key_in_use` answers.
+    pub key_in_use: u64,
 }
 
 /// A running sandbox. Dropping it stops it too; [`Sandbox::shutdown`] also waits.
