@@ -144,7 +144,7 @@ async fn find_or_create_product(
             .sleep(tokio::time::sleep)
             .when(resendable)
             .await?;
-        if let Some(product) = found.data.first() {
+        if let Some(product) = found.data.as_deref().and_then(<[_]>::first) {
             return Ok(product.id.clone());
         }
         match client.products().create(body).await {

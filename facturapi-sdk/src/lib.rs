@@ -46,6 +46,7 @@ extern crate self as facturapi_sdk;
 mod adaptive;
 mod classify;
 pub mod client;
+mod datetime;
 pub mod error;
 mod generated;
 pub mod governor;
@@ -58,6 +59,7 @@ pub mod send;
 pub mod webhooks;
 
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
+pub use datetime::{DateTime, DateTimeError, Moment};
 pub use error::{
     ApiError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result, Source,
 };

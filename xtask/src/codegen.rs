@@ -33,6 +33,8 @@ pub struct Output {
     pub files: BTreeMap<PathBuf, String>,
     /// The endpoints, for the class table.
     pub endpoints: Vec<Endpoint>,
+    /// What the tolerance rules did to the models, one line.
+    pub tolerance: String,
 }
 
 /// Reads `spec/` under `root` and renders every generated file in memory.
@@ -111,14 +113,29 @@ pub fn render(root: &Path) -> Result<Output, String> {
         dir.join("sandbox_fixtures.json"),
         crate::fixtures::render(&endpoints, &spec)?,
     );
-    Ok(Output { files, endpoints })
+    let r = &models.report;
+    let tolerance = format!(
+        "models: {} open enums ({} tag enums kept closed: {}), {} optional collections, {} tagged unions ({}), {} date-times, {} fields documented",
+        r.open_enums,
+        r.closed_tag_enums.len(),
+        r.closed_tag_enums.join(", "),
+        r.optional_collections,
+        r.tagged_unions.len(),
+        r.tagged_unions.join(", "),
+        models.date_times,
+        r.documented_fields
+    );
+    Ok(Output {
+        files,
+        endpoints,
+        tolerance,
+    })
 }
 
 const MOD_RS: &str = r#"//! Code generated from the spec. Regenerate with `cargo xtask codegen`.
 
 /// Request and response models, one per schema of the spec.
 #[allow(
-    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
@@ -156,6 +173,10 @@ struct Models {
     names: BTreeSet<String>,
     /// Every simple (unit-variant) enum: type name → variant idents.
     enums: BTreeMap<String, Vec<String>>,
+    /// What the tolerance rules changed.
+    report: crate::tolerant::Report,
+    /// `date-time` fields now of the project's `DateTime`.
+    date_times: usize,
 }
 
 impl Models {
@@ -191,9 +212,15 @@ impl Models {
             .map_err(|e| format!("progenitor: {e}"))?;
         let space = generator.get_type_space();
         let tokens = space.to_stream();
-        let file: syn::File =
+        let mut file: syn::File =
             syn::parse2(tokens).map_err(|e| format!("generated models do not parse: {e}"))?;
-        let source = prettyplease::unparse(&file);
+        let components: BTreeSet<String> = spec
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+            .map(|schemas| schemas.keys().cloned().collect())
+            .unwrap_or_default();
+        let report = crate::tolerant::apply(&mut file, &components);
+        let (source, date_times) = crate::tolerant::date_times(&prettyplease::unparse(&file));
 
         let mut enums = BTreeMap::new();
         let mut all = BTreeSet::new();
@@ -219,6 +246,8 @@ impl Models {
             source,
             names: all,
             enums,
+            report,
+            date_times,
         })
     }
 }

@@ -20,6 +20,7 @@ mod names;
 mod resources;
 mod rules;
 mod samples;
+mod tolerant;
 pub mod yaml;
 
 use std::path::PathBuf;

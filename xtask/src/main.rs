@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 out.files.len(),
                 out.endpoints.len()
             );
+            println!("{}", out.tolerance);
             Ok(())
         }),
         ["codegen", "--check"] => codegen::render(&root).and_then(|out| {

@@ -362,7 +362,7 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
     );
     for (envelope, item) in &pages {
         pages_rs.push_str(&format!(
-            "impl Page for models::{envelope} {{\n    type Item = models::{item};\n\n    fn page(&self) -> Option<i64> {{\n        self.page.into()\n    }}\n\n    fn total_pages(&self) -> Option<i64> {{\n        self.total_pages.into()\n    }}\n\n    fn total_results(&self) -> Option<i64> {{\n        self.total_results.into()\n    }}\n\n    fn into_items(self) -> Vec<models::{item}> {{\n        self.data\n    }}\n}}\n\n"
+            "impl Page for models::{envelope} {{\n    type Item = models::{item};\n\n    fn page(&self) -> Option<i64> {{\n        self.page.into()\n    }}\n\n    fn total_pages(&self) -> Option<i64> {{\n        self.total_pages.into()\n    }}\n\n    fn total_results(&self) -> Option<i64> {{\n        self.total_results.into()\n    }}\n\n    fn into_items(self) -> Vec<models::{item}> {{\n        Option::<Vec<models::{item}>>::from(self.data).unwrap_or_default()\n    }}\n}}\n\n"
         ));
     }
     files.insert("pages.rs".to_owned(), pages_rs);

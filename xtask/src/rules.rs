@@ -131,6 +131,11 @@ pub(crate) const RULES: &[(&str, &str, Rule)] = &[
         "x-webhooks payloads become named events and one `WebhookEvent` union",
         webhook_events,
     ),
+    (
+        "api-shapes",
+        "where the API sends another shape than the spec (official SDK types, recorded responses)",
+        api_shapes,
+    ),
 ];
 
 /// Runs every rule on `loaded` and returns the normalized document and the report.
@@ -962,6 +967,136 @@ fn webhook_events(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         }
         schemas.insert("WebhookEvent".into(), json!({ "oneOf": union }));
         places.push("/components/schemas/WebhookEvent".to_owned());
+    }
+}
+
+/// The API's own shapes where the spec is narrower (facts from the official SDKs' type
+/// definitions and recorded responses; see FACTS.md):
+/// - `parts` of a line item is an array of parts, not one object;
+/// - a webhook's `enabled_events` is an array of event names (or `*`), not one string;
+/// - `folio_number` comes as a number or as a string (`"914"`);
+/// - an invoice's `complements` holds every complement kind the API issues (a payment
+///   invoice's `pago`, carta porte, comercio exterior, leyendas fiscales), not only nómina
+///   and custom: the kinds the spec lists in its other complement unions become one union;
+/// - the `pago` complement is `{type: "pago", data: [payment, …]}` (the spec derives it from
+///   the nómina one, which no `pago` value can match).
+fn api_shapes(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
+    let is_ref_to = |v: &Value, name: &str| {
+        v.get("$ref").and_then(Value::as_str) == Some(&format!("#/components/schemas/{name}"))
+    };
+    for_each_schema(doc, &mut |ptr, schema| {
+        let Some(Value::Object(props)) = schema.get_mut("properties") else {
+            return;
+        };
+        for (name, prop) in props.iter_mut() {
+            let here = format!("{ptr}/properties/{}", esc(name));
+            match name.as_str() {
+                "parts"
+                    if is_ref_to(prop, "Parts") || prop.get("type") == Some(&json!("object")) =>
+                {
+                    let one = std::mem::take(prop);
+                    *prop = json!({"type": "array", "items": one});
+                    places.push(here);
+                }
+                "enabled_events" if prop.get("type") == Some(&json!("string")) => {
+                    let one = std::mem::take(prop);
+                    *prop = json!({"type": "array", "items": one});
+                    places.push(here);
+                }
+                "folio_number" if prop.get("type") == Some(&json!("integer")) => {
+                    let mut number = std::mem::take(prop);
+                    if let Value::Object(n) = &mut number {
+                        n.remove("example");
+                    }
+                    *prop = json!({"oneOf": [number, {"type": "string"}]});
+                    places.push(here);
+                }
+                _ => {}
+            }
+        }
+    });
+    let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") else {
+        return;
+    };
+    // The pago complement: the spec builds it from the nómina/custom base (whose `type`
+    // excludes `pago`, so no value can match) and nómina data. A payment invoice's
+    // complement is `{type: "pago", data: [payment, …]}`, each payment shaped like the
+    // payment input, every field optional in a response.
+    let pago_from_nomina = schemas.get("PagoComplementProperties").is_some_and(|p| {
+        p.to_string()
+            .contains("NominaOrCustomComplementPropertiesBase")
+    });
+    if pago_from_nomina && let Some(payment) = schemas.get("PaymentInput").cloned() {
+        fn optional_everywhere(v: &mut Value) {
+            match v {
+                Value::Object(map) => {
+                    map.remove("required");
+                    map.remove("title");
+                    map.values_mut().for_each(optional_everywhere);
+                }
+                Value::Array(items) => items.iter_mut().for_each(optional_everywhere),
+                _ => {}
+            }
+        }
+        let mut data = payment;
+        optional_everywhere(&mut data);
+        schemas.insert("PagoComplementData".into(), data);
+        schemas.insert(
+            "PagoComplementProperties".into(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["pago"]},
+                    "data": {"type": "array", "items": schema_ref("PagoComplementData")}
+                }
+            }),
+        );
+        places.push("/components/schemas/PagoComplementProperties".into());
+        places.push("/components/schemas/PagoComplementData".into());
+    }
+    // Every complement kind in one union, for the complements a response carries.
+    let mut kinds: Vec<Value> = Vec::new();
+    let mut titles = BTreeSet::new();
+    for union in [
+        "NominaOrCustomComplementProperties",
+        "PagoOrCustomComplementProperties",
+        "CartaPorteOrCustomComplementProperties",
+    ] {
+        for variant in schemas
+            .get(union)
+            .and_then(|u| u.get("oneOf"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let title = variant
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if titles.insert(title.to_owned()) {
+                kinds.push(variant.clone());
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return;
+    }
+    schemas.insert(
+        "AnyComplementProperties".into(),
+        json!({"title": "Complement", "oneOf": kinds}),
+    );
+    places.push("/components/schemas/AnyComplementProperties".into());
+    for host in ["InvoiceProperties", "InvoiceDraftProperties"] {
+        if let Some(items) = schemas
+            .get_mut(host)
+            .and_then(|h| h.pointer_mut("/properties/complements/items"))
+            && is_ref_to(items, "NominaOrCustomComplementProperties")
+        {
+            *items = schema_ref("AnyComplementProperties");
+            places.push(format!(
+                "/components/schemas/{host}/properties/complements/items"
+            ));
+        }
     }
 }
 

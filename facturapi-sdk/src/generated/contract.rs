@@ -1192,6 +1192,36 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             ]),
         ),
         (
+            "PagoComplementDataRelatedDocumentsItemTaxability",
+            values(&[
+                models::PagoComplementDataRelatedDocumentsItemTaxability::X01,
+                models::PagoComplementDataRelatedDocumentsItemTaxability::X02,
+                models::PagoComplementDataRelatedDocumentsItemTaxability::X03,
+                models::PagoComplementDataRelatedDocumentsItemTaxability::X04,
+                models::PagoComplementDataRelatedDocumentsItemTaxability::X05,
+            ]),
+        ),
+        (
+            "PagoComplementDataRelatedDocumentsItemTaxesItemFactor",
+            values(&[
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemFactor::Tasa,
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemFactor::Cuota,
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemFactor::Exento,
+            ]),
+        ),
+        (
+            "PagoComplementDataRelatedDocumentsItemTaxesItemType",
+            values(&[
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemType::Iva,
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemType::Isr,
+                models::PagoComplementDataRelatedDocumentsItemTaxesItemType::Ieps,
+            ]),
+        ),
+        (
+            "PagoComplementDataTipoCadPago",
+            values(&[models::PagoComplementDataTipoCadPago::X01]),
+        ),
+        (
             "PagoComplementInputType",
             values(&[
                 models::PagoComplementInputType::Pago,
@@ -1200,10 +1230,7 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
         ),
         (
             "PagoComplementPropertiesType",
-            values(&[
-                models::PagoComplementPropertiesType::Nomina,
-                models::PagoComplementPropertiesType::Custom,
-            ]),
+            values(&[models::PagoComplementPropertiesType::Pago]),
         ),
         (
             "PagoOrCustomComplementInputBaseType",

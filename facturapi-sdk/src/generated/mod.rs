@@ -4,7 +4,6 @@
 
 /// Request and response models, one per schema of the spec.
 #[allow(
-    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,

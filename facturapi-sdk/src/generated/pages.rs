@@ -21,7 +21,7 @@ impl Page for models::CustomerSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Customer> {
-        self.data
+        Option::<Vec<models::Customer>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -41,7 +41,7 @@ impl Page for models::InvoiceSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Invoice> {
-        self.data
+        Option::<Vec<models::Invoice>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -61,7 +61,7 @@ impl Page for models::InvoiceZipRequestSearchResult {
     }
 
     fn into_items(self) -> Vec<models::InvoiceZipRequest> {
-        self.data
+        Option::<Vec<models::InvoiceZipRequest>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -81,7 +81,7 @@ impl Page for models::OrganizationSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Organization> {
-        self.data
+        Option::<Vec<models::Organization>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -101,7 +101,7 @@ impl Page for models::ProductCatalogSearchResult {
     }
 
     fn into_items(self) -> Vec<models::ProductCatalogResult> {
-        self.data
+        Option::<Vec<models::ProductCatalogResult>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -121,7 +121,7 @@ impl Page for models::ProductSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Product> {
-        self.data
+        Option::<Vec<models::Product>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -141,7 +141,7 @@ impl Page for models::ReceiptSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Receipt> {
-        self.data
+        Option::<Vec<models::Receipt>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -161,7 +161,7 @@ impl Page for models::RetentionSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Retention> {
-        self.data
+        Option::<Vec<models::Retention>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -181,7 +181,7 @@ impl Page for models::UnitCatalogSearchResult {
     }
 
     fn into_items(self) -> Vec<models::UnitCatalogResult> {
-        self.data
+        Option::<Vec<models::UnitCatalogResult>>::from(self.data).unwrap_or_default()
     }
 }
 
@@ -201,6 +201,6 @@ impl Page for models::WebhookSearchResult {
     }
 
     fn into_items(self) -> Vec<models::Webhook> {
-        self.data
+        Option::<Vec<models::Webhook>>::from(self.data).unwrap_or_default()
     }
 }
