@@ -87,11 +87,12 @@ impl Latencies {
 /// Failures after which resending the same request is safe *for these calls*: the invoice
 /// create carries an idempotency key, customer creation is idempotent by tax id, and reads
 /// are reads. The SDK already resent what it could prove safe; this covers what only the
-/// caller knows (a 5xx or a malformed body after a keyed create).
+/// caller knows (a 5xx after its retry budget). A body that does not decode is not resent:
+/// the server processed the call, and the error carries the created id.
 fn resendable(e: &Error) -> bool {
     match e {
         Error::Api(api) => api.status >= 500 || api.status == 409 || api.status == 429,
-        Error::Timeout { .. } | Error::Transport { .. } | Error::Decode { .. } => true,
+        Error::Timeout { .. } | Error::Transport { .. } => true,
         Error::RateLimited { .. } => true,
         _ => false,
     }
@@ -259,12 +260,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .progress_chars("=> "),
     );
     let resends = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let decode_failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let jobs = futures_util::stream::iter(0..count).map(|i| {
-        let (client, latencies, resends, bar) = (
+        let (client, latencies, resends, decode_failures, bar) = (
             client.clone(),
             latencies.clone(),
             resends.clone(),
+            decode_failures.clone(),
             bar.clone(),
         );
         let (customer, product, run) = (customer.clone(), product.clone(), run.clone());
@@ -288,18 +291,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .notify(|_, _| {
                     resends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 })
-                .await
-                .map_err(|e| format!("{external_id}: {e}"))?;
+                .await;
             latencies.record(Class::Create, t.elapsed());
-            let id = match created.value {
-                MaybePending::Done(invoice) => serde_json::to_value(&invoice)?["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                MaybePending::Pending(invoice) => serde_json::to_value(&invoice)?["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+            let id = match created {
+                Ok(created) => match created.value {
+                    MaybePending::Done(invoice) => serde_json::to_value(&invoice)?["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    MaybePending::Pending(invoice) => serde_json::to_value(&invoice)?["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                },
+                // Created, certainly; its body did not read. The error has the id.
+                Err(e) if e.was_processed() => {
+                    decode_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    e.created_id().unwrap_or_default().to_owned()
+                }
+                Err(e) => return Err(format!("{external_id}: {e}").into()),
             };
             // Reads alongside the writes: a detail read of every fourth invoice, a list
             // every twenty-fifth.
@@ -424,6 +434,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  job-level resends     {}   (failures that may have been processed, resent with the same key)",
         resends.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "  created, body unread  {}   (2xx bodies cut short: created, id from the error, not resent)",
+        decode_failures.load(std::sync::atomic::Ordering::Relaxed)
     );
     if let Some(s) = &sandbox {
         let f = s.ledger().faults;

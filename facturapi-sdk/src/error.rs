@@ -99,6 +99,34 @@ pub struct ApiError {
     pub body: String,
 }
 
+/// Bytes of a 2xx body kept on an [`Error::Decode`].
+pub const DECODE_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A 2xx body that does not match its model: see [`Error::Decode`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+#[error("{operation_id}: the request was processed (HTTP {status}) but its body does not decode at `{path}`: {source}{}; body starts {:?}{}", id.as_deref().map(|id| format!("; the document's id is {id}")).unwrap_or_default(), shorten(body), log_suffix(.log_id.as_deref()))]
+pub struct DecodeError {
+    /// The operation.
+    pub operation_id: &'static str,
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// The response's log id.
+    pub log_id: Option<String>,
+    /// The JSON path of the value that failed (`items[0].product.taxes[1].rate`; `.` for the
+    /// body itself).
+    pub path: String,
+    /// The body as text, at most [`DECODE_BODY_LIMIT`] bytes, secrets redacted.
+    pub body: String,
+    /// The body's top-level `id`, when it is a JSON object with one: the document exists.
+    pub id: Option<String>,
+    /// The idempotency key the request carried.
+    pub idempotency_key: Option<String>,
+    /// The parse error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// Characters of an error message shown by `Display`; the whole (bounded) text is on the error.
 pub const MESSAGE_DISPLAY_CHARS: usize = 300;
 
@@ -185,24 +213,12 @@ pub enum Error {
         source: reqwest::Error,
     },
 
-    /// A 2xx body that does not match its model.
-    #[error("{operation_id}: cannot decode the HTTP {status} body ({source}); body starts {snippet:?}{}", log_suffix(.log_id.as_deref()))]
-    Decode {
-        /// The operation.
-        operation_id: &'static str,
-        /// HTTP status.
-        status: u16,
-        /// The response's log id.
-        log_id: Option<String>,
-        /// The first bytes of the body.
-        snippet: String,
-        /// The idempotency key the request carried: the document may exist, so resend
-        /// with this key to get it rather than a second one.
-        idempotency_key: Option<String>,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A 2xx body that does not match its model. The server processed the request (it
+    /// answered 2xx): a created document exists, and [`Error::created_id`] gives its `id`
+    /// when the body has one. Do not resend to find out; read it with the raw call
+    /// ([`Client::raw`](crate::Client::raw)) or by its id.
+    #[error(transparent)]
+    Decode(Box<DecodeError>),
 
     /// The server answered with a redirect (the API never redirects: a proxy or a wrong base
     /// URL), or a caller-supplied HTTP client followed one to another origin. Nothing is sent
@@ -314,8 +330,8 @@ impl Error {
     pub fn log_id(&self) -> Option<&str> {
         match self {
             Error::Api(e) => e.log_id.as_deref(),
+            Error::Decode(e) => e.log_id.as_deref(),
             Error::RateLimited { log_id, .. }
-            | Error::Decode { log_id, .. }
             | Error::Timeout { log_id, .. }
             | Error::Transport { log_id, .. }
             | Error::Redirect { log_id, .. }
@@ -336,9 +352,8 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Api(e) => Some(e.status),
-            Error::Decode { status, .. }
-            | Error::Redirect { status, .. }
-            | Error::BodyTooLarge { status, .. } => Some(*status),
+            Error::Decode(e) => Some(e.status),
+            Error::Redirect { status, .. } | Error::BodyTooLarge { status, .. } => Some(*status),
             Error::RateLimited { .. } => Some(429),
             _ => None,
         }
@@ -348,6 +363,7 @@ impl Error {
     pub fn idempotency_key(&self) -> Option<&str> {
         match self {
             Error::Api(e) => e.idempotency_key.as_deref(),
+            Error::Decode(e) => e.idempotency_key.as_deref(),
             Error::RateLimited {
                 idempotency_key, ..
             }
@@ -357,15 +373,32 @@ impl Error {
             | Error::Transport {
                 idempotency_key, ..
             }
-            | Error::Decode {
-                idempotency_key, ..
-            }
             | Error::Redirect {
                 idempotency_key, ..
             }
             | Error::BodyTooLarge {
                 idempotency_key, ..
             } => idempotency_key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the server certainly processed the call: it answered 2xx, and the body could
+    /// not be read into its model ([`Error::Decode`]) or was larger than allowed
+    /// ([`Error::BodyTooLarge`] of a 2xx). Nothing needs resending to find out.
+    pub fn was_processed(&self) -> bool {
+        match self {
+            Error::Decode(_) => true,
+            Error::BodyTooLarge { status, .. } => (200..300).contains(status),
+            _ => false,
+        }
+    }
+
+    /// The `id` of the document a processed call created or returned, when its body could not
+    /// be decoded ([`Error::Decode`]) but had one.
+    pub fn created_id(&self) -> Option<&str> {
+        match self {
+            Error::Decode(e) => e.id.as_deref(),
             _ => None,
         }
     }
@@ -400,7 +433,7 @@ impl Error {
                 may_have_been_processed,
                 ..
             } => *may_have_been_processed,
-            Error::Decode { .. } => true,
+            Error::Decode(_) => true,
             Error::InvalidInput { .. }
             | Error::KeyKindNotAccepted { .. }
             | Error::PageCap { .. } => false,

@@ -51,6 +51,7 @@ pub mod error;
 mod generated;
 pub mod governor;
 pub mod pagination;
+pub mod raw;
 mod redact;
 pub mod request;
 #[cfg(feature = "sandbox")]
@@ -61,9 +62,11 @@ pub mod webhooks;
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
 pub use datetime::{DateTime, DateTimeError, Moment};
 pub use error::{
-    ApiError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result, Source,
+    ApiError, DecodeError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result,
+    Source,
 };
 pub use governor::{Class, ClassPolicy, Learned, Operation, operations};
+pub use raw::{RawCall, RawResponse};
 pub use request::{Multipart, QueryParams, Resend};
 pub use send::{ByteStream, Created, MaybePending};
 

@@ -21,7 +21,8 @@ use tracing::Instrument as _;
 use crate::classify::{self, Action, GiveUp, History, Limits, Outcome};
 use crate::client::{AsClient, Client, auth_header};
 use crate::error::{
-    ApiError, ERROR_BODY_LIMIT, ErrorCode, ErrorDetail, RateLimitedBecause, Result,
+    ApiError, DECODE_BODY_LIMIT, ERROR_BODY_LIMIT, ErrorCode, ErrorDetail, RateLimitedBecause,
+    Result,
 };
 use crate::governor::{After429, Permit, full_jitter};
 use crate::redact::redact;
@@ -84,12 +85,20 @@ fn body_key(body: &Body) -> Option<String> {
     }
 }
 
-/// The first characters of a body, for error messages (secrets redacted).
-fn snippet(bytes: &[u8], secret: &str) -> String {
-    redact(
-        &String::from_utf8_lossy(&bytes[..bytes.len().min(200)]),
-        secret,
-    )
+/// The `id` of a JSON object cut short, when it is the object's first member (as Facturapi
+/// writes its documents): `{"id":"abc",…`. Hand-written: a body cut short is not JSON.
+fn leading_id(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(&bytes[..bytes.len().min(256)])
+        .or_else(|e| std::str::from_utf8(&bytes[..e.valid_up_to()]))
+        .ok()?;
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest
+        .strip_prefix("\"id\"")?
+        .trim_start()
+        .strip_prefix(':')?;
+    let rest = rest.trim_start().strip_prefix('"')?;
+    let (id, _) = rest.split_once('"')?;
+    (!id.is_empty() && !id.contains('\\')).then(|| id.to_owned())
 }
 
 /// Reads a Facturapi error body leniently: any JSON object with a `message` or a `code`.
@@ -756,19 +765,53 @@ impl Response {
         Ok(Bytes::from(body))
     }
 
-    /// The body as JSON of type `T`.
+    /// The body as JSON of type `T`. A body that does not decode is [`Error::Decode`] with
+    /// the failing field's path, the (bounded) body and the document's `id` when it has one.
     pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
         let (op, status, log_id) = (self.op, self.status.as_u16(), self.log_id.clone());
         let idempotency_key = self.idempotency_key.clone();
         let bytes = self.bytes().await?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-            operation_id: op.operation_id,
-            status,
-            log_id,
-            // Redacted with the generic patterns: the response does not know the key.
-            snippet: snippet(&bytes, ""),
-            idempotency_key,
-            source,
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let decoded = match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(value) => deserializer
+                .end()
+                .map(|()| value)
+                .map_err(|e| (".".to_owned(), e)),
+            Err(e) => {
+                let outer = e.path().to_string();
+                let source = e.into_inner();
+                // A tagged union decodes its variant on its own and names the inner path in
+                // its message (`… at `items[0].quantity`: …`): join the two.
+                let message = source.to_string();
+                let inner = message
+                    .split_once(" at `")
+                    .and_then(|(_, rest)| rest.split_once("`:"))
+                    .map(|(path, _)| path);
+                let path = match inner {
+                    Some(inner) if outer == "." => inner.to_owned(),
+                    Some(inner) => format!("{outer}.{inner}"),
+                    None => outer,
+                };
+                Err((path, source))
+            }
+        };
+        decoded.map_err(|(path, source)| {
+            let id = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+                .or_else(|| leading_id(&bytes));
+            let shown = &bytes[..bytes.len().min(DECODE_BODY_LIMIT)];
+            Error::Decode(Box::new(crate::error::DecodeError {
+                operation_id: op.operation_id,
+                status,
+                log_id,
+                path,
+                // Redacted with the generic patterns: the response does not know the key.
+                body: redact(&String::from_utf8_lossy(shown), ""),
+                id,
+                idempotency_key,
+                source,
+            }))
         })
     }
 
@@ -954,6 +997,17 @@ mod tests {
             1,
             "a detail of an odd shape is kept, its fields empty"
         );
+    }
+
+    #[test]
+    fn the_id_of_a_body_cut_short() {
+        assert_eq!(
+            leading_id(b" { \"id\" : \"inv_1\", \"items\": [{\"qua").as_deref(),
+            Some("inv_1")
+        );
+        assert_eq!(leading_id(b"{\"livemode\": false, \"id\": \"x\""), None);
+        assert_eq!(leading_id(b"{\"id\": \"cut"), None);
+        assert_eq!(leading_id(b""), None);
     }
 
     #[test]

@@ -593,7 +593,7 @@ async fn unknown_codes_and_non_json_error_bodies_stay_typed() {
 }
 
 #[tokio::test]
-async fn a_malformed_success_body_is_a_decode_error_with_a_snippet() {
+async fn a_malformed_success_body_is_a_decode_error_with_the_body() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(
@@ -604,19 +604,18 @@ async fn a_malformed_success_body_is_a_decode_error_with_a_snippet() {
         .mount(&server)
         .await;
     let error = client(&server).customers().retrieve("c").await.unwrap_err();
-    let Error::Decode {
-        snippet,
-        log_id,
-        status,
-        ..
-    } = &error
-    else {
+    let Error::Decode(decode) = &error else {
         panic!("{error:?}")
     };
     assert_eq!(
-        (snippet.as_str(), log_id.as_deref(), *status),
+        (
+            decode.body.as_str(),
+            decode.log_id.as_deref(),
+            decode.status
+        ),
         ("{\"id\": 42,", Some("log-bad"), 200)
     );
+    assert!(error.was_processed());
 }
 
 #[tokio::test]

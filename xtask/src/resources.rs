@@ -379,7 +379,7 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
         ),
     );
     let mut catalog = String::from(
-        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\nuse crate::request::Resend;\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
+        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\nuse crate::request::{OperationInfo, Resend};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
     );
     for e in endpoints {
         let class = crate::names::pascal(&e.class.to_string());
@@ -391,6 +391,19 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
         catalog.push_str(&format!(
             "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{}], resend: Resend::{} }},\n",
             e.operation_id, e.method, e.path, e.resource, e.name, keys.join(", "), crate::names::pascal(&e.resend.to_string())
+        ));
+    }
+    catalog.push_str("];\n\n/// What the send path needs of each operation, in spec order: raw calls.\npub(crate) static OPERATION_INFOS: &[OperationInfo] = &[\n");
+    for e in endpoints {
+        let class = crate::names::pascal(&e.class.to_string());
+        let keys: Vec<String> = e
+            .keys
+            .iter()
+            .map(|k| format!("KeyKind::{}", crate::names::pascal(k)))
+            .collect();
+        catalog.push_str(&format!(
+            "    OperationInfo {{ operation_id: \"{}\", class: Class::{class}, method: reqwest::Method::{}, path_template: \"{}\", keys: &[{}], retry: Resend::{} }},\n",
+            e.operation_id, e.method, e.path, keys.join(", "), crate::names::pascal(&e.resend.to_string())
         ));
     }
     catalog.push_str("];\n");

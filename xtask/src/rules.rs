@@ -979,7 +979,11 @@ fn webhook_events(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
 ///   invoice's `pago`, carta porte, comercio exterior, leyendas fiscales), not only nómina
 ///   and custom: the kinds the spec lists in its other complement unions become one union;
 /// - the `pago` complement is `{type: "pago", data: [payment, …]}` (the spec derives it from
-///   the nómina one, which no `pago` value can match).
+///   the nómina one, which no `pago` value can match);
+/// - an invoice carries `use`, `payment_method`, `export`, `organization`, `issuer_type`,
+///   `cfdi_version`, `global` and `cancellation`; its customer a `tax_system` and a `zip`;
+///   its stamp a `complement_string`; its lines `customs_keys` and `property_tax_account`;
+///   a related document its `uuid`.
 fn api_shapes(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
     let is_ref_to = |v: &Value, name: &str| {
         v.get("$ref").and_then(Value::as_str) == Some(&format!("#/components/schemas/{name}"))
@@ -1053,6 +1057,81 @@ fn api_shapes(doc: &mut Value, _: &Ctx, places: &mut Vec<String>) {
         );
         places.push("/components/schemas/PagoComplementProperties".into());
         places.push("/components/schemas/PagoComplementData".into());
+    }
+    // Fields the API sends that the spec's response models lack (the official Node SDK's
+    // type definitions list them): added, never replacing a declared one.
+    let added: [(&str, &[&str], Value); 13] = [
+        ("InvoiceProperties", &["use"], json!({"type": "string"})),
+        (
+            "InvoiceProperties",
+            &["payment_method"],
+            json!({"type": "string"}),
+        ),
+        ("InvoiceProperties", &["export"], json!({"type": "string"})),
+        (
+            "InvoiceProperties",
+            &["organization"],
+            json!({"type": "string"}),
+        ),
+        (
+            "InvoiceProperties",
+            &["issuer_type"],
+            json!({"type": "string", "enum": ["issuing", "receiving"]}),
+        ),
+        (
+            "InvoiceProperties",
+            &["cfdi_version"],
+            json!({"type": "number"}),
+        ),
+        (
+            "InvoiceProperties",
+            &["global"],
+            json!({"type": "object", "properties": {"periodicity": {"type": "string", "enum": ["day", "week", "fortnight", "month", "two_months"]}, "months": {"type": "string"}, "year": {"type": "integer"}}}),
+        ),
+        (
+            "InvoiceProperties",
+            &["cancellation"],
+            json!({"type": "object", "properties": {"requested_at": {"type": "string", "format": "date-time"}, "status": {"type": "string", "enum": ["none", "pending", "accepted", "rejected", "expired", "verifying"]}, "last_checked": {"type": "string", "format": "date-time"}, "motive": {"type": "string"}, "substitutionUUID": {"type": "string"}}}),
+        ),
+        ("CustomerInfo", &["tax_system"], json!({"type": "string"})),
+        (
+            "CustomerInfo",
+            &["address", "zip"],
+            json!({"type": "string"}),
+        ),
+        ("Stamp", &["complement_string"], json!({"type": "string"})),
+        (
+            "LineItem",
+            &["customs_keys"],
+            json!({"type": "array", "items": {"type": "string"}}),
+        ),
+        (
+            "LineItem",
+            &["property_tax_account"],
+            json!({"type": "array", "items": {"type": "string"}}),
+        ),
+    ];
+    for (host, path, schema) in added {
+        let (last, parents) = path.split_last().expect("a property path");
+        let parent: String = parents.iter().map(|p| format!("/properties/{p}")).collect();
+        if let Some(Value::Object(props)) = schemas
+            .get_mut(host)
+            .and_then(|n| n.pointer_mut(&format!("{parent}/properties")))
+            && !props.contains_key(*last)
+        {
+            props.insert((*last).to_owned(), schema);
+            places.push(format!(
+                "/components/schemas/{host}{parent}/properties/{last}"
+            ));
+        }
+    }
+    if let Some(Value::Object(props)) = schemas
+        .get_mut("RelatedDocument")
+        .and_then(|r| r.get_mut("properties"))
+        && !props.contains_key("uuid")
+    {
+        props.insert("uuid".into(), json!({"type": "string"}));
+        places.push("/components/schemas/RelatedDocument/properties/uuid".into());
     }
     // Every complement kind in one union, for the complements a response carries.
     let mut kinds: Vec<Value> = Vec::new();

@@ -441,3 +441,191 @@ fn every_sandbox_fixture_round_trips_through_its_model() {
         failures.join("\n")
     );
 }
+
+/// The schema `value` is an instance of, with `$ref` followed and `allOf` merged: its
+/// properties and which of them are required. `None` for a union or a non-object.
+fn object_schema(
+    spec: &Value,
+    schema: &Value,
+    depth: usize,
+) -> Option<(serde_json::Map<String, Value>, BTreeSet<String>)> {
+    if depth > 20 {
+        return None;
+    }
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return object_schema(spec, spec.pointer(&r[1..])?, depth + 1);
+    }
+    if schema.get("oneOf").is_some() || schema.get("anyOf").is_some() {
+        return None;
+    }
+    let mut props = serde_json::Map::new();
+    let mut required = BTreeSet::new();
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (p, r) = object_schema(spec, part, depth + 1)?;
+        props.extend(p);
+        required.extend(r);
+    }
+    if let Some(p) = schema.get("properties").and_then(Value::as_object) {
+        props.extend(p.clone());
+    }
+    required.extend(
+        schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned),
+    );
+    (!props.is_empty()).then_some((props, required))
+}
+
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => spec.pointer(&r[1..]).map_or(schema, |s| resolve(spec, s)),
+        None => schema,
+    }
+}
+
+/// One change the API may make tomorrow, at `path` of a body.
+#[derive(Debug)]
+enum Mutation {
+    /// A string enum gets a value the spec does not list; it must be written back as read.
+    NewEnumValue(Vec<String>),
+    /// An optional field comes as `null`.
+    Null(Vec<String>),
+    /// An object gains a field.
+    NewField(Vec<String>),
+}
+
+/// Every mutation of `value` (an instance of `schema`) this test knows how to make.
+fn mutations(
+    spec: &Value,
+    schema: &Value,
+    value: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<Mutation>,
+) {
+    let schema = resolve(spec, schema);
+    match value {
+        Value::Object(map) => {
+            out.push(Mutation::NewField(path.clone()));
+            let Some((props, required)) = object_schema(spec, schema, 0) else {
+                return;
+            };
+            for (key, child) in map {
+                let Some(prop) = props.get(key) else { continue };
+                path.push(key.clone());
+                if !required.contains(key) && !child.is_null() {
+                    out.push(Mutation::Null(path.clone()));
+                }
+                mutations(spec, prop, child, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    mutations(spec, item_schema, item, path, out);
+                    path.pop();
+                }
+            }
+        }
+        Value::String(_) if schema.get("enum").is_some() => {
+            out.push(Mutation::NewEnumValue(path.clone()));
+        }
+        _ => {}
+    }
+}
+
+fn at_mut<'a>(value: &'a mut Value, path: &[String]) -> &'a mut Value {
+    path.iter().fold(value, |v, key| match v {
+        Value::Array(items) => &mut items[key.parse::<usize>().unwrap()],
+        other => &mut other[key.as_str()],
+    })
+}
+
+fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| match v {
+        Value::Array(items) => items.get(key.parse::<usize>().ok()?),
+        other => other.get(key.as_str()),
+    })
+}
+
+/// Forward compatibility, over every JSON response model: the sandbox fixture of each, with
+/// (one at a time) a value no enum lists, a `null` in each optional field and a new field in
+/// each object, must decode, and the new enum value must be written back as it came.
+#[test]
+fn every_response_model_reads_what_the_api_may_send_tomorrow() {
+    let spec = spec();
+    let fixtures: Value = serde_json::from_str(&root_file(
+        "facturapi-sdk/src/generated/sandbox_fixtures.json",
+    ))
+    .unwrap();
+    let models: BTreeSet<String> = endpoints()
+        .iter()
+        .flat_map(|e| e.responses.iter().filter_map(|r| r.ty.clone()))
+        .collect();
+    let mut failures = Vec::new();
+    let (mut enum_values, mut nulls, mut new_fields) = (0, 0, 0);
+    for model in &models {
+        let body = &fixtures["types"][model];
+        let schema = &spec["components"]["schemas"][model];
+        let mut found = Vec::new();
+        mutations(&spec, schema, body, &mut Vec::new(), &mut found);
+        for mutation in found {
+            let mut mutant = body.clone();
+            let (path, value) = match &mutation {
+                Mutation::NewEnumValue(path) => {
+                    enum_values += 1;
+                    (path, Value::from("zz_value_from_the_future"))
+                }
+                Mutation::Null(path) => {
+                    nulls += 1;
+                    (path, Value::Null)
+                }
+                Mutation::NewField(path) => {
+                    new_fields += 1;
+                    let object = at_mut(&mut mutant, path);
+                    object["zz_field_from_the_future"] = serde_json::json!({"nested": [1, "two"]});
+                    (path, object.clone())
+                }
+            };
+            *at_mut(&mut mutant, path) = value;
+            match facturapi_sdk::__contract::round_trip_body(model, mutant) {
+                Some(Ok(back)) => {
+                    if let Mutation::NewEnumValue(path) = &mutation
+                        && at(&back, path) != Some(&Value::from("zz_value_from_the_future"))
+                    {
+                        failures.push(format!(
+                            "{model} {mutation:?}: written back as {:?}",
+                            at(&back, path)
+                        ));
+                    }
+                }
+                Some(Err(e)) => failures.push(format!("{model} {mutation:?}: {e}")),
+                None => failures.push(format!("{model}: no round-trip hook")),
+            }
+        }
+    }
+    println!(
+        "{} response models: {enum_values} new enum values, {nulls} nulls, {new_fields} new fields",
+        models.len()
+    );
+    assert!(
+        models.len() > 50 && enum_values > 50 && nulls > 200,
+        "{enum_values} {nulls}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

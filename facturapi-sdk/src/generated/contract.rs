@@ -328,11 +328,28 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             "CreateInvoiceResponse202CancellationStatus",
             values(&[
                 models::CreateInvoiceResponse202CancellationStatus::None,
-                models::CreateInvoiceResponse202CancellationStatus::Verifying,
                 models::CreateInvoiceResponse202CancellationStatus::Pending,
                 models::CreateInvoiceResponse202CancellationStatus::Accepted,
                 models::CreateInvoiceResponse202CancellationStatus::Rejected,
                 models::CreateInvoiceResponse202CancellationStatus::Expired,
+                models::CreateInvoiceResponse202CancellationStatus::Verifying,
+            ]),
+        ),
+        (
+            "CreateInvoiceResponse202GlobalPeriodicity",
+            values(&[
+                models::CreateInvoiceResponse202GlobalPeriodicity::Day,
+                models::CreateInvoiceResponse202GlobalPeriodicity::Week,
+                models::CreateInvoiceResponse202GlobalPeriodicity::Fortnight,
+                models::CreateInvoiceResponse202GlobalPeriodicity::Month,
+                models::CreateInvoiceResponse202GlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
+            "CreateInvoiceResponse202IssuerType",
+            values(&[
+                models::CreateInvoiceResponse202IssuerType::Issuing,
+                models::CreateInvoiceResponse202IssuerType::Receiving,
             ]),
         ),
         (
@@ -643,11 +660,11 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             "InvoiceCancellationStatus",
             values(&[
                 models::InvoiceCancellationStatus::None,
-                models::InvoiceCancellationStatus::Verifying,
                 models::InvoiceCancellationStatus::Pending,
                 models::InvoiceCancellationStatus::Accepted,
                 models::InvoiceCancellationStatus::Rejected,
                 models::InvoiceCancellationStatus::Expired,
+                models::InvoiceCancellationStatus::Verifying,
             ]),
         ),
         (
@@ -766,6 +783,16 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             values(&[models::InvoiceEgresoInputType::E]),
         ),
         (
+            "InvoiceGlobalPeriodicity",
+            values(&[
+                models::InvoiceGlobalPeriodicity::Day,
+                models::InvoiceGlobalPeriodicity::Week,
+                models::InvoiceGlobalPeriodicity::Fortnight,
+                models::InvoiceGlobalPeriodicity::Month,
+                models::InvoiceGlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
             "InvoiceIngresoEditInputExport",
             values(&[
                 models::InvoiceIngresoEditInputExport::X01,
@@ -843,6 +870,13 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             values(&[models::InvoiceIngresoInputType::I]),
         ),
         (
+            "InvoiceIssuerType",
+            values(&[
+                models::InvoiceIssuerType::Issuing,
+                models::InvoiceIssuerType::Receiving,
+            ]),
+        ),
+        (
             "InvoiceNominaEditInputStatus",
             values(&[models::InvoiceNominaEditInputStatus::Draft]),
         ),
@@ -896,11 +930,28 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             "InvoicePropertiesCancellationStatus",
             values(&[
                 models::InvoicePropertiesCancellationStatus::None,
-                models::InvoicePropertiesCancellationStatus::Verifying,
                 models::InvoicePropertiesCancellationStatus::Pending,
                 models::InvoicePropertiesCancellationStatus::Accepted,
                 models::InvoicePropertiesCancellationStatus::Rejected,
                 models::InvoicePropertiesCancellationStatus::Expired,
+                models::InvoicePropertiesCancellationStatus::Verifying,
+            ]),
+        ),
+        (
+            "InvoicePropertiesGlobalPeriodicity",
+            values(&[
+                models::InvoicePropertiesGlobalPeriodicity::Day,
+                models::InvoicePropertiesGlobalPeriodicity::Week,
+                models::InvoicePropertiesGlobalPeriodicity::Fortnight,
+                models::InvoicePropertiesGlobalPeriodicity::Month,
+                models::InvoicePropertiesGlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
+            "InvoicePropertiesIssuerType",
+            values(&[
+                models::InvoicePropertiesIssuerType::Issuing,
+                models::InvoicePropertiesIssuerType::Receiving,
             ]),
         ),
         (
@@ -1317,11 +1368,28 @@ pub fn enum_values() -> Vec<(&'static str, Vec<Result<String, String>>)> {
             "PendingCancellationStatus",
             values(&[
                 models::PendingCancellationStatus::None,
-                models::PendingCancellationStatus::Verifying,
                 models::PendingCancellationStatus::Pending,
                 models::PendingCancellationStatus::Accepted,
                 models::PendingCancellationStatus::Rejected,
                 models::PendingCancellationStatus::Expired,
+                models::PendingCancellationStatus::Verifying,
+            ]),
+        ),
+        (
+            "PendingGlobalPeriodicity",
+            values(&[
+                models::PendingGlobalPeriodicity::Day,
+                models::PendingGlobalPeriodicity::Week,
+                models::PendingGlobalPeriodicity::Fortnight,
+                models::PendingGlobalPeriodicity::Month,
+                models::PendingGlobalPeriodicity::TwoMonths,
+            ]),
+        ),
+        (
+            "PendingIssuerType",
+            values(&[
+                models::PendingIssuerType::Issuing,
+                models::PendingIssuerType::Receiving,
             ]),
         ),
         (

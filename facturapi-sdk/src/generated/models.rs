@@ -5059,9 +5059,15 @@ pub enum CreateInvoiceResponse200 {
         ///`canceled_at`: date-time; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         canceled_at: ::std::option::Option<crate::DateTime>,
+        ///`cancellation`: [`PendingCancellation`]; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        cancellation: ::std::option::Option<PendingCancellation>,
         ///`cancellation_status`: [`PendingCancellationStatus`]; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         cancellation_status: ::std::option::Option<PendingCancellationStatus>,
+        ///`cfdi_version`: number; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        cfdi_version: ::std::option::Option<f64>,
         ///`complements`: list of [`AnyComplementProperties`]; optional: absent or `null` reads as `None`.
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         complements: ::std::option::Option<::std::vec::Vec<AnyComplementProperties>>,
@@ -5079,12 +5085,18 @@ pub enum CreateInvoiceResponse200 {
         ///`exchange`: number; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         exchange: ::std::option::Option<f64>,
+        ///`export`: text; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        export: ::std::option::Option<::std::string::String>,
         ///`external_id`: text; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         external_id: ::std::option::Option<::std::string::String>,
         ///`folio_number`: [`PendingFolioNumber`]; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         folio_number: ::std::option::Option<PendingFolioNumber>,
+        ///`global`: [`PendingGlobal`]; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        global: ::std::option::Option<PendingGlobal>,
         ///`id`: text; required.
         id: ::std::string::String,
         ///`idempotency_key`: text; optional: absent or `null` reads as `None`.
@@ -5093,6 +5105,9 @@ pub enum CreateInvoiceResponse200 {
         ///`is_ready_to_stamp`: boolean; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         is_ready_to_stamp: ::std::option::Option<bool>,
+        ///`issuer_type`: [`PendingIssuerType`]; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        issuer_type: ::std::option::Option<PendingIssuerType>,
         ///`items`: list of [`LineItem`]; optional: absent or `null` reads as `None`.
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         items: ::std::option::Option<::std::vec::Vec<LineItem>>,
@@ -5101,9 +5116,15 @@ pub enum CreateInvoiceResponse200 {
         ///`namespaces`: list of [`NamespaceProperties`]; optional: absent or `null` reads as `None`.
         #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         namespaces: ::std::option::Option<::std::vec::Vec<NamespaceProperties>>,
+        ///`organization`: text; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        organization: ::std::option::Option<::std::string::String>,
         ///`payment_form`: text; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         payment_form: ::std::option::Option<::std::string::String>,
+        ///`payment_method`: text; optional: absent or `null` reads as `None`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        payment_method: ::std::option::Option<::std::string::String>,
         ///`pdf_custom_section`: text; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pdf_custom_section: ::std::option::Option<::std::string::String>,
@@ -5139,6 +5160,9 @@ pub enum CreateInvoiceResponse200 {
             skip_serializing_if = "::std::option::Option::is_none"
         )]
         type_: ::std::option::Option<PendingType>,
+        ///`use`: text; optional: absent or `null` reads as `None`.
+        #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+        use_: ::std::option::Option<::std::string::String>,
         ///`uuid`: text; optional: absent or `null` reads as `None`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         uuid: ::std::option::Option<::std::string::String>,
@@ -5244,9 +5268,15 @@ struct __CreateInvoiceResponse200Pending {
     ///`canceled_at`: date-time; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     canceled_at: ::std::option::Option<crate::DateTime>,
+    ///`cancellation`: [`PendingCancellation`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    cancellation: ::std::option::Option<PendingCancellation>,
     ///`cancellation_status`: [`PendingCancellationStatus`]; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     cancellation_status: ::std::option::Option<PendingCancellationStatus>,
+    ///`cfdi_version`: number; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    cfdi_version: ::std::option::Option<f64>,
     ///`complements`: list of [`AnyComplementProperties`]; optional: absent or `null` reads as `None`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     complements: ::std::option::Option<::std::vec::Vec<AnyComplementProperties>>,
@@ -5264,12 +5294,18 @@ struct __CreateInvoiceResponse200Pending {
     ///`exchange`: number; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     exchange: ::std::option::Option<f64>,
+    ///`export`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    export: ::std::option::Option<::std::string::String>,
     ///`external_id`: text; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     external_id: ::std::option::Option<::std::string::String>,
     ///`folio_number`: [`PendingFolioNumber`]; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     folio_number: ::std::option::Option<PendingFolioNumber>,
+    ///`global`: [`PendingGlobal`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    global: ::std::option::Option<PendingGlobal>,
     ///`id`: text; required.
     id: ::std::string::String,
     ///`idempotency_key`: text; optional: absent or `null` reads as `None`.
@@ -5278,6 +5314,9 @@ struct __CreateInvoiceResponse200Pending {
     ///`is_ready_to_stamp`: boolean; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     is_ready_to_stamp: ::std::option::Option<bool>,
+    ///`issuer_type`: [`PendingIssuerType`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    issuer_type: ::std::option::Option<PendingIssuerType>,
     ///`items`: list of [`LineItem`]; optional: absent or `null` reads as `None`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     items: ::std::option::Option<::std::vec::Vec<LineItem>>,
@@ -5286,9 +5325,15 @@ struct __CreateInvoiceResponse200Pending {
     ///`namespaces`: list of [`NamespaceProperties`]; optional: absent or `null` reads as `None`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     namespaces: ::std::option::Option<::std::vec::Vec<NamespaceProperties>>,
+    ///`organization`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    organization: ::std::option::Option<::std::string::String>,
     ///`payment_form`: text; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     payment_form: ::std::option::Option<::std::string::String>,
+    ///`payment_method`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    payment_method: ::std::option::Option<::std::string::String>,
     ///`pdf_custom_section`: text; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pdf_custom_section: ::std::option::Option<::std::string::String>,
@@ -5324,6 +5369,9 @@ struct __CreateInvoiceResponse200Pending {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     type_: ::std::option::Option<PendingType>,
+    ///`use`: text; optional: absent or `null` reads as `None`.
+    #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+    use_: ::std::option::Option<::std::string::String>,
     ///`uuid`: text; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     uuid: ::std::option::Option<::std::string::String>,
@@ -5434,22 +5482,29 @@ impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse200 {
                     addenda: t.addenda,
                     address: t.address,
                     canceled_at: t.canceled_at,
+                    cancellation: t.cancellation,
                     cancellation_status: t.cancellation_status,
+                    cfdi_version: t.cfdi_version,
                     complements: t.complements,
                     created_at: t.created_at,
                     currency: t.currency,
                     customer: t.customer,
                     date: t.date,
                     exchange: t.exchange,
+                    export: t.export,
                     external_id: t.external_id,
                     folio_number: t.folio_number,
+                    global: t.global,
                     id: t.id,
                     idempotency_key: t.idempotency_key,
                     is_ready_to_stamp: t.is_ready_to_stamp,
+                    issuer_type: t.issuer_type,
                     items: t.items,
                     livemode: t.livemode,
                     namespaces: t.namespaces,
+                    organization: t.organization,
                     payment_form: t.payment_form,
+                    payment_method: t.payment_method,
                     pdf_custom_section: t.pdf_custom_section,
                     received_payment_ids: t.received_payment_ids,
                     related_documents: t.related_documents,
@@ -5461,6 +5516,7 @@ impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse200 {
                     total_payment_amount: t.total_payment_amount,
                     total_payment_amount_converted: t.total_payment_amount_converted,
                     type_: t.type_,
+                    use_: t.use_,
                     uuid: t.uuid,
                     verification_url: t.verification_url,
                 })
@@ -5510,22 +5566,29 @@ impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse200 {
                         addenda: t.addenda,
                         address: t.address,
                         canceled_at: t.canceled_at,
+                        cancellation: t.cancellation,
                         cancellation_status: t.cancellation_status,
+                        cfdi_version: t.cfdi_version,
                         complements: t.complements,
                         created_at: t.created_at,
                         currency: t.currency,
                         customer: t.customer,
                         date: t.date,
                         exchange: t.exchange,
+                        export: t.export,
                         external_id: t.external_id,
                         folio_number: t.folio_number,
+                        global: t.global,
                         id: t.id,
                         idempotency_key: t.idempotency_key,
                         is_ready_to_stamp: t.is_ready_to_stamp,
+                        issuer_type: t.issuer_type,
                         items: t.items,
                         livemode: t.livemode,
                         namespaces: t.namespaces,
+                        organization: t.organization,
                         payment_form: t.payment_form,
+                        payment_method: t.payment_method,
                         pdf_custom_section: t.pdf_custom_section,
                         received_payment_ids: t.received_payment_ids,
                         related_documents: t.related_documents,
@@ -5537,6 +5600,7 @@ impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse200 {
                         total_payment_amount: t.total_payment_amount,
                         total_payment_amount_converted: t.total_payment_amount_converted,
                         type_: t.type_,
+                        use_: t.use_,
                         uuid: t.uuid,
                         verification_url: t.verification_url,
                     })
@@ -5604,9 +5668,15 @@ pub struct CreateInvoiceResponse202 {
     ///`canceled_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/canceled_at`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub canceled_at: ::std::option::Option<crate::DateTime>,
+    ///`cancellation`: [`CreateInvoiceResponse202Cancellation`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/cancellation`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cancellation: ::std::option::Option<CreateInvoiceResponse202Cancellation>,
     ///`cancellation_status`: [`CreateInvoiceResponse202CancellationStatus`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/cancellation_status`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cancellation_status: ::std::option::Option<CreateInvoiceResponse202CancellationStatus>,
+    ///`cfdi_version`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/cfdi_version`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cfdi_version: ::std::option::Option<f64>,
     ///`complements`: list of [`AnyComplementProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/complements`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub complements: ::std::option::Option<::std::vec::Vec<AnyComplementProperties>>,
@@ -5624,12 +5694,18 @@ pub struct CreateInvoiceResponse202 {
     ///`exchange`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/exchange`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exchange: ::std::option::Option<f64>,
+    ///`export`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/export`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export: ::std::option::Option<::std::string::String>,
     ///`external_id`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/external_id`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub external_id: ::std::option::Option<::std::string::String>,
     ///`folio_number`: [`CreateInvoiceResponse202FolioNumber`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/folio_number`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub folio_number: ::std::option::Option<CreateInvoiceResponse202FolioNumber>,
+    ///`global`: [`CreateInvoiceResponse202Global`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/global`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub global: ::std::option::Option<CreateInvoiceResponse202Global>,
     ///`id`: text; required. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/id`.
     pub id: ::std::string::String,
     ///`idempotency_key`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/idempotency_key`.
@@ -5638,6 +5714,9 @@ pub struct CreateInvoiceResponse202 {
     ///`is_ready_to_stamp`: boolean; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/is_ready_to_stamp`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub is_ready_to_stamp: ::std::option::Option<bool>,
+    ///`issuer_type`: [`CreateInvoiceResponse202IssuerType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/issuer_type`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub issuer_type: ::std::option::Option<CreateInvoiceResponse202IssuerType>,
     ///`items`: list of [`LineItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/items`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub items: ::std::option::Option<::std::vec::Vec<LineItem>>,
@@ -5646,9 +5725,15 @@ pub struct CreateInvoiceResponse202 {
     ///`namespaces`: list of [`NamespaceProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/namespaces`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespaces: ::std::option::Option<::std::vec::Vec<NamespaceProperties>>,
+    ///`organization`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/organization`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
     ///`payment_form`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/payment_form`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub payment_form: ::std::option::Option<::std::string::String>,
+    ///`payment_method`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/payment_method`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payment_method: ::std::option::Option<::std::string::String>,
     ///`pdf_custom_section`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/pdf_custom_section`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pdf_custom_section: ::std::option::Option<::std::string::String>,
@@ -5684,6 +5769,9 @@ pub struct CreateInvoiceResponse202 {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub type_: ::std::option::Option<CreateInvoiceResponse202Type>,
+    ///`use`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/use`.
+    #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+    pub use_: ::std::option::Option<::std::string::String>,
     ///`uuid`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/uuid`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub uuid: ::std::option::Option<::std::string::String>,
@@ -5722,13 +5810,33 @@ pub struct CreateInvoiceResponse202Address {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zip: ::std::option::Option<::std::string::String>,
 }
-/// `CreateInvoiceResponse202CancellationStatus`: one of `none`, `verifying`, `pending`, `accepted`, `rejected`, `expired`, or any other value the API sends, kept as [`CreateInvoiceResponse202CancellationStatus::Other`].
+///`CreateInvoiceResponse202Cancellation`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CreateInvoiceResponse202Cancellation {
+    ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_checked: ::std::option::Option<crate::DateTime>,
+    ///`motive`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub motive: ::std::option::Option<::std::string::String>,
+    ///`requested_at`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub requested_at: ::std::option::Option<crate::DateTime>,
+    ///`status`: [`CreateInvoiceResponse202CancellationStatus`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<CreateInvoiceResponse202CancellationStatus>,
+    ///`substitutionUUID`: text; optional: absent or `null` reads as `None`.
+    #[serde(
+        rename = "substitutionUUID",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub substitution_uuid: ::std::option::Option<::std::string::String>,
+}
+/// `CreateInvoiceResponse202CancellationStatus`: one of `none`, `pending`, `accepted`, `rejected`, `expired`, `verifying`, or any other value the API sends, kept as [`CreateInvoiceResponse202CancellationStatus::Other`].
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub enum CreateInvoiceResponse202CancellationStatus {
     /// `none`.
     None,
-    /// `verifying`.
-    Verifying,
     /// `pending`.
     Pending,
     /// `accepted`.
@@ -5737,6 +5845,8 @@ pub enum CreateInvoiceResponse202CancellationStatus {
     Rejected,
     /// `expired`.
     Expired,
+    /// `verifying`.
+    Verifying,
     /// A value this version does not list, as the API sent it.
     Other(::std::string::String),
 }
@@ -5745,11 +5855,11 @@ impl CreateInvoiceResponse202CancellationStatus {
     pub fn as_str(&self) -> &str {
         match self {
             Self::None => "none",
-            Self::Verifying => "verifying",
             Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::Verifying => "verifying",
             Self::Other(value) => value,
         }
     }
@@ -5763,11 +5873,11 @@ impl ::std::convert::From<&str> for CreateInvoiceResponse202CancellationStatus {
     fn from(value: &str) -> Self {
         match value {
             "none" => Self::None,
-            "verifying" => Self::Verifying,
             "pending" => Self::Pending,
             "accepted" => Self::Accepted,
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
+            "verifying" => Self::Verifying,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -5821,6 +5931,157 @@ impl ::std::fmt::Display for CreateInvoiceResponse202FolioNumber {
 impl ::std::convert::From<i64> for CreateInvoiceResponse202FolioNumber {
     fn from(value: i64) -> Self {
         Self::Integer(value)
+    }
+}
+///`CreateInvoiceResponse202Global`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct CreateInvoiceResponse202Global {
+    ///`months`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub months: ::std::option::Option<::std::string::String>,
+    ///`periodicity`: [`CreateInvoiceResponse202GlobalPeriodicity`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub periodicity: ::std::option::Option<CreateInvoiceResponse202GlobalPeriodicity>,
+    ///`year`: integer; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub year: ::std::option::Option<i64>,
+}
+/// `CreateInvoiceResponse202GlobalPeriodicity`: one of `day`, `week`, `fortnight`, `month`, `two_months`, or any other value the API sends, kept as [`CreateInvoiceResponse202GlobalPeriodicity::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum CreateInvoiceResponse202GlobalPeriodicity {
+    /// `day`.
+    Day,
+    /// `week`.
+    Week,
+    /// `fortnight`.
+    Fortnight,
+    /// `month`.
+    Month,
+    /// `two_months`.
+    TwoMonths,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl CreateInvoiceResponse202GlobalPeriodicity {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Fortnight => "fortnight",
+            Self::Month => "month",
+            Self::TwoMonths => "two_months",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for CreateInvoiceResponse202GlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for CreateInvoiceResponse202GlobalPeriodicity {
+    fn from(value: &str) -> Self {
+        match value {
+            "day" => Self::Day,
+            "week" => Self::Week,
+            "fortnight" => Self::Fortnight,
+            "month" => Self::Month,
+            "two_months" => Self::TwoMonths,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for CreateInvoiceResponse202GlobalPeriodicity {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for CreateInvoiceResponse202GlobalPeriodicity {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for CreateInvoiceResponse202GlobalPeriodicity {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse202GlobalPeriodicity {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
+    }
+}
+/// `CreateInvoiceResponse202IssuerType`: one of `issuing`, `receiving`, or any other value the API sends, kept as [`CreateInvoiceResponse202IssuerType::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum CreateInvoiceResponse202IssuerType {
+    /// `issuing`.
+    Issuing,
+    /// `receiving`.
+    Receiving,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl CreateInvoiceResponse202IssuerType {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Issuing => "issuing",
+            Self::Receiving => "receiving",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for CreateInvoiceResponse202IssuerType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for CreateInvoiceResponse202IssuerType {
+    fn from(value: &str) -> Self {
+        match value {
+            "issuing" => Self::Issuing,
+            "receiving" => Self::Receiving,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for CreateInvoiceResponse202IssuerType {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for CreateInvoiceResponse202IssuerType {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for CreateInvoiceResponse202IssuerType {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse202IssuerType {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
     }
 }
 /// `CreateInvoiceResponse202Status`: one of `pending`, or any other value the API sends, kept as [`CreateInvoiceResponse202Status::Other`].
@@ -6582,6 +6843,9 @@ pub struct CustomerInfo {
     ///`tax_id`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerInfo/properties/tax_id`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tax_id: ::std::option::Option<::std::string::String>,
+    ///`tax_system`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerInfo/properties/tax_system`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_system: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerInfoAddress`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -6589,6 +6853,9 @@ pub struct CustomerInfoAddress {
     ///`country`: text; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub country: ::std::option::Option<::std::string::String>,
+    ///`zip`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerNonEditableProperties`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -12192,9 +12459,15 @@ pub struct Invoice {
     ///`canceled_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/canceled_at`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub canceled_at: ::std::option::Option<crate::DateTime>,
+    ///`cancellation`: [`InvoiceCancellation`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/cancellation`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cancellation: ::std::option::Option<InvoiceCancellation>,
     ///`cancellation_status`: [`InvoiceCancellationStatus`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/cancellation_status`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cancellation_status: ::std::option::Option<InvoiceCancellationStatus>,
+    ///`cfdi_version`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/cfdi_version`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cfdi_version: ::std::option::Option<f64>,
     ///`complements`: list of [`AnyComplementProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/complements`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub complements: ::std::option::Option<::std::vec::Vec<AnyComplementProperties>>,
@@ -12212,12 +12485,18 @@ pub struct Invoice {
     ///`exchange`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/exchange`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exchange: ::std::option::Option<f64>,
+    ///`export`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/export`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export: ::std::option::Option<::std::string::String>,
     ///`external_id`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/external_id`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub external_id: ::std::option::Option<::std::string::String>,
     ///`folio_number`: [`InvoiceFolioNumber`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/folio_number`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub folio_number: ::std::option::Option<InvoiceFolioNumber>,
+    ///`global`: [`InvoiceGlobal`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/global`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub global: ::std::option::Option<InvoiceGlobal>,
     ///`id`: text; required. Spec: `#/components/schemas/Invoice/properties/id`.
     pub id: ::std::string::String,
     ///`idempotency_key`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/idempotency_key`.
@@ -12226,6 +12505,9 @@ pub struct Invoice {
     ///`is_ready_to_stamp`: boolean; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/is_ready_to_stamp`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub is_ready_to_stamp: ::std::option::Option<bool>,
+    ///`issuer_type`: [`InvoiceIssuerType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/issuer_type`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub issuer_type: ::std::option::Option<InvoiceIssuerType>,
     ///`items`: list of [`LineItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/items`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub items: ::std::option::Option<::std::vec::Vec<LineItem>>,
@@ -12234,9 +12516,15 @@ pub struct Invoice {
     ///`namespaces`: list of [`NamespaceProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/namespaces`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespaces: ::std::option::Option<::std::vec::Vec<NamespaceProperties>>,
+    ///`organization`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/organization`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
     ///`payment_form`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/payment_form`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub payment_form: ::std::option::Option<::std::string::String>,
+    ///`payment_method`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/payment_method`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payment_method: ::std::option::Option<::std::string::String>,
     ///`pdf_custom_section`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/pdf_custom_section`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pdf_custom_section: ::std::option::Option<::std::string::String>,
@@ -12273,6 +12561,9 @@ pub struct Invoice {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub type_: ::std::option::Option<InvoiceType>,
+    ///`use`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/use`.
+    #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+    pub use_: ::std::option::Option<::std::string::String>,
     ///`uuid`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/uuid`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub uuid: ::std::option::Option<::std::string::String>,
@@ -12311,13 +12602,33 @@ pub struct InvoiceAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zip: ::std::option::Option<::std::string::String>,
 }
-/// `InvoiceCancellationStatus`: one of `none`, `verifying`, `pending`, `accepted`, `rejected`, `expired`, or any other value the API sends, kept as [`InvoiceCancellationStatus::Other`].
+///`InvoiceCancellation`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceCancellation {
+    ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_checked: ::std::option::Option<crate::DateTime>,
+    ///`motive`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub motive: ::std::option::Option<::std::string::String>,
+    ///`requested_at`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub requested_at: ::std::option::Option<crate::DateTime>,
+    ///`status`: [`InvoiceCancellationStatus`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<InvoiceCancellationStatus>,
+    ///`substitutionUUID`: text; optional: absent or `null` reads as `None`.
+    #[serde(
+        rename = "substitutionUUID",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub substitution_uuid: ::std::option::Option<::std::string::String>,
+}
+/// `InvoiceCancellationStatus`: one of `none`, `pending`, `accepted`, `rejected`, `expired`, `verifying`, or any other value the API sends, kept as [`InvoiceCancellationStatus::Other`].
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub enum InvoiceCancellationStatus {
     /// `none`.
     None,
-    /// `verifying`.
-    Verifying,
     /// `pending`.
     Pending,
     /// `accepted`.
@@ -12326,6 +12637,8 @@ pub enum InvoiceCancellationStatus {
     Rejected,
     /// `expired`.
     Expired,
+    /// `verifying`.
+    Verifying,
     /// A value this version does not list, as the API sent it.
     Other(::std::string::String),
 }
@@ -12334,11 +12647,11 @@ impl InvoiceCancellationStatus {
     pub fn as_str(&self) -> &str {
         match self {
             Self::None => "none",
-            Self::Verifying => "verifying",
             Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::Verifying => "verifying",
             Self::Other(value) => value,
         }
     }
@@ -12352,11 +12665,11 @@ impl ::std::convert::From<&str> for InvoiceCancellationStatus {
     fn from(value: &str) -> Self {
         match value {
             "none" => Self::None,
-            "verifying" => Self::Verifying,
             "pending" => Self::Pending,
             "accepted" => Self::Accepted,
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
+            "verifying" => Self::Verifying,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -15163,6 +15476,94 @@ impl ::std::convert::From<i64> for InvoiceFolioNumber {
         Self::Integer(value)
     }
 }
+///`InvoiceGlobal`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoiceGlobal {
+    ///`months`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub months: ::std::option::Option<::std::string::String>,
+    ///`periodicity`: [`InvoiceGlobalPeriodicity`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub periodicity: ::std::option::Option<InvoiceGlobalPeriodicity>,
+    ///`year`: integer; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub year: ::std::option::Option<i64>,
+}
+/// `InvoiceGlobalPeriodicity`: one of `day`, `week`, `fortnight`, `month`, `two_months`, or any other value the API sends, kept as [`InvoiceGlobalPeriodicity::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum InvoiceGlobalPeriodicity {
+    /// `day`.
+    Day,
+    /// `week`.
+    Week,
+    /// `fortnight`.
+    Fortnight,
+    /// `month`.
+    Month,
+    /// `two_months`.
+    TwoMonths,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl InvoiceGlobalPeriodicity {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Fortnight => "fortnight",
+            Self::Month => "month",
+            Self::TwoMonths => "two_months",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for InvoiceGlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for InvoiceGlobalPeriodicity {
+    fn from(value: &str) -> Self {
+        match value {
+            "day" => Self::Day,
+            "week" => Self::Week,
+            "fortnight" => Self::Fortnight,
+            "month" => Self::Month,
+            "two_months" => Self::TwoMonths,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for InvoiceGlobalPeriodicity {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceGlobalPeriodicity {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for InvoiceGlobalPeriodicity {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for InvoiceGlobalPeriodicity {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
+    }
+}
 ///`InvoiceIngresoEditInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoEditInput {
@@ -16594,6 +16995,69 @@ impl ::serde::Serialize for InvoiceIngresoInputType {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoInputType {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
+    }
+}
+/// `InvoiceIssuerType`: one of `issuing`, `receiving`, or any other value the API sends, kept as [`InvoiceIssuerType::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum InvoiceIssuerType {
+    /// `issuing`.
+    Issuing,
+    /// `receiving`.
+    Receiving,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl InvoiceIssuerType {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Issuing => "issuing",
+            Self::Receiving => "receiving",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for InvoiceIssuerType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for InvoiceIssuerType {
+    fn from(value: &str) -> Self {
+        match value {
+            "issuing" => Self::Issuing,
+            "receiving" => Self::Receiving,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for InvoiceIssuerType {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for InvoiceIssuerType {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for InvoiceIssuerType {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for InvoiceIssuerType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -18212,9 +18676,15 @@ pub struct InvoiceProperties {
     ///`canceled_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/canceled_at`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub canceled_at: ::std::option::Option<crate::DateTime>,
+    ///`cancellation`: [`InvoicePropertiesCancellation`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/cancellation`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cancellation: ::std::option::Option<InvoicePropertiesCancellation>,
     ///`cancellation_status`: [`InvoicePropertiesCancellationStatus`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/cancellation_status`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cancellation_status: ::std::option::Option<InvoicePropertiesCancellationStatus>,
+    ///`cfdi_version`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/cfdi_version`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cfdi_version: ::std::option::Option<f64>,
     ///`complements`: list of [`AnyComplementProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/complements`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub complements: ::std::option::Option<::std::vec::Vec<AnyComplementProperties>>,
@@ -18230,27 +18700,42 @@ pub struct InvoiceProperties {
     ///`exchange`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/exchange`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exchange: ::std::option::Option<f64>,
+    ///`export`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/export`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub export: ::std::option::Option<::std::string::String>,
     ///`external_id`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/external_id`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub external_id: ::std::option::Option<::std::string::String>,
     ///`folio_number`: [`InvoicePropertiesFolioNumber`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/folio_number`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub folio_number: ::std::option::Option<InvoicePropertiesFolioNumber>,
+    ///`global`: [`InvoicePropertiesGlobal`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/global`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub global: ::std::option::Option<InvoicePropertiesGlobal>,
     ///`idempotency_key`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/idempotency_key`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub idempotency_key: ::std::option::Option<::std::string::String>,
     ///`is_ready_to_stamp`: boolean; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/is_ready_to_stamp`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub is_ready_to_stamp: ::std::option::Option<bool>,
+    ///`issuer_type`: [`InvoicePropertiesIssuerType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/issuer_type`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub issuer_type: ::std::option::Option<InvoicePropertiesIssuerType>,
     ///`items`: list of [`LineItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/items`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub items: ::std::option::Option<::std::vec::Vec<LineItem>>,
     ///`namespaces`: list of [`NamespaceProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/namespaces`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespaces: ::std::option::Option<::std::vec::Vec<NamespaceProperties>>,
+    ///`organization`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/organization`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organization: ::std::option::Option<::std::string::String>,
     ///`payment_form`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/payment_form`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub payment_form: ::std::option::Option<::std::string::String>,
+    ///`payment_method`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/payment_method`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub payment_method: ::std::option::Option<::std::string::String>,
     ///`pdf_custom_section`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/pdf_custom_section`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pdf_custom_section: ::std::option::Option<::std::string::String>,
@@ -18287,6 +18772,9 @@ pub struct InvoiceProperties {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub type_: ::std::option::Option<InvoicePropertiesType>,
+    ///`use`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/use`.
+    #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
+    pub use_: ::std::option::Option<::std::string::String>,
     ///`uuid`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/uuid`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub uuid: ::std::option::Option<::std::string::String>,
@@ -18325,13 +18813,33 @@ pub struct InvoicePropertiesAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zip: ::std::option::Option<::std::string::String>,
 }
-/// `InvoicePropertiesCancellationStatus`: one of `none`, `verifying`, `pending`, `accepted`, `rejected`, `expired`, or any other value the API sends, kept as [`InvoicePropertiesCancellationStatus::Other`].
+///`InvoicePropertiesCancellation`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoicePropertiesCancellation {
+    ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_checked: ::std::option::Option<crate::DateTime>,
+    ///`motive`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub motive: ::std::option::Option<::std::string::String>,
+    ///`requested_at`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub requested_at: ::std::option::Option<crate::DateTime>,
+    ///`status`: [`InvoicePropertiesCancellationStatus`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<InvoicePropertiesCancellationStatus>,
+    ///`substitutionUUID`: text; optional: absent or `null` reads as `None`.
+    #[serde(
+        rename = "substitutionUUID",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub substitution_uuid: ::std::option::Option<::std::string::String>,
+}
+/// `InvoicePropertiesCancellationStatus`: one of `none`, `pending`, `accepted`, `rejected`, `expired`, `verifying`, or any other value the API sends, kept as [`InvoicePropertiesCancellationStatus::Other`].
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub enum InvoicePropertiesCancellationStatus {
     /// `none`.
     None,
-    /// `verifying`.
-    Verifying,
     /// `pending`.
     Pending,
     /// `accepted`.
@@ -18340,6 +18848,8 @@ pub enum InvoicePropertiesCancellationStatus {
     Rejected,
     /// `expired`.
     Expired,
+    /// `verifying`.
+    Verifying,
     /// A value this version does not list, as the API sent it.
     Other(::std::string::String),
 }
@@ -18348,11 +18858,11 @@ impl InvoicePropertiesCancellationStatus {
     pub fn as_str(&self) -> &str {
         match self {
             Self::None => "none",
-            Self::Verifying => "verifying",
             Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::Verifying => "verifying",
             Self::Other(value) => value,
         }
     }
@@ -18366,11 +18876,11 @@ impl ::std::convert::From<&str> for InvoicePropertiesCancellationStatus {
     fn from(value: &str) -> Self {
         match value {
             "none" => Self::None,
-            "verifying" => Self::Verifying,
             "pending" => Self::Pending,
             "accepted" => Self::Accepted,
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
+            "verifying" => Self::Verifying,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -18424,6 +18934,157 @@ impl ::std::fmt::Display for InvoicePropertiesFolioNumber {
 impl ::std::convert::From<i64> for InvoicePropertiesFolioNumber {
     fn from(value: i64) -> Self {
         Self::Integer(value)
+    }
+}
+///`InvoicePropertiesGlobal`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct InvoicePropertiesGlobal {
+    ///`months`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub months: ::std::option::Option<::std::string::String>,
+    ///`periodicity`: [`InvoicePropertiesGlobalPeriodicity`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub periodicity: ::std::option::Option<InvoicePropertiesGlobalPeriodicity>,
+    ///`year`: integer; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub year: ::std::option::Option<i64>,
+}
+/// `InvoicePropertiesGlobalPeriodicity`: one of `day`, `week`, `fortnight`, `month`, `two_months`, or any other value the API sends, kept as [`InvoicePropertiesGlobalPeriodicity::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum InvoicePropertiesGlobalPeriodicity {
+    /// `day`.
+    Day,
+    /// `week`.
+    Week,
+    /// `fortnight`.
+    Fortnight,
+    /// `month`.
+    Month,
+    /// `two_months`.
+    TwoMonths,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl InvoicePropertiesGlobalPeriodicity {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Fortnight => "fortnight",
+            Self::Month => "month",
+            Self::TwoMonths => "two_months",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for InvoicePropertiesGlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for InvoicePropertiesGlobalPeriodicity {
+    fn from(value: &str) -> Self {
+        match value {
+            "day" => Self::Day,
+            "week" => Self::Week,
+            "fortnight" => Self::Fortnight,
+            "month" => Self::Month,
+            "two_months" => Self::TwoMonths,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for InvoicePropertiesGlobalPeriodicity {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for InvoicePropertiesGlobalPeriodicity {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for InvoicePropertiesGlobalPeriodicity {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for InvoicePropertiesGlobalPeriodicity {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
+    }
+}
+/// `InvoicePropertiesIssuerType`: one of `issuing`, `receiving`, or any other value the API sends, kept as [`InvoicePropertiesIssuerType::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum InvoicePropertiesIssuerType {
+    /// `issuing`.
+    Issuing,
+    /// `receiving`.
+    Receiving,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl InvoicePropertiesIssuerType {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Issuing => "issuing",
+            Self::Receiving => "receiving",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for InvoicePropertiesIssuerType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for InvoicePropertiesIssuerType {
+    fn from(value: &str) -> Self {
+        match value {
+            "issuing" => Self::Issuing,
+            "receiving" => Self::Receiving,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for InvoicePropertiesIssuerType {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for InvoicePropertiesIssuerType {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for InvoicePropertiesIssuerType {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for InvoicePropertiesIssuerType {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
     }
 }
 /// `InvoicePropertiesStatus`: one of `pending`, `valid`, `canceled`, `draft`, `failed`, or any other value the API sends, kept as [`InvoicePropertiesStatus::Other`].
@@ -20851,6 +21512,9 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesPropertiesType {
 ///`LineItem`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct LineItem {
+    ///`customs_keys`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/customs_keys`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub customs_keys: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     ///`discount`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/discount`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub discount: ::std::option::Option<f64>,
@@ -20860,6 +21524,9 @@ pub struct LineItem {
     ///`product`: [`LineItemProduct`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/product`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub product: ::std::option::Option<LineItemProduct>,
+    ///`property_tax_account`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/property_tax_account`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub property_tax_account: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     ///`quantity`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/quantity`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub quantity: ::std::option::Option<f64>,
@@ -29459,13 +30126,33 @@ pub struct PendingAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zip: ::std::option::Option<::std::string::String>,
 }
-/// `PendingCancellationStatus`: one of `none`, `verifying`, `pending`, `accepted`, `rejected`, `expired`, or any other value the API sends, kept as [`PendingCancellationStatus::Other`].
+///`PendingCancellation`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PendingCancellation {
+    ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_checked: ::std::option::Option<crate::DateTime>,
+    ///`motive`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub motive: ::std::option::Option<::std::string::String>,
+    ///`requested_at`: date-time; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub requested_at: ::std::option::Option<crate::DateTime>,
+    ///`status`: [`PendingCancellationStatus`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<PendingCancellationStatus>,
+    ///`substitutionUUID`: text; optional: absent or `null` reads as `None`.
+    #[serde(
+        rename = "substitutionUUID",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub substitution_uuid: ::std::option::Option<::std::string::String>,
+}
+/// `PendingCancellationStatus`: one of `none`, `pending`, `accepted`, `rejected`, `expired`, `verifying`, or any other value the API sends, kept as [`PendingCancellationStatus::Other`].
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub enum PendingCancellationStatus {
     /// `none`.
     None,
-    /// `verifying`.
-    Verifying,
     /// `pending`.
     Pending,
     /// `accepted`.
@@ -29474,6 +30161,8 @@ pub enum PendingCancellationStatus {
     Rejected,
     /// `expired`.
     Expired,
+    /// `verifying`.
+    Verifying,
     /// A value this version does not list, as the API sent it.
     Other(::std::string::String),
 }
@@ -29482,11 +30171,11 @@ impl PendingCancellationStatus {
     pub fn as_str(&self) -> &str {
         match self {
             Self::None => "none",
-            Self::Verifying => "verifying",
             Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::Verifying => "verifying",
             Self::Other(value) => value,
         }
     }
@@ -29500,11 +30189,11 @@ impl ::std::convert::From<&str> for PendingCancellationStatus {
     fn from(value: &str) -> Self {
         match value {
             "none" => Self::None,
-            "verifying" => Self::Verifying,
             "pending" => Self::Pending,
             "accepted" => Self::Accepted,
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
+            "verifying" => Self::Verifying,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -29558,6 +30247,157 @@ impl ::std::fmt::Display for PendingFolioNumber {
 impl ::std::convert::From<i64> for PendingFolioNumber {
     fn from(value: i64) -> Self {
         Self::Integer(value)
+    }
+}
+///`PendingGlobal`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PendingGlobal {
+    ///`months`: text; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub months: ::std::option::Option<::std::string::String>,
+    ///`periodicity`: [`PendingGlobalPeriodicity`]; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub periodicity: ::std::option::Option<PendingGlobalPeriodicity>,
+    ///`year`: integer; optional: absent or `null` reads as `None`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub year: ::std::option::Option<i64>,
+}
+/// `PendingGlobalPeriodicity`: one of `day`, `week`, `fortnight`, `month`, `two_months`, or any other value the API sends, kept as [`PendingGlobalPeriodicity::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum PendingGlobalPeriodicity {
+    /// `day`.
+    Day,
+    /// `week`.
+    Week,
+    /// `fortnight`.
+    Fortnight,
+    /// `month`.
+    Month,
+    /// `two_months`.
+    TwoMonths,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl PendingGlobalPeriodicity {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Fortnight => "fortnight",
+            Self::Month => "month",
+            Self::TwoMonths => "two_months",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for PendingGlobalPeriodicity {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for PendingGlobalPeriodicity {
+    fn from(value: &str) -> Self {
+        match value {
+            "day" => Self::Day,
+            "week" => Self::Week,
+            "fortnight" => Self::Fortnight,
+            "month" => Self::Month,
+            "two_months" => Self::TwoMonths,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for PendingGlobalPeriodicity {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for PendingGlobalPeriodicity {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for PendingGlobalPeriodicity {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PendingGlobalPeriodicity {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
+    }
+}
+/// `PendingIssuerType`: one of `issuing`, `receiving`, or any other value the API sends, kept as [`PendingIssuerType::Other`].
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum PendingIssuerType {
+    /// `issuing`.
+    Issuing,
+    /// `receiving`.
+    Receiving,
+    /// A value this version does not list, as the API sent it.
+    Other(::std::string::String),
+}
+impl PendingIssuerType {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Issuing => "issuing",
+            Self::Receiving => "receiving",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::fmt::Display for PendingIssuerType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::std::convert::From<&str> for PendingIssuerType {
+    fn from(value: &str) -> Self {
+        match value {
+            "issuing" => Self::Issuing,
+            "receiving" => Self::Receiving,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+impl ::std::convert::From<::std::string::String> for PendingIssuerType {
+    fn from(value: ::std::string::String) -> Self {
+        match Self::from(value.as_str()) {
+            Self::Other(_) => Self::Other(value),
+            known => known,
+        }
+    }
+}
+impl ::std::str::FromStr for PendingIssuerType {
+    type Err = ::std::convert::Infallible;
+    fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+impl ::serde::Serialize for PendingIssuerType {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PendingIssuerType {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::std::string::String::deserialize(deserializer).map(Self::from)
     }
 }
 ///`PendingStatus`
@@ -31006,6 +31846,9 @@ pub struct RelatedDocument {
     ///`relationship`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedDocument/properties/relationship`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub relationship: ::std::option::Option<::std::string::String>,
+    ///`uuid`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedDocument/properties/uuid`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub uuid: ::std::option::Option<::std::string::String>,
 }
 ///`RelatedDocumentInput`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -31015,6 +31858,9 @@ pub struct RelatedDocumentInput {
     pub documents: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     ///`relationship`: text; required. Spec: `#/components/schemas/RelatedDocumentInput/properties/relationship`.
     pub relationship: ::std::string::String,
+    ///`uuid`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedDocumentInput/properties/uuid`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub uuid: ::std::option::Option<::std::string::String>,
 }
 ///`RelatedResourceMessage`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -32838,6 +33684,9 @@ pub struct SendRetentionByEmailResponse200 {
 ///`Stamp`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Stamp {
+    ///`complement_string`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Stamp/properties/complement_string`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub complement_string: ::std::option::Option<::std::string::String>,
     ///`date`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Stamp/properties/date`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub date: ::std::option::Option<crate::DateTime>,
