@@ -1,6 +1,6 @@
 //! The one send path every endpoint method goes through: key check, idempotency key, class
 //! gate and permit, the HTTP exchange (bounded in time and size), the retry decision
-//! ([`crate::classify`]), tracing and metrics.
+//! (`classify.rs`), tracing and metrics.
 //!
 //! Time: each attempt (sending, headers and the whole body) is bounded by the client's
 //! `timeout`, and the whole call (every attempt, every wait) by the class policy's

@@ -513,7 +513,10 @@ fn describe(ty: &str) -> String {
         "::serde_json::Value" => "any JSON".into(),
         t if t.starts_with("::serde_json::Map<") => "JSON object".into(),
         t if t.starts_with("::std::collections::HashMap<") => "map".into(),
-        t => format!("[`{}`]", t.rsplit("::").next().unwrap_or(t)),
+        "::std::num::NonZeroU64" | "::std::num::NonZeroI64" => "positive integer".into(),
+        // A model of this module: a link; anything else by name.
+        t if t.contains("::") || t.contains('<') => format!("`{t}`"),
+        t => format!("[`{t}`]"),
     }
 }
 

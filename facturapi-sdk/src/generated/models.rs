@@ -4871,9 +4871,9 @@ pub struct CompleteRetentionNamespacesItem {
 pub struct CompleteRetentionPeriodo {
     ///`ejerc`: integer; required.
     pub ejerc: i64,
-    ///`mes_fin`: [`NonZeroU64`]; required.
+    ///`mes_fin`: positive integer; required.
     pub mes_fin: ::std::num::NonZeroU64,
-    ///`mes_ini`: [`NonZeroU64`]; required.
+    ///`mes_ini`: positive integer; required.
     pub mes_ini: ::std::num::NonZeroU64,
 }
 ///`CompleteRetentionTotales`
@@ -7519,9 +7519,9 @@ pub struct DraftRetentionNamespacesItem {
 pub struct DraftRetentionPeriodo {
     ///`ejerc`: integer; required.
     pub ejerc: i64,
-    ///`mes_fin`: [`NonZeroU64`]; required.
+    ///`mes_fin`: positive integer; required.
     pub mes_fin: ::std::num::NonZeroU64,
-    ///`mes_ini`: [`NonZeroU64`]; required.
+    ///`mes_ini`: positive integer; required.
     pub mes_ini: ::std::num::NonZeroU64,
 }
 ///`DraftRetentionStatus`
@@ -20607,7 +20607,7 @@ pub struct InvoiceZipRequestCreateInput {
     ///`issuer_type`: [`IssuingType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceZipRequestCreateInput/properties/issuer_type`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer_type: ::std::option::Option<IssuingType>,
-    ///`month`: [`NonZeroU64`]; required. Spec: `#/components/schemas/InvoiceZipRequestCreateInput/properties/month`.
+    ///`month`: positive integer; required. Spec: `#/components/schemas/InvoiceZipRequestCreateInput/properties/month`.
     pub month: ::std::num::NonZeroU64,
     ///`year`: integer; required. Spec: `#/components/schemas/InvoiceZipRequestCreateInput/properties/year`.
     pub year: i64,
@@ -32376,10 +32376,10 @@ pub struct RetentionPeriodo {
     ///`ejerc`: integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ejerc: ::std::option::Option<i64>,
-    ///`mes_fin`: [`NonZeroU64`]; optional: absent or `null` reads as `None`.
+    ///`mes_fin`: positive integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mes_fin: ::std::option::Option<::std::num::NonZeroU64>,
-    ///`mes_ini`: [`NonZeroU64`]; optional: absent or `null` reads as `None`.
+    ///`mes_ini`: positive integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mes_ini: ::std::option::Option<::std::num::NonZeroU64>,
 }
@@ -32429,10 +32429,10 @@ pub struct RetentionPropertiesPeriodo {
     ///`ejerc`: integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ejerc: ::std::option::Option<i64>,
-    ///`mes_fin`: [`NonZeroU64`]; optional: absent or `null` reads as `None`.
+    ///`mes_fin`: positive integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mes_fin: ::std::option::Option<::std::num::NonZeroU64>,
-    ///`mes_ini`: [`NonZeroU64`]; optional: absent or `null` reads as `None`.
+    ///`mes_ini`: positive integer; optional: absent or `null` reads as `None`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mes_ini: ::std::option::Option<::std::num::NonZeroU64>,
 }
@@ -33158,9 +33158,9 @@ pub struct RetentionUpdateInputNamespacesItem {
 pub struct RetentionUpdateInputPeriodo {
     ///`ejerc`: integer; required.
     pub ejerc: i64,
-    ///`mes_fin`: [`NonZeroU64`]; required.
+    ///`mes_fin`: positive integer; required.
     pub mes_fin: ::std::num::NonZeroU64,
-    ///`mes_ini`: [`NonZeroU64`]; required.
+    ///`mes_ini`: positive integer; required.
     pub mes_ini: ::std::num::NonZeroU64,
 }
 /// `RetentionUpdateInputStatus`: one of `draft`, or any other value the API sends, kept as [`RetentionUpdateInputStatus::Other`].
