@@ -407,32 +407,24 @@ async fn a_retry_after_above_the_cap_fails_at_once_with_the_servers_value() {
     );
 }
 
+/// The wait between a 429 carrying these `Retry-After` headers and the resend.
+async fn wait_after_429(retry_after: &[&str]) -> Duration {
+    let server = Hostile::start(vec![too_many(retry_after), customer_ok()], None).await;
+    client(&server.url, Duration::from_secs(10), 3)
+        .customers()
+        .retrieve("c1")
+        .await
+        .unwrap();
+    server.gap()
+}
+
 #[tokio::test]
 async fn fractional_and_repeated_retry_after_headers_are_honoured() {
-    let server = Hostile::start(vec![too_many(&["0.6"]), customer_ok()], None).await;
-    client(&server.url, Duration::from_secs(10), 3)
-        .customers()
-        .retrieve("c1")
-        .await
-        .unwrap();
-    assert!(
-        server.gap() >= Duration::from_millis(600),
-        "{:?}",
-        server.gap()
-    );
-
+    let fractional = wait_after_429(&["0.6"]).await;
+    assert!(fractional >= Duration::from_millis(600), "{fractional:?}");
     // Of several Retry-After headers, the longest wins.
-    let server = Hostile::start(vec![too_many(&["0.1", "0.7", "junk"]), customer_ok()], None).await;
-    client(&server.url, Duration::from_secs(10), 3)
-        .customers()
-        .retrieve("c1")
-        .await
-        .unwrap();
-    assert!(
-        server.gap() >= Duration::from_millis(700),
-        "{:?}",
-        server.gap()
-    );
+    let several = wait_after_429(&["0.1", "0.7", "junk"]).await;
+    assert!(several >= Duration::from_millis(700), "{several:?}");
 }
 
 #[tokio::test]

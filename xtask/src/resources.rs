@@ -381,31 +381,29 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
     let mut catalog = String::from(
         "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\nuse crate::request::{OperationInfo, Resend};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
     );
+    // One catalog row per operation for users (`Operation`) and one for raw calls
+    // (`OperationInfo`, what the send path reads).
+    let mut infos = String::new();
     for e in endpoints {
         let class = crate::names::pascal(&e.class.to_string());
+        let resend = crate::names::pascal(&e.resend.to_string());
         let keys: Vec<String> = e
             .keys
             .iter()
             .map(|k| format!("KeyKind::{}", crate::names::pascal(k)))
             .collect();
+        let keys = keys.join(", ");
         catalog.push_str(&format!(
-            "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{}], resend: Resend::{} }},\n",
-            e.operation_id, e.method, e.path, e.resource, e.name, keys.join(", "), crate::names::pascal(&e.resend.to_string())
+            "    Operation {{ operation_id: \"{}\", method: \"{}\", path: \"{}\", class: Class::{class}, resource: \"{}\", method_name: \"{}\", keys: &[{keys}], resend: Resend::{resend} }},\n",
+            e.operation_id, e.method, e.path, e.resource, e.name
+        ));
+        infos.push_str(&format!(
+            "    OperationInfo {{ operation_id: \"{}\", class: Class::{class}, method: reqwest::Method::{}, path_template: \"{}\", keys: &[{keys}], retry: Resend::{resend} }},\n",
+            e.operation_id, e.method, e.path
         ));
     }
     catalog.push_str("];\n\n/// What the send path needs of each operation, in spec order: raw calls.\npub(crate) static OPERATION_INFOS: &[OperationInfo] = &[\n");
-    for e in endpoints {
-        let class = crate::names::pascal(&e.class.to_string());
-        let keys: Vec<String> = e
-            .keys
-            .iter()
-            .map(|k| format!("KeyKind::{}", crate::names::pascal(k)))
-            .collect();
-        catalog.push_str(&format!(
-            "    OperationInfo {{ operation_id: \"{}\", class: Class::{class}, method: reqwest::Method::{}, path_template: \"{}\", keys: &[{}], retry: Resend::{} }},\n",
-            e.operation_id, e.method, e.path, keys.join(", "), crate::names::pascal(&e.resend.to_string())
-        ));
-    }
+    catalog.push_str(&infos);
     catalog.push_str("];\n");
     files.insert("operations.rs".to_owned(), catalog);
     let mut mod_list = String::new();
