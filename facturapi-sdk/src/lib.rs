@@ -34,10 +34,12 @@
 //! ```
 //!
 //! Where things are: [`client`] (configuration and keys), [`governor`] (classes, policies,
-//! limits), [`send`] (the send path and decoders), [`request`] (path, query and body
-//! encoding), [`error`], [`pagination`], [`webhooks`], [`models`] and [`resources`]
-//! (generated from `spec/`), the [`endpoint`] attribute for your own endpoints, and `sandbox`
-//! (cargo feature `sandbox`: a local Facturapi with hidden limits and faults, for tests).
+//! limits), [`send`] (the send path and decoders; the retry decision is the private
+//! `classify` module), [`request`] (path, query and body encoding, [`Resend`] rules),
+//! [`error`], [`raw`] (the raw twin of every operation), [`pagination`], [`webhooks`],
+//! [`DateTime`] (every model date), [`models`] and [`resources`] (generated from `spec/`),
+//! the [`endpoint`] attribute for your own endpoints, and `sandbox` (cargo feature `sandbox`:
+//! a local Facturapi with hidden limits and faults, for tests).
 #![deny(missing_docs)]
 
 // Lets `#[endpoint]` expansions (which name `::facturapi_sdk`) work inside this crate too.
