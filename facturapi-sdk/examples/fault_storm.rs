@@ -1,6 +1,7 @@
 //! The fault storm at full size: 10,000 keyed invoice creations (`--count N`, `--seed N`)
 //! through the embedded sandbox with 5xx, drops after commit, stalls, bodies cut short,
-//! 409 in use and 429 storms; prints what the ledger and the caller saw.
+//! 409 in use and 429 storms (a second, unpaced client on the same key sends a third of
+//! them); prints what the ledger and the caller saw.
 //!
 //! `cargo run --release -p facturapi-sdk --example fault_storm`
 

@@ -1,6 +1,7 @@
 //! A fault storm: `n` keyed invoice creations through the sandbox with every fault turned
 //! up (5xx, connections dropped after the commit, stalls past the attempt timeout, bodies
-//! cut short, `409 idempotency_key_in_use`, 429 storms from a limit that halves mid-run).
+//! cut short, `409 idempotency_key_in_use`, and 429 storms: a second client on the same key
+//! with static limits sends a third of the jobs unpaced, and the limit halves mid-run).
 //! The caller resends each failure with the same idempotency key (what the errors tell it
 //! to do) until it succeeds; the sandbox's ledger then says whether anything was lost or
 //! created twice. Shared by `tests/fault_storm.rs` (small, in CI) and
@@ -85,16 +86,29 @@ pub(crate) async fn run(n: usize, seed: u64) -> Report {
             break c.id.clone();
         }
     };
-    let client = Client::builder()
-        .api_key(sandbox.test_key())
-        .base_url(sandbox.base_url())
-        // Shorter than a stall: a stalled creation is a timeout, resent with its key.
-        .timeout(Duration::from_millis(1_000))
+    let client = |limits: fn(facturapi_sdk::ClientBuilder) -> facturapi_sdk::ClientBuilder| {
+        limits(
+            Client::builder()
+                .api_key(sandbox.test_key())
+                .base_url(sandbox.base_url())
+                // Shorter than a stall: a stalled creation is a timeout, resent with its key.
+                .timeout(Duration::from_millis(1_000)),
+        )
         .build()
-        .unwrap();
+        .unwrap()
+    };
+    // Two processes on one key: one learns the limits, the other sends at a fixed 16 in
+    // flight, unpaced, and makes the storms both of them meet.
+    let adaptive = client(|b| b);
+    let unpaced = client(|b| {
+        b.static_limits().class_policy(
+            Class::Create,
+            facturapi_sdk::ClassPolicy::default_for(Class::Create).with_concurrency(16),
+        )
+    });
     let start = tokio::time::Instant::now();
     let jobs = futures_util::stream::iter(0..n).map(|i| {
-        let client = client.clone();
+        let client = if i % 3 == 0 { unpaced.clone() } else { adaptive.clone() };
         let customer = customer.clone();
         async move {
             let body: models::InvoiceCreateInput = serde_json::from_value(json!({
