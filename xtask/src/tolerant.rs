@@ -474,6 +474,7 @@ pub(crate) fn apply(file: &mut syn::File, components: &BTreeSet<String>) -> Repo
                         report.documented_fields += 1;
                     }
                 }
+                document_struct(s, component.as_deref());
             }
             _ => {}
         }
@@ -542,6 +543,48 @@ fn document_field(field: &mut syn::Field, component: Option<&str>) {
     field
         .attrs
         .insert(0, parse_attrs(&format!("#[doc = {doc:?}]")).remove(0));
+}
+
+/// T5: a model's doc says how many fields it has, which are required, and where its schema
+/// is (for a component).
+fn document_struct(s: &mut syn::ItemStruct, component: Option<&str>) {
+    let fields: Vec<&syn::Field> = s.fields.iter().collect();
+    if fields.is_empty() {
+        return;
+    }
+    let required: Vec<String> = fields
+        .iter()
+        .filter(|f| {
+            !tokens(&f.ty)
+                .replace(' ', "")
+                .starts_with("::std::option::Option<")
+        })
+        .filter_map(|f| {
+            serde_rename(&f.attrs).or_else(|| f.ident.as_ref().map(ToString::to_string))
+        })
+        .map(|w| format!("`{w}`"))
+        .collect();
+    let mut doc = format!(
+        "{} field{}",
+        fields.len(),
+        if fields.len() == 1 { "" } else { "s" }
+    );
+    doc.push_str(&if required.is_empty() {
+        ", all optional.".to_owned()
+    } else {
+        format!("; required: {}.", required.join(", "))
+    });
+    if let Some(component) = component {
+        doc.push_str(&format!(" Spec: `#/components/schemas/{component}`."));
+    }
+    let at = s
+        .attrs
+        .iter()
+        .rposition(|a| a.path().is_ident("doc"))
+        .map_or(0, |i| i + 1);
+    s.attrs.insert(at, parse_attrs("#[doc = \"\"]").remove(0));
+    s.attrs
+        .insert(at + 1, parse_attrs(&format!("#[doc = {doc:?}]")).remove(0));
 }
 
 /// T5: every variant of a union says what it holds and, for a tagged union, which tag

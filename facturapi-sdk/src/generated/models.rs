@@ -439,6 +439,8 @@ impl<'de> ::serde::Deserialize<'de> for BaseTax {
     }
 }
 ///`BaseTaxBase`
+///
+///5 fields; required: `rate`. Spec: `#/components/schemas/BaseTaxBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct BaseTaxBase {
     ///`base`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/BaseTaxBase/properties/base`.
@@ -811,6 +813,8 @@ impl<'de> ::serde::Deserialize<'de> for CancellationStatus {
     }
 }
 ///`CancellationStatusUpdatedEvent`
+///
+///6 fields, all optional. Spec: `#/components/schemas/CancellationStatusUpdatedEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CancellationStatusUpdatedEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CancellationStatusUpdatedEvent/properties/created_at`.
@@ -836,6 +840,8 @@ pub struct CancellationStatusUpdatedEvent {
     pub type_: ::std::option::Option<CancellationStatusUpdatedEventType>,
 }
 ///`CancellationStatusUpdatedEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CancellationStatusUpdatedEventData {
     ///`object`: [`Invoice`]; optional: absent or `null` reads as `None`.
@@ -967,6 +973,8 @@ impl<'de> ::serde::Deserialize<'de> for CancellationStatusUpdatedEventType {
     }
 }
 ///`CartaPorteAutotransporte`
+///
+///5 fields, all optional. Spec: `#/components/schemas/CartaPorteAutotransporte`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteAutotransporte {
     ///`IdentificacionVehicular`: [`CartaPorteIdentificacionVehicular`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteAutotransporte/properties/IdentificacionVehicular`.
@@ -1002,6 +1010,8 @@ pub struct CartaPorteAutotransporte {
     pub seguros: ::std::option::Option<CartaPorteSeguros>,
 }
 ///`CartaPorteCantidadTransporta`
+///
+///4 fields; required: `Cantidad`, `IDDestino`, `IDOrigen`. Spec: `#/components/schemas/CartaPorteCantidadTransporta`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteCantidadTransporta {
     ///`Cantidad`: number; required. Spec: `#/components/schemas/CartaPorteCantidadTransporta/properties/Cantidad`.
@@ -1021,6 +1031,8 @@ pub struct CartaPorteCantidadTransporta {
     pub id_origen: ::std::string::String,
 }
 ///`CartaPorteCarroFerroviario`
+///
+///5 fields, all optional. Spec: `#/components/schemas/CartaPorteCarroFerroviario`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteCarroFerroviario {
     ///`Contenedor`: list of [`CartaPorteContenedorFerroviario`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteCarroFerroviario/properties/Contenedor`.
@@ -1056,6 +1068,8 @@ pub struct CartaPorteCarroFerroviario {
     pub toneladas_netas_carro: ::std::option::Option<f64>,
 }
 ///`CartaPorteContenedorFerroviario`
+///
+///3 fields, all optional. Spec: `#/components/schemas/CartaPorteContenedorFerroviario`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteContenedorFerroviario {
     ///`PesoContenedorVacio`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteContenedorFerroviario/properties/PesoContenedorVacio`.
@@ -1078,6 +1092,8 @@ pub struct CartaPorteContenedorFerroviario {
     pub tipo_contenedor: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteContenedorMaritimo`
+///
+///7 fields, all optional. Spec: `#/components/schemas/CartaPorteContenedorMaritimo`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteContenedorMaritimo {
     ///`FechaCertificacionCCP`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteContenedorMaritimo/properties/FechaCertificacionCCP`.
@@ -1126,6 +1142,8 @@ pub struct CartaPorteContenedorMaritimo {
     pub tipo_contenedor: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteContenedorMaritimoRemolquesCcpItem`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteContenedorMaritimoRemolquesCcpItem {
     ///`PlacaCCP`: text; optional: absent or `null` reads as `None`.
@@ -1142,6 +1160,8 @@ pub struct CartaPorteContenedorMaritimoRemolquesCcpItem {
     pub sub_tipo_rem_ccp: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteDataInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/CartaPorteDataInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct CartaPorteDataInput(pub CartaPorteDataProperties);
@@ -1162,6 +1182,8 @@ impl ::std::convert::From<CartaPorteDataProperties> for CartaPorteDataInput {
     }
 }
 ///`CartaPorteDataProperties`
+///
+///13 fields; required: `IdCCP`, `Mercancias`, `TranspInternac`, `Ubicaciones`. Spec: `#/components/schemas/CartaPorteDataProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDataProperties {
     ///`EntradaSalidaMerc`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteDataProperties/properties/EntradaSalidaMerc`.
@@ -1236,6 +1258,8 @@ pub struct CartaPorteDataProperties {
     pub via_entrada_salida: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteDataPropertiesFiguraTransporteItem`
+///
+///8 fields; required: `NombreFigura`, `TipoFigura`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDataPropertiesFiguraTransporteItem {
     ///`Domicilio`: [`CartaPorteDomicilio`]; optional: absent or `null` reads as `None`.
@@ -1285,6 +1309,8 @@ pub struct CartaPorteDataPropertiesFiguraTransporteItem {
     pub tipo_figura: ::std::string::String,
 }
 ///`CartaPorteDataPropertiesFiguraTransporteItemPartesTransporteItem`
+///
+///1 field; required: `ParteTransporte`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDataPropertiesFiguraTransporteItemPartesTransporteItem {
     ///`ParteTransporte`: text; required.
@@ -1292,6 +1318,8 @@ pub struct CartaPorteDataPropertiesFiguraTransporteItemPartesTransporteItem {
     pub parte_transporte: ::std::string::String,
 }
 ///`CartaPorteDataPropertiesUbicacionesItem`
+///
+///13 fields; required: `FechaHoraSalidaLlegada`, `RFCRemitenteDestinatario`, `TipoUbicacion`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDataPropertiesUbicacionesItem {
     ///`DistanciaRecorrida`: number; optional: absent or `null` reads as `None`.
@@ -1365,6 +1393,8 @@ pub struct CartaPorteDataPropertiesUbicacionesItem {
     pub tipo_ubicacion: ::std::string::String,
 }
 ///`CartaPorteDerechosDePaso`
+///
+///2 fields, all optional. Spec: `#/components/schemas/CartaPorteDerechosDePaso`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteDerechosDePaso {
     ///`KilometrajePagado`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteDerechosDePaso/properties/KilometrajePagado`.
@@ -1381,6 +1411,8 @@ pub struct CartaPorteDerechosDePaso {
     pub tipo_derecho_de_paso: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteDetalleMercancia`
+///
+///5 fields; required: `PesoBruto`, `PesoNeto`, `PesoTara`, `UnidadPesoMerc`. Spec: `#/components/schemas/CartaPorteDetalleMercancia`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDetalleMercancia {
     ///`NumPiezas`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteDetalleMercancia/properties/NumPiezas`.
@@ -1403,6 +1435,8 @@ pub struct CartaPorteDetalleMercancia {
     pub unidad_peso_merc: ::std::string::String,
 }
 ///`CartaPorteDocumentacionAduanera`
+///
+///4 fields, all optional. Spec: `#/components/schemas/CartaPorteDocumentacionAduanera`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteDocumentacionAduanera {
     ///`IdentDocAduanero`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteDocumentacionAduanera/properties/IdentDocAduanero`.
@@ -1431,6 +1465,8 @@ pub struct CartaPorteDocumentacionAduanera {
     pub tipo_documento: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteDomicilio`
+///
+///10 fields; required: `CodigoPostal`, `Estado`, `Pais`. Spec: `#/components/schemas/CartaPorteDomicilio`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteDomicilio {
     ///`Calle`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteDomicilio/properties/Calle`.
@@ -1486,6 +1522,8 @@ pub struct CartaPorteDomicilio {
     pub referencia: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteGuiaIdentificacion`
+///
+///3 fields, all optional. Spec: `#/components/schemas/CartaPorteGuiaIdentificacion`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteGuiaIdentificacion {
     ///`DescripGuiaIdentificacion`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteGuiaIdentificacion/properties/DescripGuiaIdentificacion`.
@@ -1508,6 +1546,8 @@ pub struct CartaPorteGuiaIdentificacion {
     pub peso_guia_identificacion: ::std::option::Option<f64>,
 }
 ///`CartaPorteIdentificacionVehicular`
+///
+///4 fields, all optional. Spec: `#/components/schemas/CartaPorteIdentificacionVehicular`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteIdentificacionVehicular {
     ///`AnioModeloVM`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteIdentificacionVehicular/properties/AnioModeloVM`.
@@ -1536,6 +1576,8 @@ pub struct CartaPorteIdentificacionVehicular {
     pub placa_vm: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/CartaPorteInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteInput {
     ///`data`: [`CartaPorteDataInput`]; required. Spec: `#/components/schemas/CartaPorteInput/properties/data`.
@@ -1616,6 +1658,8 @@ impl<'de> ::serde::Deserialize<'de> for CartaPorteInputType {
     }
 }
 ///`CartaPorteMercancia`
+///
+///42 fields; required: `BienesTransp`, `Cantidad`, `ClaveUnidad`, `Descripcion`, `PesoEnKg`. Spec: `#/components/schemas/CartaPorteMercancia`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteMercancia {
     ///`BienesTransp`: text; required. Spec: `#/components/schemas/CartaPorteMercancia/properties/BienesTransp`.
@@ -1862,6 +1906,8 @@ pub struct CartaPorteMercancia {
     pub valor_mercancia: ::std::option::Option<f64>,
 }
 ///`CartaPorteMercancias`
+///
+///11 fields; required: `Mercancia`, `NumTotalMercancias`, `PesoBrutoTotal`, `UnidadPeso`. Spec: `#/components/schemas/CartaPorteMercancias`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteMercancias {
     ///`Autotransporte`: [`CartaPorteAutotransporte`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteMercancias/properties/Autotransporte`.
@@ -2110,6 +2156,8 @@ impl<'de> ::serde::Deserialize<'de> for CartaPorteOrCustomComplementInput {
     }
 }
 ///`CartaPorteOrCustomComplementInputBase`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/CartaPorteOrCustomComplementInputBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteOrCustomComplementInputBase {
     ///`data`: any JSON; required. Spec: `#/components/schemas/CartaPorteOrCustomComplementInputBase/properties/data`.
@@ -2388,6 +2436,8 @@ impl<'de> ::serde::Deserialize<'de> for CartaPorteOrCustomComplementProperties {
     }
 }
 ///`CartaPorteOrCustomComplementPropertiesBase`
+///
+///1 field, all optional. Spec: `#/components/schemas/CartaPorteOrCustomComplementPropertiesBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteOrCustomComplementPropertiesBase {
     ///`type`: [`CartaPorteOrCustomComplementPropertiesBaseType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteOrCustomComplementPropertiesBase/properties/type`.
@@ -2471,6 +2521,8 @@ impl<'de> ::serde::Deserialize<'de> for CartaPorteOrCustomComplementPropertiesBa
     }
 }
 ///`CartaPorteProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/CartaPorteProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteProperties {
     ///`data`: [`CartaPorteDataProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteProperties/properties/data`.
@@ -2555,6 +2607,8 @@ impl<'de> ::serde::Deserialize<'de> for CartaPortePropertiesType {
     }
 }
 ///`CartaPorteRemolque`
+///
+///2 fields, all optional. Spec: `#/components/schemas/CartaPorteRemolque`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteRemolque {
     ///`Placa`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteRemolque/properties/Placa`.
@@ -2571,6 +2625,8 @@ pub struct CartaPorteRemolque {
     pub sub_tipo_rem: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteSeguros`
+///
+///7 fields, all optional. Spec: `#/components/schemas/CartaPorteSeguros`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteSeguros {
     ///`AseguraCarga`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteSeguros/properties/AseguraCarga`.
@@ -2617,6 +2673,8 @@ pub struct CartaPorteSeguros {
     pub prima_seguro: ::std::option::Option<f64>,
 }
 ///`CartaPorteTransporteAereo`
+///
+///12 fields, all optional. Spec: `#/components/schemas/CartaPorteTransporteAereo`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteTransporteAereo {
     ///`CodigoTransportista`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteTransporteAereo/properties/CodigoTransportista`.
@@ -2693,6 +2751,8 @@ pub struct CartaPorteTransporteAereo {
     pub rfc_embarcador: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteTransporteFerroviario`
+///
+///6 fields, all optional. Spec: `#/components/schemas/CartaPorteTransporteFerroviario`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CartaPorteTransporteFerroviario {
     ///`Carro`: list of [`CartaPorteCarroFerroviario`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteTransporteFerroviario/properties/Carro`.
@@ -2735,6 +2795,8 @@ pub struct CartaPorteTransporteFerroviario {
     pub tipo_de_trafico: ::std::option::Option<::std::string::String>,
 }
 ///`CartaPorteTransporteMaritimo`
+///
+///23 fields; required: `NumPermisoSCT`, `PermSCT`. Spec: `#/components/schemas/CartaPorteTransporteMaritimo`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CartaPorteTransporteMaritimo {
     ///`AnioEmbarcacion`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CartaPorteTransporteMaritimo/properties/AnioEmbarcacion`.
@@ -2872,12 +2934,16 @@ pub struct CartaPorteTransporteMaritimo {
     pub unidades_de_arq_bruto: ::std::option::Option<f64>,
 }
 ///`CheckDomainAvailabilityResponse200`
+///
+///1 field; required: `available`. Spec: `#/components/schemas/CheckDomainAvailabilityResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CheckDomainAvailabilityResponse200 {
     ///`available`: boolean; required. Spec: `#/components/schemas/CheckDomainAvailabilityResponse200/properties/available`.
     pub available: bool,
 }
 ///`ComercioExteriorDataInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/ComercioExteriorDataInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct ComercioExteriorDataInput(pub ComercioExteriorDataProperties);
@@ -2898,6 +2964,8 @@ impl ::std::convert::From<ComercioExteriorDataProperties> for ComercioExteriorDa
     }
 }
 ///`ComercioExteriorDataProperties`
+///
+///15 fields; required: `CertificadoOrigen`, `ClaveDePedimento`, `Mercancias`, `TipoCambioUSD`, `TotalUSD`. Spec: `#/components/schemas/ComercioExteriorDataProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorDataProperties {
     ///`CertificadoOrigen`: [`ComercioExteriorDataPropertiesCertificadoOrigen`]; required. Spec: `#/components/schemas/ComercioExteriorDataProperties/properties/CertificadoOrigen`.
@@ -2983,6 +3051,8 @@ pub struct ComercioExteriorDataProperties {
     pub version: ::std::option::Option<ComercioExteriorDataPropertiesVersion>,
 }
 ///`ComercioExteriorDataPropertiesCertificadoOrigen`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct ComercioExteriorDataPropertiesCertificadoOrigen(i64);
@@ -3059,6 +3129,8 @@ impl ::std::convert::From<bool> for ComercioExteriorDataPropertiesEmisor {
     }
 }
 ///`ComercioExteriorDataPropertiesNumCertificadoOrigen`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDataPropertiesNumCertificadoOrigen(::std::string::String);
@@ -3116,6 +3188,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDataPropertiesNumCertifi
     }
 }
 ///`ComercioExteriorDataPropertiesNumeroExportadorConfiable`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDataPropertiesNumeroExportadorConfiable(::std::string::String);
@@ -3173,6 +3247,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDataPropertiesNumeroExpo
     }
 }
 ///`ComercioExteriorDataPropertiesObservaciones`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDataPropertiesObservaciones(::std::string::String);
@@ -3329,6 +3405,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDataPropertiesVersion {
     }
 }
 ///`ComercioExteriorDescripcionesEspecificas`
+///
+///4 fields; required: `Marca`. Spec: `#/components/schemas/ComercioExteriorDescripcionesEspecificas`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorDescripcionesEspecificas {
     ///`Marca`: [`ComercioExteriorDescripcionesEspecificasMarca`]; required. Spec: `#/components/schemas/ComercioExteriorDescripcionesEspecificas/properties/Marca`.
@@ -3354,6 +3432,8 @@ pub struct ComercioExteriorDescripcionesEspecificas {
     pub sub_modelo: ::std::option::Option<ComercioExteriorDescripcionesEspecificasSubModelo>,
 }
 ///`ComercioExteriorDescripcionesEspecificasMarca`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDescripcionesEspecificasMarca(::std::string::String);
@@ -3409,6 +3489,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDescripcionesEspecificas
     }
 }
 ///`ComercioExteriorDescripcionesEspecificasModelo`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDescripcionesEspecificasModelo(::std::string::String);
@@ -3466,6 +3548,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDescripcionesEspecificas
     }
 }
 ///`ComercioExteriorDescripcionesEspecificasNumeroSerie`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDescripcionesEspecificasNumeroSerie(::std::string::String);
@@ -3523,6 +3607,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDescripcionesEspecificas
     }
 }
 ///`ComercioExteriorDescripcionesEspecificasSubModelo`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDescripcionesEspecificasSubModelo(::std::string::String);
@@ -3580,6 +3666,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDescripcionesEspecificas
     }
 }
 ///`ComercioExteriorDestinatario`
+///
+///3 fields; required: `Domicilio`. Spec: `#/components/schemas/ComercioExteriorDestinatario`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorDestinatario {
     ///`Domicilio`: list of [`ComercioExteriorDomicilio`]; required. Spec: `#/components/schemas/ComercioExteriorDestinatario/properties/Domicilio`.
@@ -3599,6 +3687,8 @@ pub struct ComercioExteriorDestinatario {
     pub num_reg_id_trib: ::std::option::Option<ComercioExteriorDestinatarioNumRegIdTrib>,
 }
 ///`ComercioExteriorDestinatarioNombre`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDestinatarioNombre(::std::string::String);
@@ -3652,6 +3742,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDestinatarioNombre {
     }
 }
 ///`ComercioExteriorDestinatarioNumRegIdTrib`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDestinatarioNumRegIdTrib(::std::string::String);
@@ -3705,6 +3797,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDestinatarioNumRegIdTrib
     }
 }
 ///`ComercioExteriorDomicilio`
+///
+///10 fields; required: `Calle`, `CodigoPostal`, `Estado`, `Pais`. Spec: `#/components/schemas/ComercioExteriorDomicilio`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorDomicilio {
     ///`Calle`: [`ComercioExteriorDomicilioCalle`]; required. Spec: `#/components/schemas/ComercioExteriorDomicilio/properties/Calle`.
@@ -3757,6 +3851,8 @@ pub struct ComercioExteriorDomicilio {
     pub referencia: ::std::option::Option<ComercioExteriorDomicilioReferencia>,
 }
 ///`ComercioExteriorDomicilioCalle`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioCalle(::std::string::String);
@@ -3807,6 +3903,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioCalle {
     }
 }
 ///`ComercioExteriorDomicilioCodigoPostal`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioCodigoPostal(::std::string::String);
@@ -3860,6 +3958,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioCodigoPostal {
     }
 }
 ///`ComercioExteriorDomicilioEstado`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioEstado(::std::string::String);
@@ -3913,6 +4013,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioEstado {
     }
 }
 ///`ComercioExteriorDomicilioNumeroExterior`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioNumeroExterior(::std::string::String);
@@ -3963,6 +4065,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioNumeroExterior 
     }
 }
 ///`ComercioExteriorDomicilioNumeroInterior`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioNumeroInterior(::std::string::String);
@@ -4013,6 +4117,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioNumeroInterior 
     }
 }
 ///`ComercioExteriorDomicilioReferencia`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorDomicilioReferencia(::std::string::String);
@@ -4063,6 +4169,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorDomicilioReferencia {
     }
 }
 ///`ComercioExteriorEmisor`
+///
+///2 fields; required: `Domicilio`. Spec: `#/components/schemas/ComercioExteriorEmisor`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorEmisor {
     ///`Curp`: [`ComercioExteriorEmisorCurp`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ComercioExteriorEmisor/properties/Curp`.
@@ -4076,6 +4184,8 @@ pub struct ComercioExteriorEmisor {
     pub domicilio: ComercioExteriorDomicilio,
 }
 ///`ComercioExteriorEmisorCurp`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorEmisorCurp(::std::string::String);
@@ -4129,6 +4239,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorEmisorCurp {
     }
 }
 ///`ComercioExteriorInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/ComercioExteriorInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorInput {
     ///`data`: [`ComercioExteriorDataInput`]; required. Spec: `#/components/schemas/ComercioExteriorInput/properties/data`.
@@ -4209,6 +4321,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorInputType {
     }
 }
 ///`ComercioExteriorMercancia`
+///
+///7 fields; required: `NoIdentificacion`, `ValorDolares`. Spec: `#/components/schemas/ComercioExteriorMercancia`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorMercancia {
     ///`CantidadAduana`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ComercioExteriorMercancia/properties/CantidadAduana`.
@@ -4251,6 +4365,8 @@ pub struct ComercioExteriorMercancia {
     pub valor_unitario_aduana: ::std::option::Option<f64>,
 }
 ///`ComercioExteriorMercanciaNoIdentificacion`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorMercanciaNoIdentificacion(::std::string::String);
@@ -4304,6 +4420,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorMercanciaNoIdentificacio
     }
 }
 ///`ComercioExteriorMercancias`
+///
+///1 field; required: `Mercancia`. Spec: `#/components/schemas/ComercioExteriorMercancias`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorMercancias {
     ///`Mercancia`: list of [`ComercioExteriorMercancia`]; required. Spec: `#/components/schemas/ComercioExteriorMercancias/properties/Mercancia`.
@@ -4311,6 +4429,8 @@ pub struct ComercioExteriorMercancias {
     pub mercancia: ::std::vec::Vec<ComercioExteriorMercancia>,
 }
 ///`ComercioExteriorProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/ComercioExteriorProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ComercioExteriorProperties {
     ///`data`: [`ComercioExteriorDataProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ComercioExteriorProperties/properties/data`.
@@ -4395,6 +4515,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorPropertiesType {
     }
 }
 ///`ComercioExteriorPropietario`
+///
+///2 fields; required: `NumRegIdTrib`, `ResidenciaFiscal`. Spec: `#/components/schemas/ComercioExteriorPropietario`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ComercioExteriorPropietario {
     ///`NumRegIdTrib`: [`ComercioExteriorPropietarioNumRegIdTrib`]; required. Spec: `#/components/schemas/ComercioExteriorPropietario/properties/NumRegIdTrib`.
@@ -4405,6 +4527,8 @@ pub struct ComercioExteriorPropietario {
     pub residencia_fiscal: ::std::string::String,
 }
 ///`ComercioExteriorPropietarioNumRegIdTrib`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorPropietarioNumRegIdTrib(::std::string::String);
@@ -4458,6 +4582,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorPropietarioNumRegIdTrib 
     }
 }
 ///`ComercioExteriorReceptor`
+///
+///2 fields, all optional. Spec: `#/components/schemas/ComercioExteriorReceptor`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ComercioExteriorReceptor {
     ///`Domicilio`: [`ComercioExteriorDomicilio`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ComercioExteriorReceptor/properties/Domicilio`.
@@ -4474,6 +4600,8 @@ pub struct ComercioExteriorReceptor {
     pub num_reg_id_trib: ::std::option::Option<ComercioExteriorReceptorNumRegIdTrib>,
 }
 ///`ComercioExteriorReceptorNumRegIdTrib`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ComercioExteriorReceptorNumRegIdTrib(::std::string::String);
@@ -4527,6 +4655,8 @@ impl<'de> ::serde::Deserialize<'de> for ComercioExteriorReceptorNumRegIdTrib {
     }
 }
 ///`CommonAddressProperties`
+///
+///8 fields, all optional. Spec: `#/components/schemas/CommonAddressProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CommonAddressProperties {
     ///`city`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CommonAddressProperties/properties/city`.
@@ -4857,6 +4987,8 @@ impl ::std::convert::From<CustomerCreateInput> for CompleteRetentionCustomer {
     }
 }
 ///`CompleteRetentionNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CompleteRetentionNamespacesItem {
     ///`prefix`: text; required.
@@ -4867,6 +4999,8 @@ pub struct CompleteRetentionNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`CompleteRetentionPeriodo`
+///
+///3 fields; required: `ejerc`, `mes_fin`, `mes_ini`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CompleteRetentionPeriodo {
     ///`ejerc`: integer; required.
@@ -4877,6 +5011,8 @@ pub struct CompleteRetentionPeriodo {
     pub mes_ini: ::std::num::NonZeroU64,
 }
 ///`CompleteRetentionTotales`
+///
+///5 fields; required: `imp_retenidos`, `monto_tot_exent`, `monto_tot_operacion`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CompleteRetentionTotales {
     ///`imp_retenidos`: list of [`CompleteRetentionTotalesImpRetenidosItem`]; required.
@@ -4893,6 +5029,8 @@ pub struct CompleteRetentionTotales {
     pub monto_tot_ret: ::std::option::Option<f64>,
 }
 ///`CompleteRetentionTotalesImpRetenidosItem`
+///
+///4 fields; required: `monto_ret`, `tipo_pago_ret`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CompleteRetentionTotalesImpRetenidosItem {
     ///`base_ret`: number; optional: absent or `null` reads as `None`.
@@ -5657,6 +5795,8 @@ impl<'de> ::serde::Deserialize<'de> for CreateInvoiceResponse200 {
     }
 }
 ///`CreateInvoiceResponse202`
+///
+///40 fields; required: `created_at`, `id`, `livemode`, `status`. Spec: `#/components/schemas/CreateInvoiceResponse202`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CreateInvoiceResponse202 {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CreateInvoiceResponse202/properties/addenda`.
@@ -5780,6 +5920,8 @@ pub struct CreateInvoiceResponse202 {
     pub verification_url: ::std::option::Option<::std::string::String>,
 }
 ///`CreateInvoiceResponse202Address`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateInvoiceResponse202Address {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -5811,6 +5953,8 @@ pub struct CreateInvoiceResponse202Address {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CreateInvoiceResponse202Cancellation`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateInvoiceResponse202Cancellation {
     ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
@@ -5934,6 +6078,8 @@ impl ::std::convert::From<i64> for CreateInvoiceResponse202FolioNumber {
     }
 }
 ///`CreateInvoiceResponse202Global`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateInvoiceResponse202Global {
     ///`months`: text; optional: absent or `null` reads as `None`.
@@ -6290,6 +6436,8 @@ impl ::std::convert::From<ToInvoiceSummary> for CreateToInvoiceFromReceiptsRespo
     }
 }
 ///`CustomComplementData`
+///
+///1 field, all optional. Spec: `#/components/schemas/CustomComplementData`.
 #[derive(
     ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
 )]
@@ -6323,6 +6471,8 @@ impl ::std::str::FromStr for CustomComplementData {
     }
 }
 ///`CustomComplementInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/CustomComplementInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CustomComplementInput {
     ///`data`: [`CustomComplementData`]; required. Spec: `#/components/schemas/CustomComplementInput/properties/data`.
@@ -6391,6 +6541,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomComplementInputType {
     }
 }
 ///`CustomComplementProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/CustomComplementProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomComplementProperties {
     ///`data`: [`CustomComplementData`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomComplementProperties/properties/data`.
@@ -6463,6 +6615,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomComplementPropertiesType {
     }
 }
 ///`Customer`
+///
+///13 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/Customer`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Customer {
     ///`address`: [`CustomerAddress`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Customer/properties/address`.
@@ -6503,6 +6657,8 @@ pub struct Customer {
     pub tax_system: ::std::option::Option<CustomerTaxSystem>,
 }
 ///`CustomerAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -6534,6 +6690,8 @@ pub struct CustomerAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerComercioExterior`
+///
+///1 field, all optional. Spec: `#/components/schemas/CustomerComercioExterior`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerComercioExterior {
     ///`id`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerComercioExterior/properties/id`.
@@ -6541,6 +6699,8 @@ pub struct CustomerComercioExterior {
     pub id: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerCommonProperties`
+///
+///6 fields, all optional. Spec: `#/components/schemas/CustomerCommonProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerCommonProperties {
     ///`default_invoice_use`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerCommonProperties/properties/default_invoice_use`.
@@ -6563,6 +6723,8 @@ pub struct CustomerCommonProperties {
     pub tax_system: ::std::option::Option<CustomerCommonPropertiesTaxSystem>,
 }
 ///`CustomerCommonPropertiesTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct CustomerCommonPropertiesTaxSystem(::std::string::String);
@@ -6616,6 +6778,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomerCommonPropertiesTaxSystem {
     }
 }
 ///`CustomerCreateInput`
+///
+///7 fields; required: `address`, `legal_name`, `tax_id`, `tax_system`. Spec: `#/components/schemas/CustomerCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CustomerCreateInput {
     ///`address`: [`CustomerCreateInputAddress`]; required. Spec: `#/components/schemas/CustomerCreateInput/properties/address`.
@@ -6637,6 +6801,8 @@ pub struct CustomerCreateInput {
     pub tax_system: CustomerCreateInputTaxSystem,
 }
 ///`CustomerCreateInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CustomerCreateInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -6667,6 +6833,8 @@ pub struct CustomerCreateInputAddress {
     pub zip: ::std::string::String,
 }
 ///`CustomerCreateInputTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct CustomerCreateInputTaxSystem(::std::string::String);
@@ -6720,6 +6888,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomerCreateInputTaxSystem {
     }
 }
 ///`CustomerEditBody`
+///
+///7 fields, all optional. Spec: `#/components/schemas/CustomerEditBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerEditBody {
     ///`address`: [`CustomerEditBodyAddress`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerEditBody/properties/address`.
@@ -6745,6 +6915,8 @@ pub struct CustomerEditBody {
     pub tax_system: ::std::option::Option<CustomerEditBodyTaxSystem>,
 }
 ///`CustomerEditBodyAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerEditBodyAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -6776,6 +6948,8 @@ pub struct CustomerEditBodyAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerEditBodyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct CustomerEditBodyTaxSystem(::std::string::String);
@@ -6829,6 +7003,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomerEditBodyTaxSystem {
     }
 }
 ///`CustomerInfo`
+///
+///5 fields, all optional. Spec: `#/components/schemas/CustomerInfo`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerInfo {
     ///`address`: [`CustomerInfoAddress`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerInfo/properties/address`.
@@ -6848,6 +7024,8 @@ pub struct CustomerInfo {
     pub tax_system: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerInfoAddress`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerInfoAddress {
     ///`country`: text; optional: absent or `null` reads as `None`.
@@ -6858,6 +7036,8 @@ pub struct CustomerInfoAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerNonEditableProperties`
+///
+///3 fields, all optional. Spec: `#/components/schemas/CustomerNonEditableProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerNonEditableProperties {
     ///`edit_link`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerNonEditableProperties/properties/edit_link`.
@@ -6871,6 +7051,8 @@ pub struct CustomerNonEditableProperties {
     pub sat_validated_at: ::std::option::Option<crate::DateTime>,
 }
 ///`CustomerProperties`
+///
+///7 fields, all optional. Spec: `#/components/schemas/CustomerProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerProperties {
     ///`address`: [`CustomerPropertiesAddress`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerProperties/properties/address`.
@@ -6896,6 +7078,8 @@ pub struct CustomerProperties {
     pub tax_system: ::std::option::Option<CustomerPropertiesTaxSystem>,
 }
 ///`CustomerPropertiesAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerPropertiesAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -6927,6 +7111,8 @@ pub struct CustomerPropertiesAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`CustomerPropertiesTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct CustomerPropertiesTaxSystem(::std::string::String);
@@ -6980,6 +7166,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomerPropertiesTaxSystem {
     }
 }
 ///`CustomerSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/CustomerSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CustomerSearchResult {
     ///`data`: list of [`Customer`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/CustomerSearchResult/properties/data`.
@@ -6996,6 +7184,8 @@ pub struct CustomerSearchResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`CustomerTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct CustomerTaxSystem(::std::string::String);
@@ -7049,6 +7239,8 @@ impl<'de> ::serde::Deserialize<'de> for CustomerTaxSystem {
     }
 }
 ///`DateRange`
+///
+///4 fields, all optional. Spec: `#/components/schemas/DateRange`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct DateRange {
     ///`gt`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/DateRange/properties/gt`.
@@ -7065,6 +7257,8 @@ pub struct DateRange {
     pub lte: ::std::option::Option<crate::DateTime>,
 }
 ///`DeleteLiveApiKeyResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/DeleteLiveApiKeyResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct DeleteLiveApiKeyResponse200(pub ::std::vec::Vec<DeleteLiveApiKeyResponse200Item>);
@@ -7089,6 +7283,8 @@ impl ::std::convert::From<::std::vec::Vec<DeleteLiveApiKeyResponse200Item>>
     }
 }
 ///`DeleteLiveApiKeyResponse200Item`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct DeleteLiveApiKeyResponse200Item {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`.
@@ -7102,6 +7298,8 @@ pub struct DeleteLiveApiKeyResponse200Item {
     pub id: ::std::option::Option<::std::string::String>,
 }
 ///`DomainField`
+///
+///1 field, all optional. Spec: `#/components/schemas/DomainField`.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct DomainField(::std::string::String);
@@ -7359,6 +7557,8 @@ impl<'de> ::serde::Deserialize<'de> for DownloadRetentionFormat {
     }
 }
 ///`DraftAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct DraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -7505,6 +7705,8 @@ impl ::std::convert::From<CustomerCreateInput> for DraftRetentionCustomer {
     }
 }
 ///`DraftRetentionNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DraftRetentionNamespacesItem {
     ///`prefix`: text; required.
@@ -7515,6 +7717,8 @@ pub struct DraftRetentionNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`DraftRetentionPeriodo`
+///
+///3 fields; required: `ejerc`, `mes_fin`, `mes_ini`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DraftRetentionPeriodo {
     ///`ejerc`: integer; required.
@@ -7573,6 +7777,8 @@ impl ::std::convert::TryFrom<::std::string::String> for DraftRetentionStatus {
     }
 }
 ///`DraftRetentionTotales`
+///
+///5 fields; required: `imp_retenidos`, `monto_tot_exent`, `monto_tot_operacion`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DraftRetentionTotales {
     ///`imp_retenidos`: list of [`DraftRetentionTotalesImpRetenidosItem`]; required.
@@ -7589,6 +7795,8 @@ pub struct DraftRetentionTotales {
     pub monto_tot_ret: ::std::option::Option<f64>,
 }
 ///`DraftRetentionTotalesImpRetenidosItem`
+///
+///4 fields; required: `monto_ret`, `tipo_pago_ret`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DraftRetentionTotalesImpRetenidosItem {
     ///`base_ret`: number; optional: absent or `null` reads as `None`.
@@ -8266,6 +8474,8 @@ impl<'de> ::serde::Deserialize<'de> for Egress {
     }
 }
 ///`EgressDraftAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct EgressDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -8332,6 +8542,8 @@ impl ::std::convert::From<i64> for EgressDraftFolioNumber {
     }
 }
 ///`EgressDraftNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct EgressDraftNamespacesItem {
     ///`prefix`: text; required.
@@ -8342,6 +8554,8 @@ pub struct EgressDraftNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`EgressDraftPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct EgressDraftPaymentForm(::std::string::String);
@@ -8454,6 +8668,8 @@ impl<'de> ::serde::Deserialize<'de> for EgressDraftPaymentMethod {
     }
 }
 ///`EgressDraftPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct EgressDraftPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -8500,6 +8716,8 @@ pub struct EgressDraftPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`EgressDraftPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct EgressDraftPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -8516,6 +8734,8 @@ pub struct EgressDraftPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`EgressDraftSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct EgressDraftSeries(::std::string::String);
@@ -8689,6 +8909,8 @@ impl<'de> ::serde::Deserialize<'de> for EgressDraftType {
     }
 }
 ///`EgressPendingAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct EgressPendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -8755,6 +8977,8 @@ impl ::std::convert::From<i64> for EgressPendingFolioNumber {
     }
 }
 ///`EgressPendingNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct EgressPendingNamespacesItem {
     ///`prefix`: text; required.
@@ -8765,6 +8989,8 @@ pub struct EgressPendingNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`EgressPendingPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct EgressPendingPaymentForm(::std::string::String);
@@ -8877,6 +9103,8 @@ impl<'de> ::serde::Deserialize<'de> for EgressPendingPaymentMethod {
     }
 }
 ///`EgressPendingPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct EgressPendingPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -8923,6 +9151,8 @@ pub struct EgressPendingPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`EgressPendingPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct EgressPendingPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -8939,6 +9169,8 @@ pub struct EgressPendingPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`EgressPendingSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct EgressPendingSeries(::std::string::String);
@@ -9096,6 +9328,8 @@ impl<'de> ::serde::Deserialize<'de> for EgressPendingType {
     }
 }
 ///`ErrorDetail`
+///
+///5 fields; required: `code`, `message`, `source`. Spec: `#/components/schemas/ErrorDetail`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ErrorDetail {
     ///`code`: text; required. Spec: `#/components/schemas/ErrorDetail/properties/code`.
@@ -9254,6 +9488,8 @@ impl<'de> ::serde::Deserialize<'de> for ErrorDetailSource {
     }
 }
 ///`EventBase`
+///
+///4 fields, all optional. Spec: `#/components/schemas/EventBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct EventBase {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/EventBase/properties/created_at`.
@@ -9270,6 +9506,8 @@ pub struct EventBase {
     pub organization: ::std::option::Option<::std::string::String>,
 }
 ///`GenericError`
+///
+///7 fields; required: `code`, `message`, `ok`, `status`. Spec: `#/components/schemas/GenericError`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GenericError {
     ///`code`: text; required. Spec: `#/components/schemas/GenericError/properties/code`.
@@ -9366,6 +9604,8 @@ impl<'de> ::serde::Deserialize<'de> for GenericErrorLocation {
     }
 }
 ///`GetCatalogsCartaporte31AirTransportCodesResponse200`
+///
+///4 fields, all optional. Spec: `#/components/schemas/GetCatalogsCartaporte31AirTransportCodesResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetCatalogsCartaporte31AirTransportCodesResponse200 {
     ///`data`: list of [`GetCatalogsCartaporte31AirTransportCodesResponse200DataItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GetCatalogsCartaporte31AirTransportCodesResponse200/properties/data`.
@@ -9384,6 +9624,8 @@ pub struct GetCatalogsCartaporte31AirTransportCodesResponse200 {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`GetCatalogsCartaporte31AirTransportCodesResponse200DataItem`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetCatalogsCartaporte31AirTransportCodesResponse200DataItem {
     ///`description`: text; optional: absent or `null` reads as `None`.
@@ -9394,6 +9636,8 @@ pub struct GetCatalogsCartaporte31AirTransportCodesResponse200DataItem {
     pub key: ::std::option::Option<::std::string::String>,
 }
 ///`GetCatalogsCartaporte31NavalAuthorizationsResponse200`
+///
+///4 fields, all optional. Spec: `#/components/schemas/GetCatalogsCartaporte31NavalAuthorizationsResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetCatalogsCartaporte31NavalAuthorizationsResponse200 {
     ///`data`: list of [`GetCatalogsCartaporte31NavalAuthorizationsResponse200DataItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GetCatalogsCartaporte31NavalAuthorizationsResponse200/properties/data`.
@@ -9412,6 +9656,8 @@ pub struct GetCatalogsCartaporte31NavalAuthorizationsResponse200 {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`GetCatalogsCartaporte31NavalAuthorizationsResponse200DataItem`
+///
+///1 field, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetCatalogsCartaporte31NavalAuthorizationsResponse200DataItem {
     ///`key`: text; optional: absent or `null` reads as `None`.
@@ -9419,6 +9665,8 @@ pub struct GetCatalogsCartaporte31NavalAuthorizationsResponse200DataItem {
     pub key: ::std::option::Option<::std::string::String>,
 }
 ///`GetCheckResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/GetCheckResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetCheckResponse200 {
     ///`ok`: boolean; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GetCheckResponse200/properties/ok`.
@@ -9426,6 +9674,8 @@ pub struct GetCheckResponse200 {
     pub ok: ::std::option::Option<bool>,
 }
 ///`GetSeriesGroupResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/GetSeriesGroupResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GetSeriesGroupResponse200 {
     ///`data`: list of [`OrganizationSeriesGroup`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GetSeriesGroupResponse200/properties/data`.
@@ -9433,6 +9683,8 @@ pub struct GetSeriesGroupResponse200 {
     pub data: ::std::option::Option<::std::vec::Vec<OrganizationSeriesGroup>>,
 }
 ///`GetTestApiKeyResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/GetTestApiKeyResponse200`.
 #[derive(
     ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
 )]
@@ -9466,6 +9718,8 @@ impl ::std::str::FromStr for GetTestApiKeyResponse200 {
     }
 }
 ///`GlobalInvoiceCreatedEvent`
+///
+///6 fields, all optional. Spec: `#/components/schemas/GlobalInvoiceCreatedEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GlobalInvoiceCreatedEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GlobalInvoiceCreatedEvent/properties/created_at`.
@@ -9491,6 +9745,8 @@ pub struct GlobalInvoiceCreatedEvent {
     pub type_: ::std::option::Option<GlobalInvoiceCreatedEventType>,
 }
 ///`GlobalInvoiceCreatedEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct GlobalInvoiceCreatedEventData {
     ///`object`: [`Invoice`]; optional: absent or `null` reads as `None`.
@@ -9622,6 +9878,8 @@ impl<'de> ::serde::Deserialize<'de> for GlobalInvoiceCreatedEventType {
     }
 }
 ///`GlobalInvoiceInput`
+///
+///10 fields; required: `periodicity`. Spec: `#/components/schemas/GlobalInvoiceInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GlobalInvoiceInput {
     ///`date`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/GlobalInvoiceInput/properties/date`.
@@ -9677,6 +9935,8 @@ impl ::std::convert::From<i64> for GlobalInvoiceInputFolioNumber {
     }
 }
 ///`GlobalInvoiceInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct GlobalInvoiceInputPaymentForm(::std::string::String);
@@ -9805,6 +10065,8 @@ impl<'de> ::serde::Deserialize<'de> for GlobalInvoiceInputPeriodicity {
     }
 }
 ///`GlobalInvoiceInputReceiptsItem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct GlobalInvoiceInputReceiptsItem(::std::string::String);
@@ -9858,6 +10120,8 @@ impl<'de> ::serde::Deserialize<'de> for GlobalInvoiceInputReceiptsItem {
     }
 }
 ///`GlobalInvoiceInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct GlobalInvoiceInputSeries(::std::string::String);
@@ -9908,6 +10172,8 @@ impl<'de> ::serde::Deserialize<'de> for GlobalInvoiceInputSeries {
     }
 }
 ///`HidroYPetroComplementInput`
+///
+///4 fields; required: `numero_permiso`, `sub_producto_hyp`, `tipo_permiso`. Spec: `#/components/schemas/HidroYPetroComplementInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct HidroYPetroComplementInput {
     ///`clave_hyp`: [`HidroYPetroComplementInputClaveHyp`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/HidroYPetroComplementInput/properties/clave_hyp`.
@@ -9988,6 +10254,8 @@ impl<'de> ::serde::Deserialize<'de> for HidroYPetroComplementInputClaveHyp {
     }
 }
 ///`HidroYPetroComplementInputNumeroPermiso`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct HidroYPetroComplementInputNumeroPermiso(::std::string::String);
@@ -10231,6 +10499,8 @@ impl<'de> ::serde::Deserialize<'de> for HidroYPetroComplementInputTipoPermiso {
     }
 }
 ///`IeduComplementInput`
+///
+///5 fields; required: `autRVOE`, `CURP`, `nivelEducativo`, `nombreAlumno`. Spec: `#/components/schemas/IeduComplementInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IeduComplementInput {
     ///`autRVOE`: [`IeduComplementInputAutRvoe`]; required. Spec: `#/components/schemas/IeduComplementInput/properties/autRVOE`.
@@ -10253,6 +10523,8 @@ pub struct IeduComplementInput {
     pub rfc_pago: ::std::option::Option<IeduComplementInputRfcPago>,
 }
 ///`IeduComplementInputAutRvoe`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IeduComplementInputAutRvoe(::std::string::String);
@@ -10303,6 +10575,8 @@ impl<'de> ::serde::Deserialize<'de> for IeduComplementInputAutRvoe {
     }
 }
 ///`IeduComplementInputCurp`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IeduComplementInputCurp(::std::string::String);
@@ -10445,6 +10719,8 @@ impl<'de> ::serde::Deserialize<'de> for IeduComplementInputNivelEducativo {
     }
 }
 ///`IeduComplementInputRfcPago`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IeduComplementInputRfcPago(::std::string::String);
@@ -10505,6 +10781,8 @@ impl<'de> ::serde::Deserialize<'de> for IeduComplementInputRfcPago {
     }
 }
 ///`IepsTax`
+///
+///6 fields; required: `rate`. Spec: `#/components/schemas/IepsTax`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IepsTax {
     ///`base`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/IepsTax/properties/base`.
@@ -11192,6 +11470,8 @@ impl<'de> ::serde::Deserialize<'de> for Income {
     }
 }
 ///`IncomeDraftAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomeDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -11222,6 +11502,8 @@ pub struct IncomeDraftAddress {
     pub zip: ::std::string::String,
 }
 ///`IncomeDraftConditions`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomeDraftConditions(::std::string::String);
@@ -11382,6 +11664,8 @@ impl ::std::convert::From<i64> for IncomeDraftFolioNumber {
     }
 }
 ///`IncomeDraftGlobal`
+///
+///3 fields; required: `months`, `periodicity`, `year`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomeDraftGlobal {
     ///`months`: text; required.
@@ -11467,6 +11751,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomeDraftGlobalPeriodicity {
     }
 }
 ///`IncomeDraftNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomeDraftNamespacesItem {
     ///`prefix`: text; required.
@@ -11477,6 +11763,8 @@ pub struct IncomeDraftNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`IncomeDraftPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomeDraftPaymentForm(::std::string::String);
@@ -11593,6 +11881,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomeDraftPaymentMethod {
     }
 }
 ///`IncomeDraftPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct IncomeDraftPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -11639,6 +11929,8 @@ pub struct IncomeDraftPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`IncomeDraftPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct IncomeDraftPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -11655,6 +11947,8 @@ pub struct IncomeDraftPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`IncomeDraftSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomeDraftSeries(::std::string::String);
@@ -11828,6 +12122,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomeDraftType {
     }
 }
 ///`IncomePendingAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomePendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -11858,6 +12154,8 @@ pub struct IncomePendingAddress {
     pub zip: ::std::string::String,
 }
 ///`IncomePendingConditions`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomePendingConditions(::std::string::String);
@@ -12018,6 +12316,8 @@ impl ::std::convert::From<i64> for IncomePendingFolioNumber {
     }
 }
 ///`IncomePendingGlobal`
+///
+///3 fields; required: `months`, `periodicity`, `year`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomePendingGlobal {
     ///`months`: text; required.
@@ -12103,6 +12403,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomePendingGlobalPeriodicity {
     }
 }
 ///`IncomePendingNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct IncomePendingNamespacesItem {
     ///`prefix`: text; required.
@@ -12113,6 +12415,8 @@ pub struct IncomePendingNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`IncomePendingPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomePendingPaymentForm(::std::string::String);
@@ -12229,6 +12533,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomePendingPaymentMethod {
     }
 }
 ///`IncomePendingPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct IncomePendingPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -12275,6 +12581,8 @@ pub struct IncomePendingPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`IncomePendingPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct IncomePendingPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -12291,6 +12599,8 @@ pub struct IncomePendingPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`IncomePendingSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct IncomePendingSeries(::std::string::String);
@@ -12448,6 +12758,8 @@ impl<'de> ::serde::Deserialize<'de> for IncomePendingType {
     }
 }
 ///`Invoice`
+///
+///40 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/Invoice`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Invoice {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Invoice/properties/addenda`.
@@ -12572,6 +12884,8 @@ pub struct Invoice {
     pub verification_url: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -12603,6 +12917,8 @@ pub struct InvoiceAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceCancellation`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCancellation {
     ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
@@ -12704,6 +13020,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceCancellationStatus {
     }
 }
 ///`InvoiceCommonEditInputProperties`
+///
+///12 fields, all optional. Spec: `#/components/schemas/InvoiceCommonEditInputProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonEditInputProperties {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceCommonEditInputProperties/properties/addenda`.
@@ -12745,6 +13063,8 @@ pub struct InvoiceCommonEditInputProperties {
     pub status: ::std::option::Option<InvoiceCommonEditInputPropertiesStatus>,
 }
 ///`InvoiceCommonEditInputPropertiesAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceCommonEditInputPropertiesAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -12811,6 +13131,8 @@ impl ::std::convert::From<i64> for InvoiceCommonEditInputPropertiesFolioNumber {
     }
 }
 ///`InvoiceCommonEditInputPropertiesNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceCommonEditInputPropertiesNamespacesItem {
     ///`prefix`: text; required.
@@ -12821,6 +13143,8 @@ pub struct InvoiceCommonEditInputPropertiesNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceCommonEditInputPropertiesPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonEditInputPropertiesPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -12868,6 +13192,8 @@ pub struct InvoiceCommonEditInputPropertiesPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceCommonEditInputPropertiesPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonEditInputPropertiesPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -12884,6 +13210,8 @@ pub struct InvoiceCommonEditInputPropertiesPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceCommonEditInputPropertiesSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceCommonEditInputPropertiesSeries(::std::string::String);
@@ -12993,6 +13321,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceCommonEditInputPropertiesStatus {
     }
 }
 ///`InvoiceCommonInputProperties`
+///
+///12 fields, all optional. Spec: `#/components/schemas/InvoiceCommonInputProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonInputProperties {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceCommonInputProperties/properties/addenda`.
@@ -13034,6 +13364,8 @@ pub struct InvoiceCommonInputProperties {
     pub status: ::std::option::Option<InvoiceCommonInputPropertiesStatus>,
 }
 ///`InvoiceCommonInputPropertiesAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceCommonInputPropertiesAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -13100,6 +13432,8 @@ impl ::std::convert::From<i64> for InvoiceCommonInputPropertiesFolioNumber {
     }
 }
 ///`InvoiceCommonInputPropertiesNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceCommonInputPropertiesNamespacesItem {
     ///`prefix`: text; required.
@@ -13110,6 +13444,8 @@ pub struct InvoiceCommonInputPropertiesNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceCommonInputPropertiesPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonInputPropertiesPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -13157,6 +13493,8 @@ pub struct InvoiceCommonInputPropertiesPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceCommonInputPropertiesPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCommonInputPropertiesPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -13173,6 +13511,8 @@ pub struct InvoiceCommonInputPropertiesPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceCommonInputPropertiesSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceCommonInputPropertiesSeries(::std::string::String);
@@ -13545,6 +13885,8 @@ impl ::std::convert::From<InvoiceTrasladoInput> for InvoiceCreatePendingBody {
     }
 }
 ///`InvoiceCreatedFromDashboardEvent`
+///
+///6 fields, all optional. Spec: `#/components/schemas/InvoiceCreatedFromDashboardEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCreatedFromDashboardEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceCreatedFromDashboardEvent/properties/created_at`.
@@ -13570,6 +13912,8 @@ pub struct InvoiceCreatedFromDashboardEvent {
     pub type_: ::std::option::Option<InvoiceCreatedFromDashboardEventType>,
 }
 ///`InvoiceCreatedFromDashboardEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceCreatedFromDashboardEventData {
     ///`object`: [`Invoice`]; optional: absent or `null` reads as `None`.
@@ -13701,6 +14045,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceCreatedFromDashboardEventType {
     }
 }
 ///`InvoiceDraft`
+///
+///27 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/InvoiceDraft`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceDraft {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceDraft/properties/addenda`.
@@ -13786,6 +14132,8 @@ pub struct InvoiceDraft {
     pub verification_url: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceDraftAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -13918,6 +14266,8 @@ impl ::std::convert::From<i64> for InvoiceDraftFolioNumber {
     }
 }
 ///`InvoiceDraftProperties`
+///
+///24 fields, all optional. Spec: `#/components/schemas/InvoiceDraftProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceDraftProperties {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceDraftProperties/properties/addenda`.
@@ -13997,6 +14347,8 @@ pub struct InvoiceDraftProperties {
     pub verification_url: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceDraftPropertiesAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceDraftPropertiesAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -14461,6 +14813,8 @@ impl ::std::convert::From<InvoiceTrasladoEditInput> for InvoiceEditBody {
     }
 }
 ///`InvoiceEgresoEditInput`
+///
+///21 fields, all optional. Spec: `#/components/schemas/InvoiceEgresoEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceEgresoEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceEgresoEditInput/properties/addenda`.
@@ -14531,6 +14885,8 @@ pub struct InvoiceEgresoEditInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceEgresoEditInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceEgresoEditInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -14597,6 +14953,8 @@ impl ::std::convert::From<i64> for InvoiceEgresoEditInputFolioNumber {
     }
 }
 ///`InvoiceEgresoEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceEgresoEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -14607,6 +14965,8 @@ pub struct InvoiceEgresoEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceEgresoEditInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceEgresoEditInputPaymentForm(::std::string::String);
@@ -14719,6 +15079,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceEgresoEditInputPaymentMethod {
     }
 }
 ///`InvoiceEgresoEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceEgresoEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -14765,6 +15127,8 @@ pub struct InvoiceEgresoEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceEgresoEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceEgresoEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -14781,6 +15145,8 @@ pub struct InvoiceEgresoEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceEgresoEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceEgresoEditInputSeries(::std::string::String);
@@ -14969,6 +15335,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceEgresoEditInputType {
     }
 }
 ///`InvoiceEgresoInput`
+///
+///21 fields; required: `customer`, `items`, `payment_form`, `type`. Spec: `#/components/schemas/InvoiceEgresoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceEgresoInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceEgresoInput/properties/addenda`.
@@ -15033,6 +15401,8 @@ pub struct InvoiceEgresoInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceEgresoInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceEgresoInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -15099,6 +15469,8 @@ impl ::std::convert::From<i64> for InvoiceEgresoInputFolioNumber {
     }
 }
 ///`InvoiceEgresoInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceEgresoInputNamespacesItem {
     ///`prefix`: text; required.
@@ -15109,6 +15481,8 @@ pub struct InvoiceEgresoInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceEgresoInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceEgresoInputPaymentForm(::std::string::String);
@@ -15221,6 +15595,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceEgresoInputPaymentMethod {
     }
 }
 ///`InvoiceEgresoInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceEgresoInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -15267,6 +15643,8 @@ pub struct InvoiceEgresoInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceEgresoInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceEgresoInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -15283,6 +15661,8 @@ pub struct InvoiceEgresoInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceEgresoInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceEgresoInputSeries(::std::string::String);
@@ -15477,6 +15857,8 @@ impl ::std::convert::From<i64> for InvoiceFolioNumber {
     }
 }
 ///`InvoiceGlobal`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceGlobal {
     ///`months`: text; optional: absent or `null` reads as `None`.
@@ -15565,6 +15947,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceGlobalPeriodicity {
     }
 }
 ///`InvoiceIngresoEditInput`
+///
+///24 fields, all optional. Spec: `#/components/schemas/InvoiceIngresoEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceIngresoEditInput/properties/addenda`.
@@ -15644,6 +16028,8 @@ pub struct InvoiceIngresoEditInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceIngresoEditInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoEditInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -15674,6 +16060,8 @@ pub struct InvoiceIngresoEditInputAddress {
     pub zip: ::std::string::String,
 }
 ///`InvoiceIngresoEditInputConditions`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoEditInputConditions(::std::string::String);
@@ -15834,6 +16222,8 @@ impl ::std::convert::From<i64> for InvoiceIngresoEditInputFolioNumber {
     }
 }
 ///`InvoiceIngresoEditInputGlobal`
+///
+///3 fields; required: `months`, `periodicity`, `year`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoEditInputGlobal {
     ///`months`: text; required.
@@ -15919,6 +16309,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoEditInputGlobalPeriodicity
     }
 }
 ///`InvoiceIngresoEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -15929,6 +16321,8 @@ pub struct InvoiceIngresoEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceIngresoEditInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoEditInputPaymentForm(::std::string::String);
@@ -16045,6 +16439,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoEditInputPaymentMethod {
     }
 }
 ///`InvoiceIngresoEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -16091,6 +16487,8 @@ pub struct InvoiceIngresoEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceIngresoEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -16107,6 +16505,8 @@ pub struct InvoiceIngresoEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceIngresoEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoEditInputSeries(::std::string::String);
@@ -16291,6 +16691,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoEditInputType {
     }
 }
 ///`InvoiceIngresoInput`
+///
+///24 fields; required: `customer`, `items`, `payment_form`. Spec: `#/components/schemas/InvoiceIngresoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceIngresoInput/properties/addenda`.
@@ -16367,6 +16769,8 @@ pub struct InvoiceIngresoInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceIngresoInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -16397,6 +16801,8 @@ pub struct InvoiceIngresoInputAddress {
     pub zip: ::std::string::String,
 }
 ///`InvoiceIngresoInputConditions`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoInputConditions(::std::string::String);
@@ -16557,6 +16963,8 @@ impl ::std::convert::From<i64> for InvoiceIngresoInputFolioNumber {
     }
 }
 ///`InvoiceIngresoInputGlobal`
+///
+///3 fields; required: `months`, `periodicity`, `year`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoInputGlobal {
     ///`months`: text; required.
@@ -16642,6 +17050,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoInputGlobalPeriodicity {
     }
 }
 ///`InvoiceIngresoInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceIngresoInputNamespacesItem {
     ///`prefix`: text; required.
@@ -16652,6 +17062,8 @@ pub struct InvoiceIngresoInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceIngresoInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoInputPaymentForm(::std::string::String);
@@ -16768,6 +17180,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIngresoInputPaymentMethod {
     }
 }
 ///`InvoiceIngresoInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -16814,6 +17228,8 @@ pub struct InvoiceIngresoInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceIngresoInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceIngresoInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -16830,6 +17246,8 @@ pub struct InvoiceIngresoInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceIngresoInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceIngresoInputSeries(::std::string::String);
@@ -17065,6 +17483,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceIssuerType {
     }
 }
 ///`InvoiceNominaEditInput`
+///
+///15 fields, all optional. Spec: `#/components/schemas/InvoiceNominaEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceNominaEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceNominaEditInput/properties/addenda`.
@@ -17117,6 +17537,8 @@ pub struct InvoiceNominaEditInput {
     pub type_: ::std::option::Option<InvoiceNominaEditInputType>,
 }
 ///`InvoiceNominaEditInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceNominaEditInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -17183,6 +17605,8 @@ impl ::std::convert::From<i64> for InvoiceNominaEditInputFolioNumber {
     }
 }
 ///`InvoiceNominaEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceNominaEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -17193,6 +17617,8 @@ pub struct InvoiceNominaEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceNominaEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceNominaEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -17239,6 +17665,8 @@ pub struct InvoiceNominaEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceNominaEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceNominaEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -17255,6 +17683,8 @@ pub struct InvoiceNominaEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceNominaEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceNominaEditInputSeries(::std::string::String);
@@ -17439,6 +17869,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceNominaEditInputType {
     }
 }
 ///`InvoiceNominaInput`
+///
+///15 fields; required: `customer`, `type`. Spec: `#/components/schemas/InvoiceNominaInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceNominaInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceNominaInput/properties/addenda`.
@@ -17487,6 +17919,8 @@ pub struct InvoiceNominaInput {
     pub type_: InvoiceNominaInputType,
 }
 ///`InvoiceNominaInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceNominaInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -17553,6 +17987,8 @@ impl ::std::convert::From<i64> for InvoiceNominaInputFolioNumber {
     }
 }
 ///`InvoiceNominaInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceNominaInputNamespacesItem {
     ///`prefix`: text; required.
@@ -17563,6 +17999,8 @@ pub struct InvoiceNominaInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceNominaInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceNominaInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -17609,6 +18047,8 @@ pub struct InvoiceNominaInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceNominaInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceNominaInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -17625,6 +18065,8 @@ pub struct InvoiceNominaInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceNominaInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceNominaInputSeries(::std::string::String);
@@ -17797,6 +18239,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceNominaInputType {
     }
 }
 ///`InvoicePagoEditInput`
+///
+///16 fields, all optional. Spec: `#/components/schemas/InvoicePagoEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePagoEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoicePagoEditInput/properties/addenda`.
@@ -17852,6 +18296,8 @@ pub struct InvoicePagoEditInput {
     pub type_: ::std::option::Option<InvoicePagoEditInputType>,
 }
 ///`InvoicePagoEditInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoEditInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -17918,6 +18364,8 @@ impl ::std::convert::From<i64> for InvoicePagoEditInputFolioNumber {
     }
 }
 ///`InvoicePagoEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -17928,6 +18376,8 @@ pub struct InvoicePagoEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoicePagoEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePagoEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -17974,6 +18424,8 @@ pub struct InvoicePagoEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoicePagoEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePagoEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -17990,6 +18442,8 @@ pub struct InvoicePagoEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoicePagoEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoicePagoEditInputSeries(::std::string::String);
@@ -18099,6 +18553,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoicePagoEditInputStatus {
     }
 }
 ///`InvoicePagoEditInputThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoEditInputThirdParty {
     ///`legal_name`: text; required.
@@ -18111,6 +18567,8 @@ pub struct InvoicePagoEditInputThirdParty {
     pub zip: ::std::string::String,
 }
 ///`InvoicePagoEditInputThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoicePagoEditInputThirdPartyTaxSystem(::std::string::String);
@@ -18239,6 +18697,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoicePagoEditInputType {
     }
 }
 ///`InvoicePagoInput`
+///
+///16 fields; required: `customer`, `type`. Spec: `#/components/schemas/InvoicePagoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoicePagoInput/properties/addenda`.
@@ -18290,6 +18750,8 @@ pub struct InvoicePagoInput {
     pub type_: InvoicePagoInputType,
 }
 ///`InvoicePagoInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -18356,6 +18818,8 @@ impl ::std::convert::From<i64> for InvoicePagoInputFolioNumber {
     }
 }
 ///`InvoicePagoInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoInputNamespacesItem {
     ///`prefix`: text; required.
@@ -18366,6 +18830,8 @@ pub struct InvoicePagoInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoicePagoInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePagoInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -18412,6 +18878,8 @@ pub struct InvoicePagoInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoicePagoInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePagoInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -18428,6 +18896,8 @@ pub struct InvoicePagoInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoicePagoInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoicePagoInputSeries(::std::string::String);
@@ -18541,6 +19011,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoicePagoInputStatus {
     }
 }
 ///`InvoicePagoInputThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoicePagoInputThirdParty {
     ///`legal_name`: text; required.
@@ -18553,6 +19025,8 @@ pub struct InvoicePagoInputThirdParty {
     pub zip: ::std::string::String,
 }
 ///`InvoicePagoInputThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoicePagoInputThirdPartyTaxSystem(::std::string::String);
@@ -18665,6 +19139,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoicePagoInputType {
     }
 }
 ///`InvoiceProperties`
+///
+///37 fields, all optional. Spec: `#/components/schemas/InvoiceProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceProperties {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceProperties/properties/addenda`.
@@ -18783,6 +19259,8 @@ pub struct InvoiceProperties {
     pub verification_url: ::std::option::Option<::std::string::String>,
 }
 ///`InvoicePropertiesAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePropertiesAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -18814,6 +19292,8 @@ pub struct InvoicePropertiesAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`InvoicePropertiesCancellation`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePropertiesCancellation {
     ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
@@ -18937,6 +19417,8 @@ impl ::std::convert::From<i64> for InvoicePropertiesFolioNumber {
     }
 }
 ///`InvoicePropertiesGlobal`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoicePropertiesGlobal {
     ///`months`: text; optional: absent or `null` reads as `None`.
@@ -19238,6 +19720,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoicePropertiesType {
     }
 }
 ///`InvoiceReceiptInput`
+///
+///9 fields, all optional. Spec: `#/components/schemas/InvoiceReceiptInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceReceiptInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceReceiptInput/properties/addenda`.
@@ -19269,6 +19753,8 @@ pub struct InvoiceReceiptInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceReceiptInputConditions`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceReceiptInputConditions(::std::string::String);
@@ -19358,6 +19844,8 @@ impl ::std::convert::From<i64> for InvoiceReceiptInputFolioNumber {
     }
 }
 ///`InvoiceReceiptInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceReceiptInputNamespacesItem {
     ///`prefix`: text; required.
@@ -19368,6 +19856,8 @@ pub struct InvoiceReceiptInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceReceiptInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceReceiptInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -19414,6 +19904,8 @@ pub struct InvoiceReceiptInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceReceiptInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceReceiptInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -19430,6 +19922,8 @@ pub struct InvoiceReceiptInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceReceiptInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceReceiptInputSeries(::std::string::String);
@@ -19480,6 +19974,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceReceiptInputSeries {
     }
 }
 ///`InvoiceRequiredProperties`
+///
+///2 fields; required: `description`, `price`. Spec: `#/components/schemas/InvoiceRequiredProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceRequiredProperties {
     ///`description`: any JSON; required. Spec: `#/components/schemas/InvoiceRequiredProperties/properties/description`.
@@ -19488,6 +19984,8 @@ pub struct InvoiceRequiredProperties {
     pub price: ::serde_json::Value,
 }
 ///`InvoiceSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/InvoiceSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceSearchResult {
     ///`data`: list of [`Invoice`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceSearchResult/properties/data`.
@@ -19579,6 +20077,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceStatus {
     }
 }
 ///`InvoiceStatusUpdatedEvent`
+///
+///7 fields, all optional. Spec: `#/components/schemas/InvoiceStatusUpdatedEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceStatusUpdatedEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceStatusUpdatedEvent/properties/created_at`.
@@ -19607,6 +20107,8 @@ pub struct InvoiceStatusUpdatedEvent {
     pub type_: ::std::option::Option<InvoiceStatusUpdatedEventType>,
 }
 ///`InvoiceStatusUpdatedEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceStatusUpdatedEventData {
     ///`object`: [`Invoice`]; optional: absent or `null` reads as `None`.
@@ -19738,6 +20240,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceStatusUpdatedEventType {
     }
 }
 ///`InvoiceTrasladoEditInput`
+///
+///19 fields, all optional. Spec: `#/components/schemas/InvoiceTrasladoEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceTrasladoEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceTrasladoEditInput/properties/addenda`.
@@ -19802,6 +20306,8 @@ pub struct InvoiceTrasladoEditInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceTrasladoEditInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceTrasladoEditInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -19868,6 +20374,8 @@ impl ::std::convert::From<i64> for InvoiceTrasladoEditInputFolioNumber {
     }
 }
 ///`InvoiceTrasladoEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceTrasladoEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -19878,6 +20386,8 @@ pub struct InvoiceTrasladoEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceTrasladoEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceTrasladoEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -19924,6 +20434,8 @@ pub struct InvoiceTrasladoEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceTrasladoEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceTrasladoEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -19940,6 +20452,8 @@ pub struct InvoiceTrasladoEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceTrasladoEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceTrasladoEditInputSeries(::std::string::String);
@@ -20124,6 +20638,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceTrasladoEditInputType {
     }
 }
 ///`InvoiceTrasladoInput`
+///
+///19 fields; required: `customer`, `items`, `type`. Spec: `#/components/schemas/InvoiceTrasladoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceTrasladoInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceTrasladoInput/properties/addenda`.
@@ -20183,6 +20699,8 @@ pub struct InvoiceTrasladoInput {
     pub use_: ::std::option::Option<::std::string::String>,
 }
 ///`InvoiceTrasladoInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceTrasladoInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -20249,6 +20767,8 @@ impl ::std::convert::From<i64> for InvoiceTrasladoInputFolioNumber {
     }
 }
 ///`InvoiceTrasladoInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceTrasladoInputNamespacesItem {
     ///`prefix`: text; required.
@@ -20259,6 +20779,8 @@ pub struct InvoiceTrasladoInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceTrasladoInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceTrasladoInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -20305,6 +20827,8 @@ pub struct InvoiceTrasladoInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceTrasladoInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceTrasladoInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -20321,6 +20845,8 @@ pub struct InvoiceTrasladoInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceTrasladoInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceTrasladoInputSeries(::std::string::String);
@@ -20568,6 +21094,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceType {
     }
 }
 ///`InvoiceZipRequest`
+///
+///13 fields; required: `created_at`, `document_count`, `end_date`, `failed_documents`, `id`, `invoice_types`, `issuer_type`, `livemode`, `organization`, `processed_document`, `start_date`, `status`. Spec: `#/components/schemas/InvoiceZipRequest`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceZipRequest {
     ///`created_at`: date-time; required. Spec: `#/components/schemas/InvoiceZipRequest/properties/created_at`.
@@ -20599,6 +21127,8 @@ pub struct InvoiceZipRequest {
     pub status: InvoiceZipRequestStatus,
 }
 ///`InvoiceZipRequestCreateInput`
+///
+///4 fields; required: `month`, `year`. Spec: `#/components/schemas/InvoiceZipRequestCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceZipRequestCreateInput {
     ///`invoice_types`: list of [`InvoiceZipRequestInvoiceType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceZipRequestCreateInput/properties/invoice_types`.
@@ -20688,6 +21218,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceZipRequestInvoiceType {
     }
 }
 ///`InvoiceZipRequestSearchResult`
+///
+///4 fields; required: `data`, `page`, `total_pages`, `total_results`. Spec: `#/components/schemas/InvoiceZipRequestSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceZipRequestSearchResult {
     ///`data`: list of [`InvoiceZipRequest`]; required. Spec: `#/components/schemas/InvoiceZipRequestSearchResult/properties/data`.
@@ -20775,6 +21307,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceZipRequestStatus {
     }
 }
 ///`InvoiceableCommonEditInput`
+///
+///6 fields, all optional. Spec: `#/components/schemas/InvoiceableCommonEditInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonEditInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceableCommonEditInput/properties/addenda`.
@@ -20820,6 +21354,8 @@ impl ::std::convert::From<i64> for InvoiceableCommonEditInputFolioNumber {
     }
 }
 ///`InvoiceableCommonEditInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceableCommonEditInputNamespacesItem {
     ///`prefix`: text; required.
@@ -20830,6 +21366,8 @@ pub struct InvoiceableCommonEditInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceableCommonEditInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonEditInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -20876,6 +21414,8 @@ pub struct InvoiceableCommonEditInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceableCommonEditInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonEditInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -20892,6 +21432,8 @@ pub struct InvoiceableCommonEditInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceableCommonEditInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceableCommonEditInputSeries(::std::string::String);
@@ -20942,6 +21484,8 @@ impl<'de> ::serde::Deserialize<'de> for InvoiceableCommonEditInputSeries {
     }
 }
 ///`InvoiceableCommonInput`
+///
+///6 fields, all optional. Spec: `#/components/schemas/InvoiceableCommonInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/InvoiceableCommonInput/properties/addenda`.
@@ -20986,6 +21530,8 @@ impl ::std::convert::From<i64> for InvoiceableCommonInputFolioNumber {
     }
 }
 ///`InvoiceableCommonInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct InvoiceableCommonInputNamespacesItem {
     ///`prefix`: text; required.
@@ -20996,6 +21542,8 @@ pub struct InvoiceableCommonInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`InvoiceableCommonInputPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonInputPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -21042,6 +21590,8 @@ pub struct InvoiceableCommonInputPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`InvoiceableCommonInputPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct InvoiceableCommonInputPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -21058,6 +21608,8 @@ pub struct InvoiceableCommonInputPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`InvoiceableCommonInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct InvoiceableCommonInputSeries(::std::string::String);
@@ -21171,12 +21723,16 @@ impl<'de> ::serde::Deserialize<'de> for IssuingType {
     }
 }
 ///`LeyendasFiscalesData`
+///
+///1 field; required: `leyendas`. Spec: `#/components/schemas/LeyendasFiscalesData`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LeyendasFiscalesData {
     ///`leyendas`: list of [`LeyendasFiscalesDataLeyendasItem`]; required. Spec: `#/components/schemas/LeyendasFiscalesData/properties/leyendas`.
     pub leyendas: ::std::vec::Vec<LeyendasFiscalesDataLeyendasItem>,
 }
 ///`LeyendasFiscalesDataLeyendasItem`
+///
+///3 fields; required: `texto_leyenda`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LeyendasFiscalesDataLeyendasItem {
     ///`disposicion_fiscal`: [`LeyendasFiscalesDataLeyendasItemDisposicionFiscal`]; optional: absent or `null` reads as `None`.
@@ -21190,6 +21746,8 @@ pub struct LeyendasFiscalesDataLeyendasItem {
     pub texto_leyenda: LeyendasFiscalesDataLeyendasItemTextoLeyenda,
 }
 ///`LeyendasFiscalesDataLeyendasItemDisposicionFiscal`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LeyendasFiscalesDataLeyendasItemDisposicionFiscal(::std::string::String);
@@ -21244,6 +21802,8 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesDataLeyendasItemDisposic
     }
 }
 ///`LeyendasFiscalesDataLeyendasItemNorma`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LeyendasFiscalesDataLeyendasItemNorma(::std::string::String);
@@ -21294,6 +21854,8 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesDataLeyendasItemNorma {
     }
 }
 ///`LeyendasFiscalesDataLeyendasItemTextoLeyenda`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LeyendasFiscalesDataLeyendasItemTextoLeyenda(::std::string::String);
@@ -21346,6 +21908,8 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesDataLeyendasItemTextoLey
     }
 }
 ///`LeyendasFiscalesInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/LeyendasFiscalesInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LeyendasFiscalesInput {
     ///`data`: [`LeyendasFiscalesData`]; required. Spec: `#/components/schemas/LeyendasFiscalesInput/properties/data`.
@@ -21426,6 +21990,8 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesInputType {
     }
 }
 ///`LeyendasFiscalesProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/LeyendasFiscalesProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct LeyendasFiscalesProperties {
     ///`data`: [`LeyendasFiscalesData`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LeyendasFiscalesProperties/properties/data`.
@@ -21510,6 +22076,8 @@ impl<'de> ::serde::Deserialize<'de> for LeyendasFiscalesPropertiesType {
     }
 }
 ///`LineItem`
+///
+///6 fields, all optional. Spec: `#/components/schemas/LineItem`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct LineItem {
     ///`customs_keys`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItem/properties/customs_keys`.
@@ -21532,6 +22100,8 @@ pub struct LineItem {
     pub quantity: ::std::option::Option<f64>,
 }
 ///`LineItemEgresoInput`
+///
+///7 fields; required: `product`. Spec: `#/components/schemas/LineItemEgresoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemEgresoInput {
     ///`complement`: [`LineItemEgresoInputComplement`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItemEgresoInput/properties/complement`.
@@ -21591,6 +22161,8 @@ impl ::std::convert::From<LineItemProductEgresoInput> for LineItemEgresoInputPro
     }
 }
 ///`LineItemEgresoInputThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemEgresoInputThirdParty {
     ///`legal_name`: text; required.
@@ -21603,6 +22175,8 @@ pub struct LineItemEgresoInputThirdParty {
     pub zip: ::std::string::String,
 }
 ///`LineItemEgresoInputThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LineItemEgresoInputThirdPartyTaxSystem(::std::string::String);
@@ -21656,6 +22230,8 @@ impl<'de> ::serde::Deserialize<'de> for LineItemEgresoInputThirdPartyTaxSystem {
     }
 }
 ///`LineItemInput`
+///
+///8 fields; required: `product`. Spec: `#/components/schemas/LineItemInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemInput {
     ///`complement`: [`LineItemInputComplement`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItemInput/properties/complement`.
@@ -21718,6 +22294,8 @@ impl ::std::convert::From<LineItemProductInput> for LineItemInputProduct {
     }
 }
 ///`LineItemInputThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemInputThirdParty {
     ///`legal_name`: text; required.
@@ -21730,6 +22308,8 @@ pub struct LineItemInputThirdParty {
     pub zip: ::std::string::String,
 }
 ///`LineItemInputThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LineItemInputThirdPartyTaxSystem(::std::string::String);
@@ -21783,6 +22363,8 @@ impl<'de> ::serde::Deserialize<'de> for LineItemInputThirdPartyTaxSystem {
     }
 }
 ///`LineItemProduct`
+///
+///11 fields; required: `description`, `price`, `product_key`. Spec: `#/components/schemas/LineItemProduct`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemProduct {
     ///`description`: text; required. Spec: `#/components/schemas/LineItemProduct/properties/description`.
@@ -21817,6 +22399,8 @@ pub struct LineItemProduct {
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
 ///`LineItemProductEgresoInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/LineItemProductEgresoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct LineItemProductEgresoInput(pub ProductEgresoProperties);
@@ -21837,6 +22421,8 @@ impl ::std::convert::From<ProductEgresoProperties> for LineItemProductEgresoInpu
     }
 }
 ///`LineItemProductInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/LineItemProductInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct LineItemProductInput(pub ProductProperties);
@@ -21944,6 +22530,8 @@ impl<'de> ::serde::Deserialize<'de> for LineItemProductTaxability {
     }
 }
 ///`LineItemTrasladoInput`
+///
+///6 fields; required: `product`. Spec: `#/components/schemas/LineItemTrasladoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemTrasladoInput {
     ///`complement`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LineItemTrasladoInput/properties/complement`.
@@ -21979,6 +22567,8 @@ impl ::std::convert::From<LineItemTrasladoProductInput> for LineItemTrasladoInpu
     }
 }
 ///`LineItemTrasladoInputThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemTrasladoInputThirdParty {
     ///`legal_name`: text; required.
@@ -21991,6 +22581,8 @@ pub struct LineItemTrasladoInputThirdParty {
     pub zip: ::std::string::String,
 }
 ///`LineItemTrasladoInputThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct LineItemTrasladoInputThirdPartyTaxSystem(::std::string::String);
@@ -22044,6 +22636,8 @@ impl<'de> ::serde::Deserialize<'de> for LineItemTrasladoInputThirdPartyTaxSystem
     }
 }
 ///`LineItemTrasladoProductInput`
+///
+///5 fields; required: `description`. Spec: `#/components/schemas/LineItemTrasladoProductInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LineItemTrasladoProductInput {
     ///`description`: text; required. Spec: `#/components/schemas/LineItemTrasladoProductInput/properties/description`.
@@ -22263,6 +22857,8 @@ impl<'de> ::serde::Deserialize<'de> for ListInvoicesType {
     }
 }
 ///`ListLiveApiKeysResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/ListLiveApiKeysResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct ListLiveApiKeysResponse200(pub ::std::vec::Vec<ListLiveApiKeysResponse200Item>);
@@ -22287,6 +22883,8 @@ impl ::std::convert::From<::std::vec::Vec<ListLiveApiKeysResponse200Item>>
     }
 }
 ///`ListLiveApiKeysResponse200Item`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ListLiveApiKeysResponse200Item {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`.
@@ -22375,6 +22973,8 @@ impl<'de> ::serde::Deserialize<'de> for ListRetentionsStatusItem {
     }
 }
 ///`LocalTax`
+///
+///4 fields; required: `rate`, `type`. Spec: `#/components/schemas/LocalTax`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct LocalTax {
     ///`base`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/LocalTax/properties/base`.
@@ -22390,6 +22990,8 @@ pub struct LocalTax {
     pub withholding: ::std::option::Option<bool>,
 }
 ///`NamespaceProperties`
+///
+///3 fields, all optional. Spec: `#/components/schemas/NamespaceProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NamespaceProperties {
     ///`prefix`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NamespaceProperties/properties/prefix`.
@@ -22403,6 +23005,8 @@ pub struct NamespaceProperties {
     pub uri: ::std::option::Option<::std::string::String>,
 }
 ///`NamespaceRequiredProperties`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`. Spec: `#/components/schemas/NamespaceRequiredProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NamespaceRequiredProperties {
     ///`prefix`: any JSON; required. Spec: `#/components/schemas/NamespaceRequiredProperties/properties/prefix`.
@@ -22413,6 +23017,8 @@ pub struct NamespaceRequiredProperties {
     pub uri: ::serde_json::Value,
 }
 ///`NominaAccionesInput`
+///
+///2 fields; required: `precio_al_otorgarse`, `valor_mercado`. Spec: `#/components/schemas/NominaAccionesInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaAccionesInput {
     ///`precio_al_otorgarse`: number; required. Spec: `#/components/schemas/NominaAccionesInput/properties/precio_al_otorgarse`.
@@ -22421,6 +23027,8 @@ pub struct NominaAccionesInput {
     pub valor_mercado: f64,
 }
 ///`NominaAccionesProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/NominaAccionesProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaAccionesProperties {
     ///`precio_al_otorgarse`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaAccionesProperties/properties/precio_al_otorgarse`.
@@ -22431,6 +23039,8 @@ pub struct NominaAccionesProperties {
     pub valor_mercado: ::std::option::Option<f64>,
 }
 ///`NominaCompensacionInput`
+///
+///3 fields; required: `ano`, `remanente_sal_fav`, `saldo_a_favor`. Spec: `#/components/schemas/NominaCompensacionInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaCompensacionInput {
     ///`ano`: integer; required. Spec: `#/components/schemas/NominaCompensacionInput/properties/ano`.
@@ -22441,6 +23051,8 @@ pub struct NominaCompensacionInput {
     pub saldo_a_favor: f64,
 }
 ///`NominaCompensacionProperties`
+///
+///3 fields, all optional. Spec: `#/components/schemas/NominaCompensacionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaCompensacionProperties {
     ///`ano`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaCompensacionProperties/properties/ano`.
@@ -22454,6 +23066,8 @@ pub struct NominaCompensacionProperties {
     pub saldo_a_favor: ::std::option::Option<f64>,
 }
 ///`NominaComplementDataDirectProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/NominaComplementDataDirectProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataDirectProperties {
     ///`fecha_final_pago`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementDataDirectProperties/properties/fecha_final_pago`.
@@ -22538,6 +23152,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementDataDirectPropertiesTipo
     }
 }
 ///`NominaComplementDataInput`
+///
+///11 fields; required: `fecha_final_pago`, `fecha_inicial_pago`, `num_dias_pagados`, `percepciones`, `receptor`. Spec: `#/components/schemas/NominaComplementDataInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaComplementDataInput {
     ///`deducciones`: list of [`NominaDeduccionInput`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementDataInput/properties/deducciones`.
@@ -22633,6 +23249,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementDataInputTipoNomina {
     }
 }
 ///`NominaComplementDataNestedInput`
+///
+///6 fields, all optional. Spec: `#/components/schemas/NominaComplementDataNestedInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataNestedInput {
     ///`deducciones`: list of [`NominaDeduccionInput`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementDataNestedInput/properties/deducciones`.
@@ -22655,6 +23273,8 @@ pub struct NominaComplementDataNestedInput {
     pub receptor: ::std::option::Option<NominaReceptorInput>,
 }
 ///`NominaComplementDataNestedProperties`
+///
+///6 fields, all optional. Spec: `#/components/schemas/NominaComplementDataNestedProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataNestedProperties {
     ///`deducciones`: list of [`NominaDeduccionProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementDataNestedProperties/properties/deducciones`.
@@ -22678,6 +23298,8 @@ pub struct NominaComplementDataNestedProperties {
     pub receptor: ::std::option::Option<NominaReceptorProperties>,
 }
 ///`NominaComplementDataNestedPropertiesOtrosPagosItem`
+///
+///6 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataNestedPropertiesOtrosPagosItem {
     ///`clave`: [`NominaComplementDataNestedPropertiesOtrosPagosItemClave`]; optional: absent or `null` reads as `None`.
@@ -22700,6 +23322,8 @@ pub struct NominaComplementDataNestedPropertiesOtrosPagosItem {
     pub tipo_otro_pago: ::std::option::Option<::std::string::String>,
 }
 ///`NominaComplementDataNestedPropertiesOtrosPagosItemClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaComplementDataNestedPropertiesOtrosPagosItemClave(::std::string::String);
@@ -22757,6 +23381,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementDataNestedPropertiesOtro
     }
 }
 ///`NominaComplementDataProperties`
+///
+///11 fields, all optional. Spec: `#/components/schemas/NominaComplementDataProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataProperties {
     ///`deducciones`: list of [`NominaDeduccionProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementDataProperties/properties/deducciones`.
@@ -22795,6 +23421,8 @@ pub struct NominaComplementDataProperties {
     pub tipo_nomina: ::std::option::Option<NominaComplementDataPropertiesTipoNomina>,
 }
 ///`NominaComplementDataPropertiesOtrosPagosItem`
+///
+///6 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementDataPropertiesOtrosPagosItem {
     ///`clave`: [`NominaComplementDataPropertiesOtrosPagosItemClave`]; optional: absent or `null` reads as `None`.
@@ -22817,6 +23445,8 @@ pub struct NominaComplementDataPropertiesOtrosPagosItem {
     pub tipo_otro_pago: ::std::option::Option<::std::string::String>,
 }
 ///`NominaComplementDataPropertiesOtrosPagosItemClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaComplementDataPropertiesOtrosPagosItemClave(::std::string::String);
@@ -22937,6 +23567,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementDataPropertiesTipoNomina
     }
 }
 ///`NominaComplementInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/NominaComplementInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaComplementInput {
     ///`data`: [`NominaComplementDataInput`]; required. Spec: `#/components/schemas/NominaComplementInput/properties/data`.
@@ -23009,6 +23641,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementInputType {
     }
 }
 ///`NominaComplementProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/NominaComplementProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaComplementProperties {
     ///`data`: [`NominaComplementDataProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaComplementProperties/properties/data`.
@@ -23085,6 +23719,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaComplementPropertiesType {
     }
 }
 ///`NominaDeduccionInput`
+///
+///4 fields; required: `clave`, `importe`, `tipo_deduccion`. Spec: `#/components/schemas/NominaDeduccionInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaDeduccionInput {
     ///`clave`: [`NominaDeduccionInputClave`]; required. Spec: `#/components/schemas/NominaDeduccionInput/properties/clave`.
@@ -23098,6 +23734,8 @@ pub struct NominaDeduccionInput {
     pub tipo_deduccion: ::std::string::String,
 }
 ///`NominaDeduccionInputClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaDeduccionInputClave(::std::string::String);
@@ -23151,6 +23789,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaDeduccionInputClave {
     }
 }
 ///`NominaDeduccionProperties`
+///
+///4 fields, all optional. Spec: `#/components/schemas/NominaDeduccionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaDeduccionProperties {
     ///`clave`: [`NominaDeduccionPropertiesClave`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaDeduccionProperties/properties/clave`.
@@ -23167,6 +23807,8 @@ pub struct NominaDeduccionProperties {
     pub tipo_deduccion: ::std::option::Option<::std::string::String>,
 }
 ///`NominaDeduccionPropertiesClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaDeduccionPropertiesClave(::std::string::String);
@@ -23220,6 +23862,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaDeduccionPropertiesClave {
     }
 }
 ///`NominaEmisorProperties`
+///
+///4 fields, all optional. Spec: `#/components/schemas/NominaEmisorProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaEmisorProperties {
     ///`curp`: [`NominaEmisorPropertiesCurp`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaEmisorProperties/properties/curp`.
@@ -23236,6 +23880,8 @@ pub struct NominaEmisorProperties {
     pub rfc_patron_origen: ::std::option::Option<NominaEmisorPropertiesRfcPatronOrigen>,
 }
 ///`NominaEmisorPropertiesCurp`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaEmisorPropertiesCurp(::std::string::String);
@@ -23289,6 +23935,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaEmisorPropertiesCurp {
     }
 }
 ///`NominaEmisorPropertiesEntidadSncf`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaEmisorPropertiesEntidadSncf {
     ///`monto_recurso_propio`: number; optional: absent or `null` reads as `None`.
@@ -23368,6 +24016,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaEmisorPropertiesEntidadSncfOrigenR
     }
 }
 ///`NominaEmisorPropertiesRfcPatronOrigen`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaEmisorPropertiesRfcPatronOrigen(::std::string::String);
@@ -23421,6 +24071,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaEmisorPropertiesRfcPatronOrigen {
     }
 }
 ///`NominaHorasExtraInput`
+///
+///4 fields; required: `dias`, `horas_extra`, `importe_pagado`, `tipo_horas`. Spec: `#/components/schemas/NominaHorasExtraInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaHorasExtraInput {
     ///`dias`: integer; required. Spec: `#/components/schemas/NominaHorasExtraInput/properties/dias`.
@@ -23433,6 +24085,8 @@ pub struct NominaHorasExtraInput {
     pub tipo_horas: ::std::string::String,
 }
 ///`NominaHorasExtraProperties`
+///
+///4 fields, all optional. Spec: `#/components/schemas/NominaHorasExtraProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaHorasExtraProperties {
     ///`dias`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaHorasExtraProperties/properties/dias`.
@@ -23449,6 +24103,8 @@ pub struct NominaHorasExtraProperties {
     pub tipo_horas: ::std::option::Option<::std::string::String>,
 }
 ///`NominaIncapacidadInput`
+///
+///3 fields; required: `dias_incapacidad`, `tipo_incapacidad`. Spec: `#/components/schemas/NominaIncapacidadInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaIncapacidadInput {
     ///`dias_incapacidad`: integer; required. Spec: `#/components/schemas/NominaIncapacidadInput/properties/dias_incapacidad`.
@@ -23460,6 +24116,8 @@ pub struct NominaIncapacidadInput {
     pub tipo_incapacidad: ::std::string::String,
 }
 ///`NominaIncapacidadProperties`
+///
+///3 fields, all optional. Spec: `#/components/schemas/NominaIncapacidadProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaIncapacidadProperties {
     ///`dias_incapacidad`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaIncapacidadProperties/properties/dias_incapacidad`.
@@ -23473,6 +24131,8 @@ pub struct NominaIncapacidadProperties {
     pub tipo_incapacidad: ::std::option::Option<::std::string::String>,
 }
 ///`NominaJubilacionInput`
+///
+///5 fields; required: `ingreso_acumulable`, `ingreso_no_acumulable`. Spec: `#/components/schemas/NominaJubilacionInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaJubilacionInput {
     ///`ingreso_acumulable`: number; required. Spec: `#/components/schemas/NominaJubilacionInput/properties/ingreso_acumulable`.
@@ -23490,6 +24150,8 @@ pub struct NominaJubilacionInput {
     pub total_una_exhibicion: ::std::option::Option<f64>,
 }
 ///`NominaJubilacionProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/NominaJubilacionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaJubilacionProperties {
     ///`ingreso_acumulable`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaJubilacionProperties/properties/ingreso_acumulable`.
@@ -23615,6 +24277,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaOrCustomComplementInput {
     }
 }
 ///`NominaOrCustomComplementInputBase`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/NominaOrCustomComplementInputBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaOrCustomComplementInputBase {
     ///`data`: any JSON; required. Spec: `#/components/schemas/NominaOrCustomComplementInputBase/properties/data`.
@@ -23797,6 +24461,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaOrCustomComplementProperties {
     }
 }
 ///`NominaOrCustomComplementPropertiesBase`
+///
+///1 field, all optional. Spec: `#/components/schemas/NominaOrCustomComplementPropertiesBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaOrCustomComplementPropertiesBase {
     ///`type`: [`NominaOrCustomComplementPropertiesBaseType`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaOrCustomComplementPropertiesBase/properties/type`.
@@ -23870,6 +24536,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaOrCustomComplementPropertiesBaseTy
     }
 }
 ///`NominaOtroPagoDirectProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/NominaOtroPagoDirectProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaOtroPagoDirectProperties {
     ///`clave`: [`NominaOtroPagoDirectPropertiesClave`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaOtroPagoDirectProperties/properties/clave`.
@@ -23889,6 +24557,8 @@ pub struct NominaOtroPagoDirectProperties {
     pub tipo_otro_pago: ::std::option::Option<::std::string::String>,
 }
 ///`NominaOtroPagoDirectPropertiesClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaOtroPagoDirectPropertiesClave(::std::string::String);
@@ -23942,6 +24612,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaOtroPagoDirectPropertiesClave {
     }
 }
 ///`NominaOtroPagoInput`
+///
+///6 fields; required: `clave`, `importe`, `tipo_otro_pago`. Spec: `#/components/schemas/NominaOtroPagoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaOtroPagoInput {
     ///`clave`: [`NominaOtroPagoInputClave`]; required. Spec: `#/components/schemas/NominaOtroPagoInput/properties/clave`.
@@ -23961,6 +24633,8 @@ pub struct NominaOtroPagoInput {
     pub tipo_otro_pago: ::std::string::String,
 }
 ///`NominaOtroPagoInputClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaOtroPagoInputClave(::std::string::String);
@@ -24014,6 +24688,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaOtroPagoInputClave {
     }
 }
 ///`NominaPercepcionDirectProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/NominaPercepcionDirectProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaPercepcionDirectProperties {
     ///`clave`: [`NominaPercepcionDirectPropertiesClave`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionDirectProperties/properties/clave`.
@@ -24033,6 +24709,8 @@ pub struct NominaPercepcionDirectProperties {
     pub tipo_percepcion: ::std::option::Option<::std::string::String>,
 }
 ///`NominaPercepcionDirectPropertiesClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaPercepcionDirectPropertiesClave(::std::string::String);
@@ -24086,6 +24764,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaPercepcionDirectPropertiesClave {
     }
 }
 ///`NominaPercepcionInput`
+///
+///7 fields; required: `clave`, `importe_exento`, `importe_gravado`, `tipo_percepcion`. Spec: `#/components/schemas/NominaPercepcionInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaPercepcionInput {
     ///`acciones_o_titulos`: [`NominaAccionesInput`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionInput/properties/acciones_o_titulos`.
@@ -24107,6 +24787,8 @@ pub struct NominaPercepcionInput {
     pub tipo_percepcion: ::std::string::String,
 }
 ///`NominaPercepcionInputClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaPercepcionInputClave(::std::string::String);
@@ -24160,6 +24842,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaPercepcionInputClave {
     }
 }
 ///`NominaPercepcionNestedInput`
+///
+///2 fields, all optional. Spec: `#/components/schemas/NominaPercepcionNestedInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaPercepcionNestedInput {
     ///`acciones_o_titulos`: [`NominaAccionesInput`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionNestedInput/properties/acciones_o_titulos`.
@@ -24170,6 +24854,8 @@ pub struct NominaPercepcionNestedInput {
     pub horas_extra: ::std::option::Option<::std::vec::Vec<NominaHorasExtraInput>>,
 }
 ///`NominaPercepcionNestedProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/NominaPercepcionNestedProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaPercepcionNestedProperties {
     ///`acciones_o_titulos`: [`NominaAccionesProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionNestedProperties/properties/acciones_o_titulos`.
@@ -24180,6 +24866,8 @@ pub struct NominaPercepcionNestedProperties {
     pub horas_extra: ::std::option::Option<::std::vec::Vec<NominaHorasExtraProperties>>,
 }
 ///`NominaPercepcionProperties`
+///
+///7 fields, all optional. Spec: `#/components/schemas/NominaPercepcionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaPercepcionProperties {
     ///`acciones_o_titulos`: [`NominaAccionesProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionProperties/properties/acciones_o_titulos`.
@@ -24205,6 +24893,8 @@ pub struct NominaPercepcionProperties {
     pub tipo_percepcion: ::std::option::Option<::std::string::String>,
 }
 ///`NominaPercepcionPropertiesClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaPercepcionPropertiesClave(::std::string::String);
@@ -24258,6 +24948,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaPercepcionPropertiesClave {
     }
 }
 ///`NominaPercepcionesInput`
+///
+///3 fields; required: `percepcion`. Spec: `#/components/schemas/NominaPercepcionesInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaPercepcionesInput {
     ///`jubilacion_pension_retiro`: [`NominaJubilacionInput`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionesInput/properties/jubilacion_pension_retiro`.
@@ -24270,6 +24962,8 @@ pub struct NominaPercepcionesInput {
     pub separacion_indemnizacion: ::std::option::Option<NominaSeparacionInput>,
 }
 ///`NominaPercepcionesProperties`
+///
+///3 fields, all optional. Spec: `#/components/schemas/NominaPercepcionesProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaPercepcionesProperties {
     ///`jubilacion_pension_retiro`: [`NominaJubilacionProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaPercepcionesProperties/properties/jubilacion_pension_retiro`.
@@ -24283,6 +24977,8 @@ pub struct NominaPercepcionesProperties {
     pub separacion_indemnizacion: ::std::option::Option<NominaSeparacionProperties>,
 }
 ///`NominaReceptorDirectProperties`
+///
+///18 fields, all optional. Spec: `#/components/schemas/NominaReceptorDirectProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaReceptorDirectProperties {
     ///`antiguedad`: [`NominaReceptorDirectPropertiesAntiguedad`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaReceptorDirectProperties/properties/antiguedad`.
@@ -24363,6 +25059,8 @@ impl ::std::convert::From<bool> for NominaReceptorDirectPropertiesAntiguedad {
     }
 }
 ///`NominaReceptorDirectPropertiesNumEmpleado`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaReceptorDirectPropertiesNumEmpleado(::std::string::String);
@@ -24416,6 +25114,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaReceptorDirectPropertiesNumEmplead
     }
 }
 ///`NominaReceptorInput`
+///
+///19 fields; required: `clave_ent_fed`, `curp`, `num_empleado`, `periodicidad_pago`, `tipo_contrato`, `tipo_regimen`. Spec: `#/components/schemas/NominaReceptorInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaReceptorInput {
     ///`antiguedad`: [`NominaReceptorInputAntiguedad`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaReceptorInput/properties/antiguedad`.
@@ -24494,6 +25194,8 @@ impl ::std::convert::From<bool> for NominaReceptorInputAntiguedad {
     }
 }
 ///`NominaReceptorInputNumEmpleado`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaReceptorInputNumEmpleado(::std::string::String);
@@ -24547,6 +25249,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaReceptorInputNumEmpleado {
     }
 }
 ///`NominaReceptorInputSubContratacionItem`
+///
+///2 fields; required: `porcentaje_tiempo`, `rfc_labora`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaReceptorInputSubContratacionItem {
     ///`porcentaje_tiempo`: number; required.
@@ -24555,6 +25259,8 @@ pub struct NominaReceptorInputSubContratacionItem {
     pub rfc_labora: ::std::string::String,
 }
 ///`NominaReceptorNestedInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/NominaReceptorNestedInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaReceptorNestedInput {
     ///`sub_contratacion`: list of [`NominaReceptorNestedInputSubContratacionItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaReceptorNestedInput/properties/sub_contratacion`.
@@ -24563,6 +25269,8 @@ pub struct NominaReceptorNestedInput {
         ::std::option::Option<::std::vec::Vec<NominaReceptorNestedInputSubContratacionItem>>,
 }
 ///`NominaReceptorNestedInputSubContratacionItem`
+///
+///2 fields; required: `porcentaje_tiempo`, `rfc_labora`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaReceptorNestedInputSubContratacionItem {
     ///`porcentaje_tiempo`: number; required.
@@ -24571,6 +25279,8 @@ pub struct NominaReceptorNestedInputSubContratacionItem {
     pub rfc_labora: ::std::string::String,
 }
 ///`NominaReceptorNestedProperties`
+///
+///1 field, all optional. Spec: `#/components/schemas/NominaReceptorNestedProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaReceptorNestedProperties {
     ///`sub_contratacion`: list of [`NominaSubContratacionProperties`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaReceptorNestedProperties/properties/sub_contratacion`.
@@ -24578,6 +25288,8 @@ pub struct NominaReceptorNestedProperties {
     pub sub_contratacion: ::std::option::Option<::std::vec::Vec<NominaSubContratacionProperties>>,
 }
 ///`NominaReceptorProperties`
+///
+///19 fields, all optional. Spec: `#/components/schemas/NominaReceptorProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaReceptorProperties {
     ///`antiguedad`: [`NominaReceptorPropertiesAntiguedad`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaReceptorProperties/properties/antiguedad`.
@@ -24661,6 +25373,8 @@ impl ::std::convert::From<bool> for NominaReceptorPropertiesAntiguedad {
     }
 }
 ///`NominaReceptorPropertiesNumEmpleado`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NominaReceptorPropertiesNumEmpleado(::std::string::String);
@@ -24714,6 +25428,8 @@ impl<'de> ::serde::Deserialize<'de> for NominaReceptorPropertiesNumEmpleado {
     }
 }
 ///`NominaSeparacionInput`
+///
+///5 fields; required: `ingreso_acumulable`, `ingreso_no_acumulable`, `num_anos_servicio`, `total_pagado`, `ultimo_sueldo_mens_ord`. Spec: `#/components/schemas/NominaSeparacionInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaSeparacionInput {
     ///`ingreso_acumulable`: number; required. Spec: `#/components/schemas/NominaSeparacionInput/properties/ingreso_acumulable`.
@@ -24728,6 +25444,8 @@ pub struct NominaSeparacionInput {
     pub ultimo_sueldo_mens_ord: f64,
 }
 ///`NominaSeparacionProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/NominaSeparacionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaSeparacionProperties {
     ///`ingreso_acumulable`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaSeparacionProperties/properties/ingreso_acumulable`.
@@ -24747,6 +25465,8 @@ pub struct NominaSeparacionProperties {
     pub ultimo_sueldo_mens_ord: ::std::option::Option<f64>,
 }
 ///`NominaSubContratacionProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/NominaSubContratacionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct NominaSubContratacionProperties {
     ///`porcentaje_tiempo`: number; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/NominaSubContratacionProperties/properties/porcentaje_tiempo`.
@@ -24757,6 +25477,8 @@ pub struct NominaSubContratacionProperties {
     pub rfc_labora: ::std::option::Option<::std::string::String>,
 }
 ///`NominaSubContratacionRequiredProperties`
+///
+///2 fields; required: `porcentaje_tiempo`, `rfc_labora`. Spec: `#/components/schemas/NominaSubContratacionRequiredProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NominaSubContratacionRequiredProperties {
     ///`porcentaje_tiempo`: any JSON; required. Spec: `#/components/schemas/NominaSubContratacionRequiredProperties/properties/porcentaje_tiempo`.
@@ -24765,12 +25487,16 @@ pub struct NominaSubContratacionRequiredProperties {
     pub rfc_labora: ::serde_json::Value,
 }
 ///`OkResponse`
+///
+///1 field; required: `ok`. Spec: `#/components/schemas/OkResponse`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OkResponse {
     ///`ok`: boolean; required. Spec: `#/components/schemas/OkResponse/properties/ok`.
     pub ok: bool,
 }
 ///`Organization`
+///
+///12 fields, all optional. Spec: `#/components/schemas/Organization`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Organization {
     ///`certificate`: [`OrganizationCertificate`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Organization/properties/certificate`.
@@ -24811,6 +25537,8 @@ pub struct Organization {
     pub timezone: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationAddress`
+///
+///9 fields, all optional. Spec: `#/components/schemas/OrganizationAddress`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationAddress {
     ///`city`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationAddress/properties/city`.
@@ -24842,6 +25570,8 @@ pub struct OrganizationAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationCertificate`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCertificate {
     ///`expires_at`: date-time; optional: absent or `null` reads as `None`.
@@ -24858,6 +25588,8 @@ pub struct OrganizationCertificate {
     pub updated_at: ::std::option::Option<crate::DateTime>,
 }
 ///`OrganizationCertsInput`
+///
+///3 fields; required: `cer`, `key`, `password`. Spec: `#/components/schemas/OrganizationCertsInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationCertsInput {
     ///`cer`: text; required. Spec: `#/components/schemas/OrganizationCertsInput/properties/cer`.
@@ -24868,12 +25600,16 @@ pub struct OrganizationCertsInput {
     pub password: ::std::string::String,
 }
 ///`OrganizationCreateInput`
+///
+///1 field; required: `name`. Spec: `#/components/schemas/OrganizationCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationCreateInput {
     ///`name`: [`OrganizationCreateInputName`]; required. Spec: `#/components/schemas/OrganizationCreateInput/properties/name`.
     pub name: OrganizationCreateInputName,
 }
 ///`OrganizationCreateInputName`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationCreateInputName(::std::string::String);
@@ -24924,6 +25660,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationCreateInputName {
     }
 }
 ///`OrganizationCustomization`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomization {
     ///`color`: text; optional: absent or `null` reads as `None`.
@@ -24943,6 +25681,8 @@ pub struct OrganizationCustomization {
     pub pdf_extra: ::std::option::Option<OrganizationCustomizationPdfExtra>,
 }
 ///`OrganizationCustomizationInput`
+///
+///4 fields, all optional. Spec: `#/components/schemas/OrganizationCustomizationInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomizationInput {
     ///`color`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationCustomizationInput/properties/color`.
@@ -24959,6 +25699,8 @@ pub struct OrganizationCustomizationInput {
     pub pdf_extra: ::std::option::Option<OrganizationCustomizationInputPdfExtra>,
 }
 ///`OrganizationCustomizationInputPdfExtra`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomizationInputPdfExtra {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -25006,6 +25748,8 @@ pub struct OrganizationCustomizationInputPdfExtra {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`OrganizationCustomizationInputPdfExtraPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomizationInputPdfExtraPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -25022,6 +25766,8 @@ pub struct OrganizationCustomizationInputPdfExtraPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`OrganizationCustomizationPdfExtra`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomizationPdfExtra {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -25068,6 +25814,8 @@ pub struct OrganizationCustomizationPdfExtra {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`OrganizationCustomizationPdfExtraPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationCustomizationPdfExtraPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -25084,6 +25832,8 @@ pub struct OrganizationCustomizationPdfExtraPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`OrganizationDeleteCerts`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationDeleteCerts`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationDeleteCerts {
     ///`updated_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationDeleteCerts/properties/updated_at`.
@@ -25091,12 +25841,16 @@ pub struct OrganizationDeleteCerts {
     pub updated_at: ::std::option::Option<crate::DateTime>,
 }
 ///`OrganizationDomainInput`
+///
+///1 field; required: `domain`. Spec: `#/components/schemas/OrganizationDomainInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationDomainInput {
     ///`domain`: [`DomainField`]; required. Spec: `#/components/schemas/OrganizationDomainInput/properties/domain`.
     pub domain: DomainField,
 }
 ///`OrganizationFiel`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationFiel {
     ///`expires_at`: date-time; optional: absent or `null` reads as `None`.
@@ -25113,6 +25867,8 @@ pub struct OrganizationFiel {
     pub updated_at: ::std::option::Option<crate::DateTime>,
 }
 ///`OrganizationFielInput`
+///
+///3 fields; required: `cer`, `key`, `password`. Spec: `#/components/schemas/OrganizationFielInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationFielInput {
     ///`cer`: text; required. Spec: `#/components/schemas/OrganizationFielInput/properties/cer`.
@@ -25123,6 +25879,8 @@ pub struct OrganizationFielInput {
     pub password: ::std::string::String,
 }
 ///`OrganizationInvite`
+///
+///8 fields, all optional. Spec: `#/components/schemas/OrganizationInvite`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationInvite {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationInvite/properties/created_at`.
@@ -25151,6 +25909,8 @@ pub struct OrganizationInvite {
     pub roles: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 ///`OrganizationInviteCreateInput`
+///
+///2 fields; required: `email`. Spec: `#/components/schemas/OrganizationInviteCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationInviteCreateInput {
     ///`email`: text; required. Spec: `#/components/schemas/OrganizationInviteCreateInput/properties/email`.
@@ -25160,6 +25920,8 @@ pub struct OrganizationInviteCreateInput {
     pub role: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationInviteList`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationInviteList`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct OrganizationInviteList(pub ::std::vec::Vec<OrganizationInvite>);
@@ -25180,12 +25942,16 @@ impl ::std::convert::From<::std::vec::Vec<OrganizationInvite>> for OrganizationI
     }
 }
 ///`OrganizationInviteRespondInput`
+///
+///1 field; required: `accept`. Spec: `#/components/schemas/OrganizationInviteRespondInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationInviteRespondInput {
     ///`accept`: boolean; required. Spec: `#/components/schemas/OrganizationInviteRespondInput/properties/accept`.
     pub accept: bool,
 }
 ///`OrganizationLegal`
+///
+///6 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationLegal {
     ///`address`: [`OrganizationLegalAddress`]; optional: absent or `null` reads as `None`.
@@ -25208,6 +25974,8 @@ pub struct OrganizationLegal {
     pub website: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationLegalAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationLegalAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -25239,6 +26007,8 @@ pub struct OrganizationLegalAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationLegalInput`
+///
+///7 fields; required: `address`, `legal_name`, `name`, `tax_system`. Spec: `#/components/schemas/OrganizationLegalInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationLegalInput {
     ///`address`: [`OrganizationLegalInputAddress`]; required. Spec: `#/components/schemas/OrganizationLegalInput/properties/address`.
@@ -25260,6 +26030,8 @@ pub struct OrganizationLegalInput {
     pub website: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationLegalInputAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationLegalInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -25290,6 +26062,8 @@ pub struct OrganizationLegalInputAddress {
     pub zip: ::std::string::String,
 }
 ///`OrganizationLegalInputLegalName`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationLegalInputLegalName(::std::string::String);
@@ -25340,6 +26114,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationLegalInputLegalName {
     }
 }
 ///`OrganizationLegalInputName`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationLegalInputName(::std::string::String);
@@ -25390,6 +26166,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationLegalInputName {
     }
 }
 ///`OrganizationLegalInputTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationLegalInputTaxSystem(::std::string::String);
@@ -25443,6 +26221,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationLegalInputTaxSystem {
     }
 }
 ///`OrganizationLegalTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationLegalTaxSystem(::std::string::String);
@@ -25496,12 +26276,16 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationLegalTaxSystem {
     }
 }
 ///`OrganizationLogoInput`
+///
+///1 field; required: `file`. Spec: `#/components/schemas/OrganizationLogoInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationLogoInput {
     ///`file`: text; required. Spec: `#/components/schemas/OrganizationLogoInput/properties/file`.
     pub file: ::std::string::String,
 }
 ///`OrganizationPendingStepsItem`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationPendingStepsItem {
     ///`description`: text; optional: absent or `null` reads as `None`.
@@ -25586,6 +26370,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationPendingStepsItemType {
     }
 }
 ///`OrganizationPermissionOperationList`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationPermissionOperationList`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct OrganizationPermissionOperationList(pub ::std::vec::Vec<::std::string::String>);
@@ -25610,6 +26396,8 @@ impl ::std::convert::From<::std::vec::Vec<::std::string::String>>
     }
 }
 ///`OrganizationPermissionRole`
+///
+///10 fields, all optional. Spec: `#/components/schemas/OrganizationPermissionRole`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationPermissionRole {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationPermissionRole/properties/created_at`.
@@ -25644,6 +26432,8 @@ pub struct OrganizationPermissionRole {
     pub used_by: ::std::option::Option<i64>,
 }
 ///`OrganizationPermissionRoleCreateInput`
+///
+///4 fields; required: `name`. Spec: `#/components/schemas/OrganizationPermissionRoleCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationPermissionRoleCreateInput {
     ///`add`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationPermissionRoleCreateInput/properties/add`.
@@ -25736,6 +26526,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationPermissionRoleCreateInputTem
     }
 }
 ///`OrganizationPermissionRoleList`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationPermissionRoleList`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct OrganizationPermissionRoleList(pub ::std::vec::Vec<OrganizationPermissionRole>);
@@ -25760,6 +26552,8 @@ impl ::std::convert::From<::std::vec::Vec<OrganizationPermissionRole>>
     }
 }
 ///`OrganizationPermissionRoleTemplate`
+///
+///3 fields, all optional. Spec: `#/components/schemas/OrganizationPermissionRoleTemplate`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationPermissionRoleTemplate {
     ///`code`: [`OrganizationPermissionRoleTemplateCode`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationPermissionRoleTemplate/properties/code`.
@@ -25848,6 +26642,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationPermissionRoleTemplateCode {
     }
 }
 ///`OrganizationPermissionRoleTemplateList`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationPermissionRoleTemplateList`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct OrganizationPermissionRoleTemplateList(
@@ -25874,6 +26670,8 @@ impl ::std::convert::From<::std::vec::Vec<OrganizationPermissionRoleTemplate>>
     }
 }
 ///`OrganizationPermissionRoleUpdateInput`
+///
+///4 fields, all optional. Spec: `#/components/schemas/OrganizationPermissionRoleUpdateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationPermissionRoleUpdateInput {
     ///`add`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationPermissionRoleUpdateInput/properties/add`.
@@ -25967,6 +26765,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationPermissionRoleUpdateInputTem
     }
 }
 ///`OrganizationReceipts`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationReceipts {
     ///`duration_days`: integer; optional: absent or `null` reads as `None`.
@@ -25983,6 +26783,8 @@ pub struct OrganizationReceipts {
     pub periodicity: ::std::option::Option<OrganizationReceiptsPeriodicity>,
 }
 ///`OrganizationReceiptsInput`
+///
+///5 fields, all optional. Spec: `#/components/schemas/OrganizationReceiptsInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationReceiptsInput {
     ///`duration_days`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationReceiptsInput/properties/duration_days`.
@@ -26152,6 +26954,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationReceiptsPeriodicity {
     }
 }
 ///`OrganizationSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/OrganizationSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationSearchResult {
     ///`data`: list of [`Organization`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationSearchResult/properties/data`.
@@ -26168,6 +26972,8 @@ pub struct OrganizationSearchResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`OrganizationSelfInvoice`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationSelfInvoice {
     ///`allowed_cfdi_uses`: list of text; optional: absent or `null` reads as `None`.
@@ -26184,6 +26990,8 @@ pub struct OrganizationSelfInvoice {
     pub support_email_verified: ::std::option::Option<bool>,
 }
 ///`OrganizationSelfInvoiceInput`
+///
+///3 fields, all optional. Spec: `#/components/schemas/OrganizationSelfInvoiceInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationSelfInvoiceInput {
     ///`allowed_cfdi_uses`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationSelfInvoiceInput/properties/allowed_cfdi_uses`.
@@ -26197,6 +27005,8 @@ pub struct OrganizationSelfInvoiceInput {
     pub support_email: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationSeriesCreateInput`
+///
+///3 fields; required: `next_folio`, `next_folio_test`, `series`. Spec: `#/components/schemas/OrganizationSeriesCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationSeriesCreateInput {
     ///`next_folio`: integer; required. Spec: `#/components/schemas/OrganizationSeriesCreateInput/properties/next_folio`.
@@ -26207,6 +27017,8 @@ pub struct OrganizationSeriesCreateInput {
     pub series: OrganizationSeriesCreateInputSeries,
 }
 ///`OrganizationSeriesCreateInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationSeriesCreateInputSeries(::std::string::String);
@@ -26257,6 +27069,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationSeriesCreateInputSeries {
     }
 }
 ///`OrganizationSeriesDefaultInput`
+///
+///2 fields; required: `series`, `type`. Spec: `#/components/schemas/OrganizationSeriesDefaultInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationSeriesDefaultInput {
     ///`series`: [`OrganizationSeriesDefaultInputSeries`]; required. Spec: `#/components/schemas/OrganizationSeriesDefaultInput/properties/series`.
@@ -26266,6 +27080,8 @@ pub struct OrganizationSeriesDefaultInput {
     pub type_: OrganizationSeriesDefaultInputType,
 }
 ///`OrganizationSeriesDefaultInputSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OrganizationSeriesDefaultInputSeries(::std::string::String);
@@ -26394,6 +27210,8 @@ impl<'de> ::serde::Deserialize<'de> for OrganizationSeriesDefaultInputType {
     }
 }
 ///`OrganizationSeriesGroup`
+///
+///3 fields, all optional. Spec: `#/components/schemas/OrganizationSeriesGroup`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationSeriesGroup {
     ///`next_folio`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationSeriesGroup/properties/next_folio`.
@@ -26407,6 +27225,8 @@ pub struct OrganizationSeriesGroup {
     pub series: ::std::option::Option<::std::string::String>,
 }
 ///`OrganizationSeriesUpdateInput`
+///
+///2 fields, all optional. Spec: `#/components/schemas/OrganizationSeriesUpdateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationSeriesUpdateInput {
     ///`next_folio`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationSeriesUpdateInput/properties/next_folio`.
@@ -26417,6 +27237,8 @@ pub struct OrganizationSeriesUpdateInput {
     pub next_folio_test: ::std::option::Option<i64>,
 }
 ///`OrganizationUserAccess`
+///
+///9 fields, all optional. Spec: `#/components/schemas/OrganizationUserAccess`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct OrganizationUserAccess {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/OrganizationUserAccess/properties/created_at`.
@@ -26448,6 +27270,8 @@ pub struct OrganizationUserAccess {
     pub updated_at: ::std::option::Option<crate::DateTime>,
 }
 ///`OrganizationUserAccessList`
+///
+///1 field, all optional. Spec: `#/components/schemas/OrganizationUserAccessList`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct OrganizationUserAccessList(pub ::std::vec::Vec<OrganizationUserAccess>);
@@ -26468,12 +27292,16 @@ impl ::std::convert::From<::std::vec::Vec<OrganizationUserAccess>> for Organizat
     }
 }
 ///`OrganizationUserAccessRoleUpdateInput`
+///
+///1 field; required: `role`. Spec: `#/components/schemas/OrganizationUserAccessRoleUpdateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OrganizationUserAccessRoleUpdateInput {
     ///`role`: text; required. Spec: `#/components/schemas/OrganizationUserAccessRoleUpdateInput/properties/role`.
     pub role: ::std::string::String,
 }
 ///`OtroPago`
+///
+///6 fields; required: `clave`, `importe`, `tipo_otro_pago`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct OtroPago {
     ///`clave`: [`OtroPagoClave`]; required.
@@ -26493,6 +27321,8 @@ pub struct OtroPago {
     pub tipo_otro_pago: ::std::string::String,
 }
 ///`OtroPagoClave`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct OtroPagoClave(::std::string::String);
@@ -26546,6 +27376,8 @@ impl<'de> ::serde::Deserialize<'de> for OtroPagoClave {
     }
 }
 ///`PagoComplementData`
+///
+///15 fields, all optional. Spec: `#/components/schemas/PagoComplementData`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PagoComplementData {
     ///`cadPago`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/PagoComplementData/properties/cadPago`.
@@ -26626,6 +27458,8 @@ pub struct PagoComplementData {
     pub tipo_cad_pago: ::std::option::Option<PagoComplementDataTipoCadPago>,
 }
 ///`PagoComplementDataCurrency`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PagoComplementDataCurrency(::std::string::String);
@@ -26679,6 +27513,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoComplementDataCurrency {
     }
 }
 ///`PagoComplementDataInput`
+///
+///1 field, all optional. Spec: `#/components/schemas/PagoComplementDataInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct PagoComplementDataInput(pub ::std::vec::Vec<PaymentInput>);
@@ -26699,6 +27535,8 @@ impl ::std::convert::From<::std::vec::Vec<PaymentInput>> for PagoComplementDataI
     }
 }
 ///`PagoComplementDataRelatedDocumentsItem`
+///
+///10 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PagoComplementDataRelatedDocumentsItem {
     ///`amount`: number; optional: absent or `null` reads as `None`.
@@ -26734,6 +27572,8 @@ pub struct PagoComplementDataRelatedDocumentsItem {
     pub uuid: ::std::option::Option<::std::string::String>,
 }
 ///`PagoComplementDataRelatedDocumentsItemCurrency`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PagoComplementDataRelatedDocumentsItemCurrency(::std::string::String);
@@ -26890,6 +27730,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoComplementDataRelatedDocumentsItemTa
     }
 }
 ///`PagoComplementDataRelatedDocumentsItemTaxesItem`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PagoComplementDataRelatedDocumentsItemTaxesItem {
     ///`base`: number; optional: absent or `null` reads as `None`.
@@ -27109,6 +27951,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoComplementDataTipoCadPago {
     }
 }
 ///`PagoComplementInput`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/PagoComplementInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PagoComplementInput {
     ///`data`: [`PagoComplementDataInput`]; required. Spec: `#/components/schemas/PagoComplementInput/properties/data`.
@@ -27181,6 +28025,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoComplementInputType {
     }
 }
 ///`PagoComplementProperties`
+///
+///2 fields, all optional. Spec: `#/components/schemas/PagoComplementProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PagoComplementProperties {
     ///`data`: list of [`PagoComplementData`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/PagoComplementProperties/properties/data`.
@@ -27359,6 +28205,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoOrCustomComplementInput {
     }
 }
 ///`PagoOrCustomComplementInputBase`
+///
+///2 fields; required: `data`, `type`. Spec: `#/components/schemas/PagoOrCustomComplementInputBase`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PagoOrCustomComplementInputBase {
     ///`data`: any JSON; required. Spec: `#/components/schemas/PagoOrCustomComplementInputBase/properties/data`.
@@ -27541,6 +28389,8 @@ impl<'de> ::serde::Deserialize<'de> for PagoOrCustomComplementProperties {
     }
 }
 ///`PartInput`
+///
+///7 fields; required: `description`, `product_key`. Spec: `#/components/schemas/PartInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PartInput {
     ///`customs_keys`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/PartInput/properties/customs_keys`.
@@ -27564,6 +28414,8 @@ pub struct PartInput {
     pub unit_price: ::std::option::Option<f64>,
 }
 ///`Parts`
+///
+///7 fields, all optional. Spec: `#/components/schemas/Parts`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Parts {
     ///`customs_keys`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Parts/properties/customs_keys`.
@@ -27919,6 +28771,8 @@ impl<'de> ::serde::Deserialize<'de> for Payment {
     }
 }
 ///`PaymentDraftAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -27985,6 +28839,8 @@ impl ::std::convert::From<i64> for PaymentDraftFolioNumber {
     }
 }
 ///`PaymentDraftNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentDraftNamespacesItem {
     ///`prefix`: text; required.
@@ -27995,6 +28851,8 @@ pub struct PaymentDraftNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`PaymentDraftPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PaymentDraftPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -28041,6 +28899,8 @@ pub struct PaymentDraftPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`PaymentDraftPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PaymentDraftPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -28057,6 +28917,8 @@ pub struct PaymentDraftPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`PaymentDraftSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentDraftSeries(::std::string::String);
@@ -28155,6 +29017,8 @@ impl ::std::convert::TryFrom<::std::string::String> for PaymentDraftStatus {
     }
 }
 ///`PaymentDraftThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentDraftThirdParty {
     ///`legal_name`: text; required.
@@ -28167,6 +29031,8 @@ pub struct PaymentDraftThirdParty {
     pub zip: ::std::string::String,
 }
 ///`PaymentDraftThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentDraftThirdPartyTaxSystem(::std::string::String);
@@ -28295,6 +29161,8 @@ impl<'de> ::serde::Deserialize<'de> for PaymentDraftType {
     }
 }
 ///`PaymentInput`
+///
+///15 fields; required: `payment_form`, `related_documents`. Spec: `#/components/schemas/PaymentInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentInput {
     ///`cadPago`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/PaymentInput/properties/cadPago`.
@@ -28372,6 +29240,8 @@ pub struct PaymentInput {
     pub tipo_cad_pago: ::std::option::Option<PaymentInputTipoCadPago>,
 }
 ///`PaymentInputCurrency`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentInputCurrency(::std::string::String);
@@ -28425,6 +29295,8 @@ impl<'de> ::serde::Deserialize<'de> for PaymentInputCurrency {
     }
 }
 ///`PaymentInputRelatedDocumentsItem`
+///
+///10 fields; required: `amount`, `installment`, `last_balance`, `taxes`, `uuid`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentInputRelatedDocumentsItem {
     ///`amount`: number; required.
@@ -28454,6 +29326,8 @@ pub struct PaymentInputRelatedDocumentsItem {
     pub uuid: ::std::string::String,
 }
 ///`PaymentInputRelatedDocumentsItemCurrency`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentInputRelatedDocumentsItemCurrency(::std::string::String);
@@ -28604,6 +29478,8 @@ impl<'de> ::serde::Deserialize<'de> for PaymentInputRelatedDocumentsItemTaxabili
     }
 }
 ///`PaymentInputRelatedDocumentsItemTaxesItem`
+///
+///5 fields; required: `base`, `rate`, `type`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentInputRelatedDocumentsItemTaxesItem {
     ///`base`: number; required.
@@ -28816,6 +29692,8 @@ impl<'de> ::serde::Deserialize<'de> for PaymentInputTipoCadPago {
     }
 }
 ///`PaymentPendingAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentPendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -28882,6 +29760,8 @@ impl ::std::convert::From<i64> for PaymentPendingFolioNumber {
     }
 }
 ///`PaymentPendingNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentPendingNamespacesItem {
     ///`prefix`: text; required.
@@ -28892,6 +29772,8 @@ pub struct PaymentPendingNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`PaymentPendingPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PaymentPendingPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -28938,6 +29820,8 @@ pub struct PaymentPendingPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`PaymentPendingPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PaymentPendingPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -28954,6 +29838,8 @@ pub struct PaymentPendingPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`PaymentPendingSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentPendingSeries(::std::string::String);
@@ -29052,6 +29938,8 @@ impl ::std::convert::TryFrom<::std::string::String> for PaymentPendingStatus {
     }
 }
 ///`PaymentPendingThirdParty`
+///
+///4 fields; required: `legal_name`, `tax_id`, `tax_system`, `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PaymentPendingThirdParty {
     ///`legal_name`: text; required.
@@ -29064,6 +29952,8 @@ pub struct PaymentPendingThirdParty {
     pub zip: ::std::string::String,
 }
 ///`PaymentPendingThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PaymentPendingThirdPartyTaxSystem(::std::string::String);
@@ -29490,6 +30380,8 @@ impl<'de> ::serde::Deserialize<'de> for Payroll {
     }
 }
 ///`PayrollDraftAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PayrollDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -29556,6 +30448,8 @@ impl ::std::convert::From<i64> for PayrollDraftFolioNumber {
     }
 }
 ///`PayrollDraftNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PayrollDraftNamespacesItem {
     ///`prefix`: text; required.
@@ -29566,6 +30460,8 @@ pub struct PayrollDraftNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`PayrollDraftPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PayrollDraftPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -29612,6 +30508,8 @@ pub struct PayrollDraftPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`PayrollDraftPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PayrollDraftPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -29628,6 +30526,8 @@ pub struct PayrollDraftPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`PayrollDraftSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PayrollDraftSeries(::std::string::String);
@@ -29801,6 +30701,8 @@ impl<'de> ::serde::Deserialize<'de> for PayrollDraftType {
     }
 }
 ///`PayrollPendingAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PayrollPendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -29867,6 +30769,8 @@ impl ::std::convert::From<i64> for PayrollPendingFolioNumber {
     }
 }
 ///`PayrollPendingNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct PayrollPendingNamespacesItem {
     ///`prefix`: text; required.
@@ -29877,6 +30781,8 @@ pub struct PayrollPendingNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`PayrollPendingPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PayrollPendingPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -29923,6 +30829,8 @@ pub struct PayrollPendingPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`PayrollPendingPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PayrollPendingPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -29939,6 +30847,8 @@ pub struct PayrollPendingPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`PayrollPendingSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PayrollPendingSeries(::std::string::String);
@@ -30096,6 +31006,8 @@ impl<'de> ::serde::Deserialize<'de> for PayrollPendingType {
     }
 }
 ///`PendingAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -30127,6 +31039,8 @@ pub struct PendingAddress {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`PendingCancellation`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PendingCancellation {
     ///`last_checked`: date-time; optional: absent or `null` reads as `None`.
@@ -30250,6 +31164,8 @@ impl ::std::convert::From<i64> for PendingFolioNumber {
     }
 }
 ///`PendingGlobal`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct PendingGlobal {
     ///`months`: text; optional: absent or `null` reads as `None`.
@@ -30539,6 +31455,8 @@ impl<'de> ::serde::Deserialize<'de> for PendingType {
     }
 }
 ///`Product`
+///
+///13 fields; required: `created_at`, `description`, `id`, `livemode`, `price`, `product_key`. Spec: `#/components/schemas/Product`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Product {
     ///`created_at`: date-time; required. Spec: `#/components/schemas/Product/properties/created_at`.
@@ -30576,6 +31494,8 @@ pub struct Product {
     pub unit_name: ::std::option::Option<::std::string::String>,
 }
 ///`ProductCatalogResult`
+///
+///3 fields, all optional. Spec: `#/components/schemas/ProductCatalogResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ProductCatalogResult {
     ///`description`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ProductCatalogResult/properties/description`.
@@ -30589,6 +31509,8 @@ pub struct ProductCatalogResult {
     pub score: ::std::option::Option<f64>,
 }
 ///`ProductCatalogSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/ProductCatalogSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ProductCatalogSearchResult {
     ///`data`: list of [`ProductCatalogResult`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ProductCatalogSearchResult/properties/data`.
@@ -30605,6 +31527,8 @@ pub struct ProductCatalogSearchResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`ProductCreateBody`
+///
+///1 field, all optional. Spec: `#/components/schemas/ProductCreateBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct ProductCreateBody(pub ProductProperties);
@@ -30625,6 +31549,8 @@ impl ::std::convert::From<ProductProperties> for ProductCreateBody {
     }
 }
 ///`ProductEditBody`
+///
+///10 fields, all optional. Spec: `#/components/schemas/ProductEditBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ProductEditBody {
     ///`description`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ProductEditBody/properties/description`.
@@ -30746,6 +31672,8 @@ impl<'de> ::serde::Deserialize<'de> for ProductEditBodyTaxability {
     }
 }
 ///`ProductEgresoProperties`
+///
+///9 fields; required: `description`, `price`. Spec: `#/components/schemas/ProductEgresoProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ProductEgresoProperties {
     ///`description`: text; required. Spec: `#/components/schemas/ProductEgresoProperties/properties/description`.
@@ -30862,6 +31790,8 @@ impl<'de> ::serde::Deserialize<'de> for ProductEgresoPropertiesTaxability {
     }
 }
 ///`ProductProperties`
+///
+///10 fields; required: `description`, `price`, `product_key`. Spec: `#/components/schemas/ProductProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ProductProperties {
     ///`description`: text; required. Spec: `#/components/schemas/ProductProperties/properties/description`.
@@ -30980,6 +31910,8 @@ impl<'de> ::serde::Deserialize<'de> for ProductPropertiesTaxability {
     }
 }
 ///`ProductSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/ProductSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ProductSearchResult {
     ///`data`: list of [`Product`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ProductSearchResult/properties/data`.
@@ -31083,6 +32015,8 @@ impl<'de> ::serde::Deserialize<'de> for ProductTaxability {
     }
 }
 ///`Receipt`
+///
+///19 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/Receipt`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Receipt {
     ///`branch`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Receipt/properties/branch`.
@@ -31141,6 +32075,8 @@ pub struct Receipt {
     pub total: ::std::option::Option<f64>,
 }
 ///`ReceiptAssignCustomerInput`
+///
+///1 field; required: `customer`. Spec: `#/components/schemas/ReceiptAssignCustomerInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ReceiptAssignCustomerInput {
     ///`customer`: [`ReceiptAssignCustomerInputCustomer`]; required. Spec: `#/components/schemas/ReceiptAssignCustomerInput/properties/customer`.
@@ -31168,6 +32104,8 @@ impl ::std::convert::From<CustomerCreateInput> for ReceiptAssignCustomerInputCus
     }
 }
 ///`ReceiptAssignCustomerInputCustomerString`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ReceiptAssignCustomerInputCustomerString(::std::string::String);
@@ -31221,6 +32159,8 @@ impl<'de> ::serde::Deserialize<'de> for ReceiptAssignCustomerInputCustomerString
     }
 }
 ///`ReceiptEditableProperties`
+///
+///7 fields, all optional. Spec: `#/components/schemas/ReceiptEditableProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptEditableProperties {
     ///`branch`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ReceiptEditableProperties/properties/branch`.
@@ -31290,6 +32230,8 @@ impl ::std::convert::From<i64> for ReceiptFolioNumber {
     }
 }
 ///`ReceiptInput`
+///
+///11 fields; required: `items`, `payment_form`. Spec: `#/components/schemas/ReceiptInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ReceiptInput {
     ///`address`: [`ReceiptInputAddress`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ReceiptInput/properties/address`.
@@ -31325,6 +32267,8 @@ pub struct ReceiptInput {
     pub payment_form: ::std::string::String,
 }
 ///`ReceiptInputAddress`
+///
+///9 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptInputAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -31375,6 +32319,8 @@ impl ::std::convert::From<CustomerCreateInput> for ReceiptInputCustomer {
     }
 }
 ///`ReceiptInputCustomerString`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ReceiptInputCustomerString(::std::string::String);
@@ -31450,6 +32396,8 @@ impl ::std::convert::From<i64> for ReceiptInputFolioNumber {
     }
 }
 ///`ReceiptProperties`
+///
+///16 fields, all optional. Spec: `#/components/schemas/ReceiptProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptProperties {
     ///`branch`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ReceiptProperties/properties/branch`.
@@ -31595,6 +32543,8 @@ impl<'de> ::serde::Deserialize<'de> for ReceiptPropertiesStatus {
     }
 }
 ///`ReceiptSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/ReceiptSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptSearchResult {
     ///`data`: list of [`Receipt`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ReceiptSearchResult/properties/data`.
@@ -31682,6 +32632,8 @@ impl<'de> ::serde::Deserialize<'de> for ReceiptStatus {
     }
 }
 ///`ReceiptStatusUpdatedEvent`
+///
+///6 fields, all optional. Spec: `#/components/schemas/ReceiptStatusUpdatedEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptStatusUpdatedEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ReceiptStatusUpdatedEvent/properties/created_at`.
@@ -31707,6 +32659,8 @@ pub struct ReceiptStatusUpdatedEvent {
     pub type_: ::std::option::Option<ReceiptStatusUpdatedEventType>,
 }
 ///`ReceiptStatusUpdatedEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ReceiptStatusUpdatedEventData {
     ///`object`: [`Receipt`]; optional: absent or `null` reads as `None`.
@@ -31838,6 +32792,8 @@ impl<'de> ::serde::Deserialize<'de> for ReceiptStatusUpdatedEventType {
     }
 }
 ///`RelatedDocument`
+///
+///3 fields, all optional. Spec: `#/components/schemas/RelatedDocument`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RelatedDocument {
     ///`documents`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedDocument/properties/documents`.
@@ -31851,6 +32807,8 @@ pub struct RelatedDocument {
     pub uuid: ::std::option::Option<::std::string::String>,
 }
 ///`RelatedDocumentInput`
+///
+///3 fields; required: `relationship`. Spec: `#/components/schemas/RelatedDocumentInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RelatedDocumentInput {
     ///`documents`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedDocumentInput/properties/documents`.
@@ -31863,6 +32821,8 @@ pub struct RelatedDocumentInput {
     pub uuid: ::std::option::Option<::std::string::String>,
 }
 ///`RelatedResourceMessage`
+///
+///6 fields, all optional. Spec: `#/components/schemas/RelatedResourceMessage`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RelatedResourceMessage {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RelatedResourceMessage/properties/created_at`.
@@ -31952,6 +32912,8 @@ impl<'de> ::serde::Deserialize<'de> for RelatedResourceMessageSeverity {
     }
 }
 ///`RenewLiveApiKeyResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/RenewLiveApiKeyResponse200`.
 #[derive(
     ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
 )]
@@ -31985,6 +32947,8 @@ impl ::std::str::FromStr for RenewLiveApiKeyResponse200 {
     }
 }
 ///`RenewTestApiKeyResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/RenewTestApiKeyResponse200`.
 #[derive(
     ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
 )]
@@ -32018,6 +32982,8 @@ impl ::std::str::FromStr for RenewTestApiKeyResponse200 {
     }
 }
 ///`ResourceAutoGeneratedProps`
+///
+///3 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/ResourceAutoGeneratedProps`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ResourceAutoGeneratedProps {
     ///`created_at`: date-time; required. Spec: `#/components/schemas/ResourceAutoGeneratedProps/properties/created_at`.
@@ -32028,6 +32994,8 @@ pub struct ResourceAutoGeneratedProps {
     pub livemode: bool,
 }
 ///`Retention`
+///
+///22 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/Retention`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Retention {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Retention/properties/addenda`.
@@ -32371,6 +33339,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionInput {
     }
 }
 ///`RetentionPeriodo`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionPeriodo {
     ///`ejerc`: integer; optional: absent or `null` reads as `None`.
@@ -32384,6 +33354,8 @@ pub struct RetentionPeriodo {
     pub mes_ini: ::std::option::Option<::std::num::NonZeroU64>,
 }
 ///`RetentionProperties`
+///
+///12 fields, all optional. Spec: `#/components/schemas/RetentionProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionProperties {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RetentionProperties/properties/addenda`.
@@ -32424,6 +33396,8 @@ pub struct RetentionProperties {
     pub totales: ::std::option::Option<RetentionPropertiesTotales>,
 }
 ///`RetentionPropertiesPeriodo`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionPropertiesPeriodo {
     ///`ejerc`: integer; optional: absent or `null` reads as `None`.
@@ -32437,6 +33411,8 @@ pub struct RetentionPropertiesPeriodo {
     pub mes_ini: ::std::option::Option<::std::num::NonZeroU64>,
 }
 ///`RetentionPropertiesTotales`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionPropertiesTotales {
     ///`imp_retenidos`: list of [`RetentionPropertiesTotalesImpRetenidosItem`]; optional: absent or `null` reads as `None`.
@@ -32457,6 +33433,8 @@ pub struct RetentionPropertiesTotales {
     pub monto_tot_ret: ::std::option::Option<f64>,
 }
 ///`RetentionPropertiesTotalesImpRetenidosItem`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionPropertiesTotalesImpRetenidosItem {
     ///`base`: number; optional: absent or `null` reads as `None`.
@@ -32611,6 +33589,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionPropertiesTotalesImpRetenidosIt
     }
 }
 ///`RetentionReadOnlyProperties`
+///
+///7 fields, all optional. Spec: `#/components/schemas/RetentionReadOnlyProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionReadOnlyProperties {
     ///`customer`: [`CustomerInfo`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RetentionReadOnlyProperties/properties/customer`.
@@ -32769,6 +33749,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionReadOnlyPropertiesType {
     }
 }
 ///`RetentionSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/RetentionSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionSearchResult {
     ///`data`: list of [`Retention`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RetentionSearchResult/properties/data`.
@@ -32856,6 +33838,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionStatus {
     }
 }
 ///`RetentionTotales`
+///
+///5 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionTotales {
     ///`imp_retenidos`: list of [`RetentionTotalesImpRetenidosItem`]; optional: absent or `null` reads as `None`.
@@ -32875,6 +33859,8 @@ pub struct RetentionTotales {
     pub monto_tot_ret: ::std::option::Option<f64>,
 }
 ///`RetentionTotalesImpRetenidosItem`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionTotalesImpRetenidosItem {
     ///`base`: number; optional: absent or `null` reads as `None`.
@@ -33084,6 +34070,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionType {
     }
 }
 ///`RetentionUpdateInput`
+///
+///14 fields, all optional. Spec: `#/components/schemas/RetentionUpdateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RetentionUpdateInput {
     ///`addenda`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/RetentionUpdateInput/properties/addenda`.
@@ -33144,6 +34132,8 @@ impl ::std::convert::From<CustomerCreateInput> for RetentionUpdateInputCustomer 
     }
 }
 ///`RetentionUpdateInputNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RetentionUpdateInputNamespacesItem {
     ///`prefix`: text; required.
@@ -33154,6 +34144,8 @@ pub struct RetentionUpdateInputNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`RetentionUpdateInputPeriodo`
+///
+///3 fields; required: `ejerc`, `mes_fin`, `mes_ini`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RetentionUpdateInputPeriodo {
     ///`ejerc`: integer; required.
@@ -33223,6 +34215,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionUpdateInputStatus {
     }
 }
 ///`RetentionUpdateInputTotales`
+///
+///5 fields; required: `imp_retenidos`, `monto_tot_exent`, `monto_tot_operacion`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RetentionUpdateInputTotales {
     ///`imp_retenidos`: list of [`RetentionUpdateInputTotalesImpRetenidosItem`]; required.
@@ -33239,6 +34233,8 @@ pub struct RetentionUpdateInputTotales {
     pub monto_tot_ret: ::std::option::Option<f64>,
 }
 ///`RetentionUpdateInputTotalesImpRetenidosItem`
+///
+///4 fields; required: `monto_ret`, `tipo_pago_ret`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RetentionUpdateInputTotalesImpRetenidosItem {
     ///`base_ret`: number; optional: absent or `null` reads as `None`.
@@ -33391,6 +34387,8 @@ impl<'de> ::serde::Deserialize<'de> for RetentionUpdateInputTotalesImpRetenidosI
     }
 }
 ///`SearchKeyDescriptionResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/SearchKeyDescriptionResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SearchKeyDescriptionResult {
     ///`data`: list of [`SearchKeyDescriptionResultDataItem`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SearchKeyDescriptionResult/properties/data`.
@@ -33407,6 +34405,8 @@ pub struct SearchKeyDescriptionResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`SearchKeyDescriptionResultDataItem`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SearchKeyDescriptionResultDataItem {
     ///`description`: text; optional: absent or `null` reads as `None`.
@@ -33417,6 +34417,8 @@ pub struct SearchKeyDescriptionResultDataItem {
     pub key: ::std::option::Option<::std::string::String>,
 }
 ///`SearchResult`
+///
+///3 fields, all optional. Spec: `#/components/schemas/SearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SearchResult {
     ///`page`: integer; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SearchResult/properties/page`.
@@ -33430,6 +34432,8 @@ pub struct SearchResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`SelfInvoiceCompletedEvent`
+///
+///6 fields, all optional. Spec: `#/components/schemas/SelfInvoiceCompletedEvent`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SelfInvoiceCompletedEvent {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SelfInvoiceCompletedEvent/properties/created_at`.
@@ -33455,6 +34459,8 @@ pub struct SelfInvoiceCompletedEvent {
     pub type_: ::std::option::Option<SelfInvoiceCompletedEventType>,
 }
 ///`SelfInvoiceCompletedEventData`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SelfInvoiceCompletedEventData {
     ///`object`: [`Receipt`]; optional: absent or `null` reads as `None`.
@@ -33586,6 +34592,8 @@ impl<'de> ::serde::Deserialize<'de> for SelfInvoiceCompletedEventType {
     }
 }
 ///`SendEditLinkByEmailBody`
+///
+///1 field, all optional. Spec: `#/components/schemas/SendEditLinkByEmailBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SendEditLinkByEmailBody {
     ///`email`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SendEditLinkByEmailBody/properties/email`.
@@ -33593,6 +34601,8 @@ pub struct SendEditLinkByEmailBody {
     pub email: ::std::option::Option<::std::string::String>,
 }
 ///`SendEditLinkByEmailResponse200`
+///
+///1 field, all optional. Spec: `#/components/schemas/SendEditLinkByEmailResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SendEditLinkByEmailResponse200 {
     ///`ok`: boolean; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SendEditLinkByEmailResponse200/properties/ok`.
@@ -33600,6 +34610,8 @@ pub struct SendEditLinkByEmailResponse200 {
     pub ok: ::std::option::Option<bool>,
 }
 ///`SendInvoiceByEmailBody`
+///
+///1 field, all optional. Spec: `#/components/schemas/SendInvoiceByEmailBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SendInvoiceByEmailBody {
     ///`email`: [`SendInvoiceByEmailBodyEmail`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SendInvoiceByEmailBody/properties/email`.
@@ -33621,12 +34633,16 @@ impl ::std::convert::From<::std::vec::Vec<::std::string::String>> for SendInvoic
     }
 }
 ///`SendInvoiceByEmailResponse200`
+///
+///1 field; required: `ok`. Spec: `#/components/schemas/SendInvoiceByEmailResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct SendInvoiceByEmailResponse200 {
     ///`ok`: boolean; required. Spec: `#/components/schemas/SendInvoiceByEmailResponse200/properties/ok`.
     pub ok: bool,
 }
 ///`SendReceiptByEmailBody`
+///
+///1 field; required: `email`. Spec: `#/components/schemas/SendReceiptByEmailBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct SendReceiptByEmailBody {
     ///`email`: [`SendReceiptByEmailBodyEmail`]; required. Spec: `#/components/schemas/SendReceiptByEmailBody/properties/email`.
@@ -33647,12 +34663,16 @@ impl ::std::convert::From<::std::vec::Vec<::std::string::String>> for SendReceip
     }
 }
 ///`SendReceiptByEmailResponse200`
+///
+///1 field; required: `ok`. Spec: `#/components/schemas/SendReceiptByEmailResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct SendReceiptByEmailResponse200 {
     ///`ok`: boolean; required. Spec: `#/components/schemas/SendReceiptByEmailResponse200/properties/ok`.
     pub ok: bool,
 }
 ///`SendRetentionByEmailBody`
+///
+///1 field, all optional. Spec: `#/components/schemas/SendRetentionByEmailBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct SendRetentionByEmailBody {
     ///`email`: [`SendRetentionByEmailBodyEmail`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/SendRetentionByEmailBody/properties/email`.
@@ -33676,12 +34696,16 @@ impl ::std::convert::From<::std::vec::Vec<::std::string::String>>
     }
 }
 ///`SendRetentionByEmailResponse200`
+///
+///1 field; required: `ok`. Spec: `#/components/schemas/SendRetentionByEmailResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct SendRetentionByEmailResponse200 {
     ///`ok`: boolean; required. Spec: `#/components/schemas/SendRetentionByEmailResponse200/properties/ok`.
     pub ok: bool,
 }
 ///`Stamp`
+///
+///5 fields, all optional. Spec: `#/components/schemas/Stamp`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Stamp {
     ///`complement_string`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/Stamp/properties/complement_string`.
@@ -33701,6 +34725,8 @@ pub struct Stamp {
     pub signature: ::std::option::Option<::std::string::String>,
 }
 ///`TaxIdValidationResult`
+///
+///1 field, all optional. Spec: `#/components/schemas/TaxIdValidationResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TaxIdValidationResult {
     ///`efos`: [`TaxIdValidationResultEfos`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/TaxIdValidationResult/properties/efos`.
@@ -33708,6 +34734,8 @@ pub struct TaxIdValidationResult {
     pub efos: ::std::option::Option<TaxIdValidationResultEfos>,
 }
 ///`TaxIdValidationResultEfos`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TaxIdValidationResultEfos {
     ///`data`: [`TaxIdValidationResultEfosData`]; optional: absent or `null` reads as `None`.
@@ -33718,6 +34746,8 @@ pub struct TaxIdValidationResultEfos {
     pub is_valid: ::std::option::Option<bool>,
 }
 ///`TaxIdValidationResultEfosData`
+///
+///3 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TaxIdValidationResultEfosData {
     ///`detalles`: list of [`TaxIdValidationResultEfosDataDetallesItem`]; optional: absent or `null` reads as `None`.
@@ -33734,6 +34764,8 @@ pub struct TaxIdValidationResultEfosData {
     pub mensaje: ::std::option::Option<::std::string::String>,
 }
 ///`TaxIdValidationResultEfosDataDetallesItem`
+///
+///11 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TaxIdValidationResultEfosDataDetallesItem {
     ///`numFechaPresuncion`: text; optional: absent or `null` reads as `None`.
@@ -34107,6 +35139,8 @@ impl ::std::convert::TryFrom<::std::string::String> for TaxIvaIsrType {
     }
 }
 ///`ThirdParty`
+///
+///4 fields, all optional. Spec: `#/components/schemas/ThirdParty`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ThirdParty {
     ///`legal_name`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ThirdParty/properties/legal_name`.
@@ -34123,6 +35157,8 @@ pub struct ThirdParty {
     pub zip: ::std::option::Option<::std::string::String>,
 }
 ///`ThirdPartyTaxSystem`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ThirdPartyTaxSystem(::std::string::String);
@@ -34176,6 +35212,8 @@ impl<'de> ::serde::Deserialize<'de> for ThirdPartyTaxSystem {
     }
 }
 ///`ToInvoiceInput`
+///
+///5 fields; required: `keys`. Spec: `#/components/schemas/ToInvoiceInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ToInvoiceInput {
     ///`customer`: [`ToInvoiceInputCustomer`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ToInvoiceInput/properties/customer`.
@@ -34208,6 +35246,8 @@ impl ::std::convert::From<CustomerCreateInput> for ToInvoiceInputCustomer {
     }
 }
 ///`ToInvoiceInputPaymentForm`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ToInvoiceInputPaymentForm(::std::string::String);
@@ -34261,6 +35301,8 @@ impl<'de> ::serde::Deserialize<'de> for ToInvoiceInputPaymentForm {
     }
 }
 ///`ToInvoicePreviewInput`
+///
+///3 fields; required: `keys`. Spec: `#/components/schemas/ToInvoicePreviewInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ToInvoicePreviewInput {
     ///`customer`: [`ToInvoicePreviewInputCustomer`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ToInvoicePreviewInput/properties/customer`.
@@ -34287,6 +35329,8 @@ impl ::std::convert::From<CustomerCreateInput> for ToInvoicePreviewInputCustomer
     }
 }
 ///`ToInvoiceSummary`
+///
+///1 field, all optional. Spec: `#/components/schemas/ToInvoiceSummary`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct ToInvoiceSummary(pub ::serde_json::Map<::std::string::String, ::serde_json::Value>);
@@ -34684,6 +35728,8 @@ impl<'de> ::serde::Deserialize<'de> for Transfer {
     }
 }
 ///`TransferDraftAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct TransferDraftAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -34750,6 +35796,8 @@ impl ::std::convert::From<i64> for TransferDraftFolioNumber {
     }
 }
 ///`TransferDraftNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct TransferDraftNamespacesItem {
     ///`prefix`: text; required.
@@ -34760,6 +35808,8 @@ pub struct TransferDraftNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`TransferDraftPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TransferDraftPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -34806,6 +35856,8 @@ pub struct TransferDraftPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`TransferDraftPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TransferDraftPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -34822,6 +35874,8 @@ pub struct TransferDraftPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`TransferDraftSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct TransferDraftSeries(::std::string::String);
@@ -34995,6 +36049,8 @@ impl<'de> ::serde::Deserialize<'de> for TransferDraftType {
     }
 }
 ///`TransferPendingAddress`
+///
+///9 fields; required: `zip`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct TransferPendingAddress {
     ///`city`: text; optional: absent or `null` reads as `None`.
@@ -35061,6 +36117,8 @@ impl ::std::convert::From<i64> for TransferPendingFolioNumber {
     }
 }
 ///`TransferPendingNamespacesItem`
+///
+///3 fields; required: `prefix`, `schema_location`, `uri`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct TransferPendingNamespacesItem {
     ///`prefix`: text; required.
@@ -35071,6 +36129,8 @@ pub struct TransferPendingNamespacesItem {
     pub uri: ::std::string::String,
 }
 ///`TransferPendingPdfOptions`
+///
+///14 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TransferPendingPdfOptions {
     ///`address_codes`: boolean; optional: absent or `null` reads as `None`.
@@ -35117,6 +36177,8 @@ pub struct TransferPendingPdfOptions {
     pub tax_breakdown: ::std::option::Option<bool>,
 }
 ///`TransferPendingPdfOptionsPayrollOptions`
+///
+///4 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct TransferPendingPdfOptionsPayrollOptions {
     ///`antiguedad`: boolean; optional: absent or `null` reads as `None`.
@@ -35133,6 +36195,8 @@ pub struct TransferPendingPdfOptionsPayrollOptions {
     pub tipo_contrato: ::std::option::Option<bool>,
 }
 ///`TransferPendingSeries`
+///
+///1 field, all optional.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct TransferPendingSeries(::std::string::String);
@@ -35290,6 +36354,8 @@ impl<'de> ::serde::Deserialize<'de> for TransferPendingType {
     }
 }
 ///`UnitCatalogResult`
+///
+///3 fields, all optional. Spec: `#/components/schemas/UnitCatalogResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct UnitCatalogResult {
     ///`description`: text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/UnitCatalogResult/properties/description`.
@@ -35303,6 +36369,8 @@ pub struct UnitCatalogResult {
     pub score: ::std::option::Option<f64>,
 }
 ///`UnitCatalogSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/UnitCatalogSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct UnitCatalogSearchResult {
     ///`data`: list of [`UnitCatalogResult`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/UnitCatalogSearchResult/properties/data`.
@@ -35319,6 +36387,8 @@ pub struct UnitCatalogSearchResult {
     pub total_results: ::std::option::Option<i64>,
 }
 ///`ValidateCustomerTaxInfoResponse200`
+///
+///2 fields; required: `errors`, `is_valid`. Spec: `#/components/schemas/ValidateCustomerTaxInfoResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ValidateCustomerTaxInfoResponse200 {
     ///`errors`: list of [`ValidateCustomerTaxInfoResponse200ErrorsItem`]; required. Spec: `#/components/schemas/ValidateCustomerTaxInfoResponse200/properties/errors`.
@@ -35327,6 +36397,8 @@ pub struct ValidateCustomerTaxInfoResponse200 {
     pub is_valid: bool,
 }
 ///`ValidateCustomerTaxInfoResponse200ErrorsItem`
+///
+///4 fields; required: `code`, `message`, `source`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ValidateCustomerTaxInfoResponse200ErrorsItem {
     ///`code`: text; required.
@@ -35401,6 +36473,8 @@ impl<'de> ::serde::Deserialize<'de> for ValidateCustomerTaxInfoResponse200Errors
     }
 }
 ///`ValidateWebhookSignatureBody`
+///
+///3 fields, all optional. Spec: `#/components/schemas/ValidateWebhookSignatureBody`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ValidateWebhookSignatureBody {
     ///`payload`: [`ValidateWebhookSignatureBodyPayload`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ValidateWebhookSignatureBody/properties/payload`.
@@ -35430,6 +36504,8 @@ impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json:
     }
 }
 ///`ValidateWebhookSignatureResponse200`
+///
+///6 fields, all optional. Spec: `#/components/schemas/ValidateWebhookSignatureResponse200`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ValidateWebhookSignatureResponse200 {
     ///`created_at`: date-time; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/ValidateWebhookSignatureResponse200/properties/created_at`.
@@ -35455,6 +36531,8 @@ pub struct ValidateWebhookSignatureResponse200 {
     pub type_: ::std::option::Option<ValidateWebhookSignatureResponse200Type>,
 }
 ///`ValidateWebhookSignatureResponse200Data`
+///
+///2 fields, all optional.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ValidateWebhookSignatureResponse200Data {
     ///`object`: [`Invoice`]; optional: absent or `null` reads as `None`.
@@ -35586,6 +36664,8 @@ impl<'de> ::serde::Deserialize<'de> for ValidateWebhookSignatureResponse200Type 
     }
 }
 ///`Webhook`
+///
+///7 fields; required: `created_at`, `id`, `livemode`. Spec: `#/components/schemas/Webhook`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Webhook {
     ///`created_at`: date-time; required. Spec: `#/components/schemas/Webhook/properties/created_at`.
@@ -35608,6 +36688,8 @@ pub struct Webhook {
     pub url: ::std::option::Option<::std::string::String>,
 }
 ///`WebhookCreateEdit`
+///
+///2 fields; required: `enabled_events`. Spec: `#/components/schemas/WebhookCreateEdit`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct WebhookCreateEdit {
     ///`enabled_events`: list of [`WebhookCreateEditEnabledEventsItem`]; required. Spec: `#/components/schemas/WebhookCreateEdit/properties/enabled_events`.
@@ -35759,6 +36841,8 @@ impl<'de> ::serde::Deserialize<'de> for WebhookCreateEditStatus {
     }
 }
 ///`WebhookCreateInput`
+///
+///2 fields; required: `enabled_events`, `url`. Spec: `#/components/schemas/WebhookCreateInput`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct WebhookCreateInput {
     ///`enabled_events`: list of [`WebhookCreateInputEnabledEventsItem`]; required. Spec: `#/components/schemas/WebhookCreateInput/properties/enabled_events`.
@@ -36022,6 +37106,8 @@ impl ::std::convert::From<ReceiptStatusUpdatedEvent> for WebhookEvent {
     }
 }
 ///`WebhookProperties`
+///
+///5 fields, all optional. Spec: `#/components/schemas/WebhookProperties`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct WebhookProperties {
     ///`enabled_events`: list of text; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/WebhookProperties/properties/enabled_events`.
@@ -36104,6 +37190,8 @@ impl<'de> ::serde::Deserialize<'de> for WebhookPropertiesStatus {
     }
 }
 ///`WebhookSearchResult`
+///
+///4 fields, all optional. Spec: `#/components/schemas/WebhookSearchResult`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct WebhookSearchResult {
     ///`data`: list of [`Webhook`]; optional: absent or `null` reads as `None`. Spec: `#/components/schemas/WebhookSearchResult/properties/data`.
