@@ -141,10 +141,11 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Adaptive limits (the default): each class's rate and concurrency limit are learned
-    /// from 429s (unpaced, with the policy's `concurrency`, until the first cut); see
-    /// [`Client::learned`] and `BENCHMARKS.md` for how close they get to the server's
-    /// hidden limits.
+    /// Adaptive limits, the default (this undoes [`static_limits`](Self::static_limits)):
+    /// each class's paced rate and concurrency limit are learned from 429s. A class starts
+    /// unpaced at its policy's `concurrency`, which doubles each second while requests queue,
+    /// up to `max_concurrency`, until a 429 shows a cap; see [`Client::learned`] and
+    /// `BENCHMARKS.md` for how close they get to the server's hidden limits.
     pub fn adaptive_limits(mut self) -> Self {
         self.adaptive = true;
         self
