@@ -85,6 +85,27 @@ fn body_key(body: &Body) -> Option<String> {
     }
 }
 
+/// The JSON path of the value of `bytes` that `T` fails on (`.` for the body itself). A
+/// tagged union decodes its variant on its own and names the inner path in its message
+/// (`… at `items[0].quantity`: …`): the two are joined.
+fn failing_path<T: DeserializeOwned>(bytes: &[u8]) -> String {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let Err(e) = serde_path_to_error::deserialize::<_, T>(&mut deserializer) else {
+        return ".".to_owned(); // trailing characters after a whole value
+    };
+    let outer = e.path().to_string();
+    let message = e.into_inner().to_string();
+    let inner = message
+        .split_once(" at `")
+        .and_then(|(_, rest)| rest.split_once("`:"))
+        .map(|(path, _)| path);
+    match inner {
+        Some(inner) if outer == "." => inner.to_owned(),
+        Some(inner) => format!("{outer}.{inner}"),
+        None => outer,
+    }
+}
+
 /// The `id` of a JSON object cut short, when it is the object's first member (as Facturapi
 /// writes its documents): `{"id":"abc",…`. Hand-written: a body cut short is not JSON.
 fn leading_id(bytes: &[u8]) -> Option<String> {
@@ -771,48 +792,29 @@ impl Response {
         let (op, status, log_id) = (self.op, self.status.as_u16(), self.log_id.clone());
         let idempotency_key = self.idempotency_key.clone();
         let bytes = self.bytes().await?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let decoded = match serde_path_to_error::deserialize(&mut deserializer) {
-            Ok(value) => deserializer
-                .end()
-                .map(|()| value)
-                .map_err(|e| (".".to_owned(), e)),
-            Err(e) => {
-                let outer = e.path().to_string();
-                let source = e.into_inner();
-                // A tagged union decodes its variant on its own and names the inner path in
-                // its message (`… at `items[0].quantity`: …`): join the two.
-                let message = source.to_string();
-                let inner = message
-                    .split_once(" at `")
-                    .and_then(|(_, rest)| rest.split_once("`:"))
-                    .map(|(path, _)| path);
-                let path = match inner {
-                    Some(inner) if outer == "." => inner.to_owned(),
-                    Some(inner) => format!("{outer}.{inner}"),
-                    None => outer,
-                };
-                Err((path, source))
-            }
+        // The common case pays nothing for path tracking: only a failure decodes again,
+        // through serde_path_to_error, to name the failing field.
+        let source = match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => return Ok(value),
+            Err(source) => source,
         };
-        decoded.map_err(|(path, source)| {
-            let id = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
-                .or_else(|| leading_id(&bytes));
-            let shown = &bytes[..bytes.len().min(DECODE_BODY_LIMIT)];
-            Error::Decode(Box::new(crate::error::DecodeError {
-                operation_id: op.operation_id,
-                status,
-                log_id,
-                path,
-                // Redacted with the generic patterns: the response does not know the key.
-                body: redact(&String::from_utf8_lossy(shown), ""),
-                id,
-                idempotency_key,
-                source,
-            }))
-        })
+        let path = failing_path::<T>(&bytes);
+        let id = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| leading_id(&bytes));
+        let shown = &bytes[..bytes.len().min(DECODE_BODY_LIMIT)];
+        Err(Error::Decode(Box::new(crate::error::DecodeError {
+            operation_id: op.operation_id,
+            status,
+            log_id,
+            path,
+            // Redacted with the generic patterns: the response does not know the key.
+            body: redact(&String::from_utf8_lossy(shown), ""),
+            id,
+            idempotency_key,
+            source,
+        })))
     }
 
     /// The body as a stream of chunks (the class permit is held until the stream is dropped);
