@@ -19,7 +19,9 @@
 //! A full run prints the table and writes it to `BENCHMARKS.md` at the workspace root, with
 //! `facturapi-sdk/benches/limit_change.svg` (goodput and 429s per second in the limit-change
 //! scenario); `--quick` only prints. Client and server share this machine's cores.
-//! `--only <name>` runs the matching scenarios; `BENCH_TRACE=1` prints the learner's cuts.
+//! `--only <name>` runs the matching scenarios; `--seed <n>` changes the sandboxes' seed
+//! (service times, faults) and the open-loop arrivals (default 7), to see run-to-run
+//! variance; `BENCH_TRACE=1` prints the learner's cuts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -101,6 +103,9 @@ struct Scenario {
     changes: Vec<(Duration, f64)>,
 }
 
+/// The seed of the sandboxes and of the open-loop arrivals (`--seed`).
+static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
+
 /// Time between starting the sandbox and starting the run: the seed documents are created
 /// and the limiters refill.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -109,7 +114,8 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     let d = |full: u64, quick_s: u64| Duration::from_secs(if quick { quick_s } else { full });
     let closed = d(40, 8);
     let service = |ms: u64, sigma: f64| ServiceTime::uniform(Duration::from_millis(ms), sigma);
-    let base = || SandboxConfig::default().seed(7);
+    let seed = SEED.load(std::sync::atomic::Ordering::Relaxed);
+    let base = || SandboxConfig::default().seed(seed);
     let mut list = vec![
         Scenario {
             name: "rate-bound",
@@ -517,7 +523,8 @@ async fn drive(runner: Arc<Runner>, t: Target, scenario: &Scenario, start: Insta
             let (op, capacity) = scenario.ops[0];
             let rate = fraction * capacity;
             // The same arrival times for every strategy.
-            let mut rng = fastrand::Rng::with_seed(11);
+            let mut rng =
+                fastrand::Rng::with_seed(SEED.load(std::sync::atomic::Ordering::Relaxed) + 4);
             let mut at = start;
             let mut i = 0;
             loop {
@@ -1022,6 +1029,14 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    if let Some(seed) = args
+        .iter()
+        .position(|a| a == "--seed")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+    {
+        SEED.store(seed, std::sync::atomic::Ordering::Relaxed);
+    }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut all = Vec::new();
     let mut learned = String::new();
