@@ -46,6 +46,7 @@
 extern crate self as facturapi_sdk;
 
 mod adaptive;
+pub mod bulk;
 mod classify;
 pub mod client;
 mod datetime;
