@@ -4,8 +4,10 @@
 //! cargo run -p facturapi-sdk --features sandbox --example sandbox -- --port 8080 [--realistic]
 //! ```
 //!
-//! Prints its base URL and keys, then serves until interrupted. `--realistic` turns on the
-//! hidden limits, service times and light faults of `SandboxConfig::realistic()`.
+//! Prints its base URL and keys, then serves until interrupted, printing a line of its ledger
+//! (documents created, external ids created more than once, idempotent replays) whenever it
+//! changes. `--realistic` turns on the hidden limits, service times and light faults of
+//! `SandboxConfig::realistic()`.
 
 use facturapi_sdk::KeyKind;
 use facturapi_sdk::sandbox::{Sandbox, SandboxConfig};
@@ -43,6 +45,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("serving until interrupted (Ctrl-C)");
-    std::future::pending::<()>().await;
-    Ok(())
+    let mut shown = None;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let ledger = sandbox.ledger();
+        let line = format!(
+            "ledger: {} documents created · {} external ids created more than once · {} replays",
+            ledger.documents_created, ledger.duplicates, ledger.idempotent_replays
+        );
+        if shown.as_ref() != Some(&line) {
+            println!("{line}");
+            shown = Some(line);
+        }
+    }
 }

@@ -21,8 +21,14 @@ async fn setup(config: SandboxConfig) -> (Sandbox, Client, String, String) {
         .build()
         .unwrap();
     let reuse = Reuse::new(&client);
-    let customer = reuse.customer(&customer_body("XAXX010101000")).await.unwrap();
-    let product = reuse.product(&product_body(Some("sku-1"), "Servicio")).await.unwrap();
+    let customer = reuse
+        .customer(&customer_body("XAXX010101000"))
+        .await
+        .unwrap();
+    let product = reuse
+        .product(&product_body(Some("sku-1"), "Servicio"))
+        .await
+        .unwrap();
     (sandbox, client, customer, product)
 }
 
@@ -93,11 +99,14 @@ async fn creates_each_item_once_and_a_rerun_creates_nothing_new() {
     let second: Vec<_> = again.map(Result::unwrap).collect().await;
     let indexes: Vec<u64> = second.iter().map(|o| o.index).collect();
     assert_eq!(indexes, (0..40).collect::<Vec<_>>(), "input order");
-    let by_index = |outcomes: &[facturapi_sdk::bulk::ItemOutcome], i: u64| {
-        match &outcomes.iter().find(|o| o.index == i).unwrap().result {
-            ItemResult::Created { id, .. } => id.clone(),
-            other => panic!("{other:?}"),
-        }
+    let by_index = |outcomes: &[facturapi_sdk::bulk::ItemOutcome], i: u64| match &outcomes
+        .iter()
+        .find(|o| o.index == i)
+        .unwrap()
+        .result
+    {
+        ItemResult::Created { id, .. } => id.clone(),
+        other => panic!("{other:?}"),
     };
     for i in 0..40 {
         assert_eq!(by_index(&first, i), by_index(&second, i));
@@ -154,7 +163,10 @@ async fn a_journal_skips_what_was_created_and_records_failures() {
     assert_eq!(failed, vec![("journal-002".to_owned(), Some(400))]);
     let recorded = journal.recorded();
     assert_eq!(recorded.items["journal-002"], ItemState::Failed);
-    assert!(matches!(recorded.items["journal-000"], ItemState::Created { .. }));
+    assert!(matches!(
+        recorded.items["journal-000"],
+        ItemState::Created { .. }
+    ));
     assert_eq!(recorded.header.as_ref().unwrap().kind, "invoices");
 
     // Fixed, the rerun creates only the failed item and skips the rest.
@@ -172,7 +184,10 @@ async fn a_journal_skips_what_was_created_and_records_failures() {
         .count();
     assert_eq!(skipped, 5);
     let snapshot = progress.snapshot();
-    assert_eq!((snapshot.created, snapshot.skipped, snapshot.failed), (1, 5, 0));
+    assert_eq!(
+        (snapshot.created, snapshot.skipped, snapshot.failed),
+        (1, 5, 0)
+    );
     assert_eq!(snapshot.total, Some(6));
     assert_eq!(snapshot.in_flight, 0);
     assert!(snapshot.finished);
@@ -187,7 +202,13 @@ async fn a_sent_item_is_settled_by_its_external_id_before_any_resend() {
     for (external_id, body) in &input {
         let mut body = serde_json::to_value(body).unwrap();
         body["external_id"] = external_id.as_str().into();
-        client.raw("createInvoice").unwrap().body(&body).json().await.unwrap();
+        client
+            .raw("createInvoice")
+            .unwrap()
+            .body(&body)
+            .json()
+            .await
+            .unwrap();
     }
     // ... and its journal says only that they were sent.
     let journal = Arc::new(MemoryJournal::new());
@@ -304,15 +325,19 @@ async fn a_journal_that_cannot_be_written_stops_the_run() {
         .unwrap()
         .collect()
         .await;
-    assert_eq!(outcomes.len(), 4, "three outcomes, then the error, then the end");
+    assert_eq!(
+        outcomes.len(),
+        4,
+        "three outcomes, then the error, then the end"
+    );
     assert!(outcomes[..3].iter().all(Result::is_ok));
     assert!(matches!(outcomes[3], Err(JournalError::Other(_))));
 }
 
 #[tokio::test]
 async fn progress_updates_arrive_and_end_with_the_run() {
-    let config = SandboxConfig::default()
-        .service_time(ServiceTime::uniform(Duration::from_millis(10), 0.1));
+    let config =
+        SandboxConfig::default().service_time(ServiceTime::uniform(Duration::from_millis(10), 0.1));
     let (_sandbox, client, customer, product) = setup(config).await;
     let run = Bulk::invoices(&client)
         .window(2)
@@ -344,14 +369,26 @@ async fn progress_updates_arrive_and_end_with_the_run() {
 async fn reuse_creates_each_customer_and_product_once() {
     let (sandbox, client, ..) = setup(SandboxConfig::default()).await;
     let reuse = Arc::new(Reuse::new(&client));
-    let before = sandbox.ledger().requests.get(&Class::Create).copied().unwrap_or(0);
+    let before = sandbox
+        .ledger()
+        .requests
+        .get(&Class::Create)
+        .copied()
+        .unwrap_or(0);
     let mut tasks = Vec::new();
     for i in 0..20 {
         let reuse = reuse.clone();
         tasks.push(tokio::spawn(async move {
-            let tax_id = if i % 2 == 0 { "EKU9003173C9" } else { "ekU9003173c9 " };
+            let tax_id = if i % 2 == 0 {
+                "EKU9003173C9"
+            } else {
+                "ekU9003173c9 "
+            };
             let customer = reuse.customer(&customer_body(tax_id.trim())).await.unwrap();
-            let product = reuse.product(&product_body(None, "Consultoría")).await.unwrap();
+            let product = reuse
+                .product(&product_body(None, "Consultoría"))
+                .await
+                .unwrap();
             (customer, product)
         }));
     }
@@ -366,7 +403,13 @@ async fn reuse_creates_each_customer_and_product_once() {
 
     // A second process (a fresh cache) finds the product instead of creating it.
     let other = Reuse::new(&client);
-    assert_eq!(other.product(&product_body(None, "Consultoría")).await.unwrap(), pairs[0].1);
+    assert_eq!(
+        other
+            .product(&product_body(None, "Consultoría"))
+            .await
+            .unwrap(),
+        pairs[0].1
+    );
     assert_eq!(sandbox.ledger().requests[&Class::Create] - before, 2);
 }
 
