@@ -37,7 +37,8 @@
 //! limits), [`send`] (the send path and decoders; the retry decision is the private
 //! `classify` module), [`request`] (path, query and body encoding, [`Resend`] rules),
 //! [`error`], [`raw`] (the raw twin of every operation), [`pagination`], [`webhooks`],
-//! [`DateTime`] (every model date), [`models`] and [`resources`] (generated from `spec/`),
+//! [`DateTime`] (every model date), [`bulk`] (many creations, each once, resumable after a
+//! crash), [`models`] and [`resources`] (generated from `spec/`),
 //! the [`endpoint`] attribute for your own endpoints, and `sandbox` (cargo feature `sandbox`:
 //! a local Facturapi with hidden limits and faults, for tests).
 #![deny(missing_docs)]
