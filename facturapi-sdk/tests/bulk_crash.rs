@@ -57,7 +57,7 @@ fn env_number(name: &str, default: usize) -> usize {
 
 #[derive(Debug, Clone, Copy)]
 enum Scenario {
-    /// The README job's sandbox: hidden limits, light faults.
+    /// The realistic profile (hidden limits, light faults), creation limit raised to 60/s.
     Light,
     /// Faults turned up: resets after commit, 5xx, 409 in use, cut-short bodies, and 429
     /// storms from a small burst.

@@ -14,18 +14,41 @@
 //! by `external_id` (invoices), then resends it with the same key, which returns the original
 //! document if there is one.
 //!
-//! ```no_run
-//! use facturapi_sdk::bulk::{Bulk, FileJournal, ItemResult};
+//! ```
+//! use facturapi_sdk::bulk::{Bulk, FileJournal, ItemResult, Reuse};
 //! use facturapi_sdk::{Client, models};
 //! use futures_util::StreamExt as _;
+//! use serde_json::json;
 //!
-//! # async fn run(client: Client, orders: Vec<(String, models::InvoiceCreateInput)>)
-//! # -> Result<(), Box<dyn std::error::Error>> {
-//! let journal = FileJournal::open("month-end.journal")?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let sandbox = facturapi_sdk::sandbox::Sandbox::start(Default::default()).await?;
+//! # let client = Client::builder().api_key(sandbox.test_key()).base_url(sandbox.base_url()).build()?;
+//! # let dir = std::env::temp_dir().join(format!("bulk-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let journal_path = dir.join("month-end.journal");
+//! // let client = Client::from_env()?;
+//! let reuse = Reuse::new(&client); // each customer and product created once, then reused
+//! let customer = reuse
+//!     .customer(&serde_json::from_value(json!({
+//!         "legal_name": "PUBLICO EN GENERAL", "tax_id": "XAXX010101000",
+//!         "tax_system": "616", "address": {"zip": "86500"},
+//!     }))?)
+//!     .await?;
+//! let orders = (1..=3).map(move |n| {
+//!     let body: models::InvoiceCreateInput = serde_json::from_value(json!({
+//!         "customer": customer, "payment_form": "03",
+//!         "items": [{"product": {"description": "Servicio", "product_key": "81112100",
+//!                                "price": 100.0 * n as f64}}],
+//!     }))
+//!     .expect("an invoice body");
+//!     (format!("order-{n}"), body) // (external_id, body)
+//! });
+//!
 //! let mut run = Bulk::invoices(&client)
-//!     .organization("5e2f…") // the scope of the idempotency keys
-//!     .journal(journal)
-//!     .run_iter(orders) // (external_id, body) pairs
+//!     .organization("my-organization-id") // the scope of the derived idempotency keys
+//!     .journal(FileJournal::open(&journal_path)?)
+//!     .run_iter(orders)
 //!     .await?;
 //! while let Some(outcome) = run.next().await {
 //!     let outcome = outcome?; // a journal that cannot be written stops the run
@@ -33,10 +56,13 @@
 //!         ItemResult::Created { id, .. } | ItemResult::Skipped { id } => {
 //!             println!("{} → {id}", outcome.external_id)
 //!         }
-//!         ItemResult::Failed { error } => println!("{}: fix and rerun: {error}", outcome.external_id),
-//!         ItemResult::Unknown { error } => println!("{}: rerun settles it: {error}", outcome.external_id),
+//!         ItemResult::Failed { error } => println!("{}: fix, run again: {error}", outcome.external_id),
+//!         ItemResult::Unknown { error } => println!("{}: run again to settle: {error}", outcome.external_id),
+//!         _ => {}
 //!     }
 //! }
+//! assert_eq!(run.progress().snapshot().created, 3);
+//! # std::fs::remove_dir_all(dir)?;
 //! # Ok(()) }
 //! ```
 
@@ -260,7 +286,19 @@ impl<B: Serialize + Send + 'static> Bulk<B> {
                     wanted: self.kind.as_str().to_owned(),
                 });
             }
-            Some(header) => header.scope.clone(),
+            Some(header) => {
+                if self
+                    .scope
+                    .as_ref()
+                    .is_some_and(|scope| *scope != header.scope)
+                {
+                    tracing::warn!(
+                        "bulk: the journal's scope is used, not the one configured: keys stay \
+                         those of the journal's first run"
+                    );
+                }
+                header.scope.clone()
+            }
             None => {
                 let scope = self
                     .scope
