@@ -152,8 +152,10 @@ impl ClientBuilder {
     }
 
     /// Static limits: each class keeps its policy's concurrency, is not paced and learns
-    /// nothing; a 429 pauses the whole class for its `Retry-After`. For callers that size
-    /// the limits themselves (e.g. a share of an organization's limits per process).
+    /// nothing; a request that gets a 429 waits out its `Retry-After` keeping its permit, so
+    /// its class runs one request fewer meanwhile and the rest of the class goes on. For
+    /// callers that size the limits themselves (e.g. a share of an organization's limits per
+    /// process).
     pub fn static_limits(mut self) -> Self {
         self.adaptive = false;
         self

@@ -7,7 +7,8 @@
 //! concurrency limit are learned from 429s (the `adaptive` module); the gate then only closes
 //! for a first 429 the learner cannot measure yet. In static mode
 //! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
-//! the policies' and every 429 pauses its whole class. [`Learned`] shows where they stand.
+//! the policies', and a request that got a 429 waits out its `Retry-After` keeping its
+//! permit: one slot of the class waits, the others go on. [`Learned`] shows where they stand.
 
 use std::fmt;
 use std::sync::Arc;
@@ -482,11 +483,14 @@ impl Governor {
     /// A 429 of a request of `class` sent at `sent_at`; returns whether the whole class
     /// must pause for the `Retry-After`.
     ///
-    /// In static mode, always. In adaptive mode, only while the learner cannot tell a rate
-    /// from a cap yet: otherwise its cut is the answer, and the request that got the 429
-    /// alone waits out its `Retry-After` (at the head of the class). A pause of the class
-    /// costs a whole second of its capacity for a `Retry-After` that Facturapi rounds up to
-    /// whole seconds; on the rate-limit benchmark it was the largest loss.
+    /// In static mode, never: the limits are the caller's, and the request that got the 429
+    /// waits out its `Retry-After` holding its permit, so the class runs one request fewer
+    /// for that long (the more 429s, the fewer in flight). In adaptive mode, only while the
+    /// learner cannot tell a rate from a cap yet: otherwise its cut is the answer, and the
+    /// request that got the 429 alone waits out its `Retry-After` (at the head of the class).
+    /// A pause of the class costs a whole second of its capacity for a `Retry-After` that
+    /// Facturapi rounds up to whole seconds, when the server's bucket refills in a fraction
+    /// of that.
     pub(crate) fn on_rate_limited(
         &self,
         class: Class,
@@ -498,7 +502,7 @@ impl Governor {
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
         let (cut, paced) = {
             let Some(mut learner) = self.learner(class) else {
-                return true;
+                return false;
             };
             // In flight as it came back, itself included (the send path has already set
             // its permit idle).
@@ -521,9 +525,10 @@ impl Governor {
     }
 
     /// What a 429 means for the class, in one call: the learner's cut (adaptive mode), the
-    /// class pause (static mode, or a first 429 the learner cannot measure), and whether the
-    /// request keeps its permit (its place at the head of the class) while it waits until
-    /// `until`. The send path does not branch on the mode.
+    /// class pause (a first 429 the learner cannot measure), and whether the request keeps
+    /// its permit (its place at the head of the class) while it waits until `until`: always
+    /// in static mode, and in adaptive mode while a concurrency cut left room for it. The
+    /// send path does not branch on the mode.
     pub(crate) fn on_429(
         &self,
         class: Class,
@@ -535,10 +540,10 @@ impl Governor {
         if self.on_rate_limited(class, sent_at, &mut permit, until) {
             self.pause(class, until);
         }
-        if self.adaptive(class) && permit.level() <= self.concurrency(class) {
+        if !self.adaptive(class) || permit.level() <= self.concurrency(class) {
             After429::Hold(permit)
         } else {
-            // Static mode, or a concurrency cut left no room for it: back to the queue.
+            // A concurrency cut left no room for it: back to the queue.
             After429::Released
         }
     }

@@ -307,6 +307,58 @@ async fn a_429_pauses_its_whole_class_but_not_the_others() {
 }
 
 #[tokio::test]
+async fn in_static_mode_a_429_holds_one_slot_and_the_class_goes_on() {
+    let server = MockServer::start().await;
+    let first = Script::new(vec![rate_limited(Some("1")), ok_json(customer("a"))]);
+    let others = Script::new(vec![ok_json(customer("b"))]);
+    Mock::given(path("/customers/a"))
+        .respond_with(first.clone())
+        .mount(&server)
+        .await;
+    Mock::given(path("/customers/b"))
+        .respond_with(others.clone())
+        .mount(&server)
+        .await;
+    let mut builder = Client::builder()
+        .api_key(KEY)
+        .base_url(server.uri())
+        .static_limits();
+    for class in Class::ALL {
+        builder = builder.class_policy(class, fast(class).with_concurrency(2));
+    }
+    let client = builder.build().unwrap();
+
+    let a = tokio::spawn({
+        let client = client.clone();
+        async move { client.customers().retrieve("a").await }
+    });
+    while first.arrivals().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        client.paused_until(Class::DetailRead).is_none(),
+        "no class pause"
+    );
+    // `a` waits out its Retry-After holding one of the two permits: the other serves the rest
+    // of the class, one at a time.
+    let started = Instant::now();
+    for _ in 0..3 {
+        client.customers().retrieve("b").await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "the class went on during a's Retry-After"
+    );
+    a.await.unwrap().unwrap();
+    let arrivals = first.arrivals();
+    assert!(
+        arrivals[1].0 - arrivals[0].0 >= Duration::from_secs(1),
+        "a honoured its Retry-After"
+    );
+}
+
+#[tokio::test]
 async fn the_server_never_sees_more_concurrent_requests_of_a_class_than_its_permits() {
     let server = MockServer::start().await;
     let script = Script::new(vec![
