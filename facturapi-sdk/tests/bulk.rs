@@ -366,6 +366,34 @@ async fn progress_updates_arrive_and_end_with_the_run() {
 }
 
 #[tokio::test]
+async fn a_dropped_run_ends_its_progress() {
+    let config =
+        SandboxConfig::default().service_time(ServiceTime::uniform(Duration::from_millis(50), 0.1));
+    let (_sandbox, client, customer, product) = setup(config).await;
+    let mut run = Bulk::invoices(&client)
+        .window(1)
+        .run_iter(items("dropped", 20, &customer, &product))
+        .await
+        .unwrap();
+    let progress = run.progress();
+    let mut updates = progress.subscribe();
+    run.next().await.unwrap().unwrap();
+    drop(run);
+    let last = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut last = None;
+        while let Some(snapshot) = updates.next().await {
+            last = Some(snapshot);
+        }
+        last
+    })
+    .await
+    .expect("the subscriber is told the run ended")
+    .unwrap();
+    assert!(last.finished);
+    assert!(last.done() < 20, "{last:?}");
+}
+
+#[tokio::test]
 async fn reuse_creates_each_customer_and_product_once() {
     let (sandbox, client, ..) = setup(SandboxConfig::default()).await;
     let reuse = Arc::new(Reuse::new(&client));

@@ -156,7 +156,9 @@ pub enum Durability {
 /// cost per item.
 pub struct FileJournal {
     path: PathBuf,
-    recorded: Recorded,
+    /// What the file held when it was opened, until the first `load` takes it (later loads
+    /// read the file again): a resumed run holds one copy, not two.
+    opened: std::sync::Mutex<Option<Recorded>>,
     writer: mpsc::Sender<Pending>,
 }
 
@@ -164,7 +166,6 @@ impl fmt::Debug for FileJournal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileJournal")
             .field("path", &self.path)
-            .field("items", &self.recorded.items.len())
             .finish_non_exhaustive()
     }
 }
@@ -212,7 +213,7 @@ impl FileJournal {
             .map_err(io_err)?;
         Ok(Self {
             path,
-            recorded,
+            opened: std::sync::Mutex::new(Some(recorded)),
             writer,
         })
     }
@@ -275,8 +276,21 @@ fn write_loop(mut file: File, rx: mpsc::Receiver<Pending>, durability: Durabilit
 
 impl Journal for FileJournal {
     fn load(&self) -> JournalFuture<'_, Recorded> {
-        let recorded = self.recorded.clone();
-        Box::pin(async move { Ok(recorded) })
+        let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Box::pin(async move {
+            match opened {
+                Some(recorded) => Ok(recorded),
+                None => {
+                    let text = std::fs::read(&self.path).map_err(|source| JournalError::Io {
+                        path: self.path.display().to_string(),
+                        source,
+                    })?;
+                    // Only complete lines: a record being written now is not yet durable.
+                    let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    parse(&self.path, &text[..complete])
+                }
+            }
+        })
     }
 
     fn record<'a>(&'a self, entry: &'a Entry) -> JournalFuture<'a, ()> {
@@ -382,6 +396,11 @@ mod tests {
 
         let journal = FileJournal::open(&path).unwrap();
         let recorded = journal.load().await.unwrap();
+        assert_eq!(
+            journal.load().await.unwrap(),
+            recorded,
+            "a second load reads the file"
+        );
         assert_eq!(recorded.header.as_ref().unwrap().scope, "org");
         assert_eq!(
             recorded.items["a"],

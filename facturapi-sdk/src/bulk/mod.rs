@@ -361,6 +361,15 @@ impl fmt::Debug for Run {
     }
 }
 
+/// A run dropped before its end stops: its progress says so, and subscribers are told.
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.progress.finish();
+        }
+    }
+}
+
 impl Run {
     /// The run's progress, to poll or subscribe to (from another task).
     pub fn progress(&self) -> Progress {

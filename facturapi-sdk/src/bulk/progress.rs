@@ -55,7 +55,9 @@ pub struct Snapshot {
     pub rate_limited: u64,
     /// Time since the run started.
     pub elapsed: Duration,
-    /// Whether every item has finished.
+    /// Whether the run has ended: the input ran out and every item is done, or the run
+    /// stopped (its journal failed, or its stream was dropped). `done() < total` tells the
+    /// two apart.
     pub finished: bool,
 }
 
@@ -111,7 +113,7 @@ impl Progress {
         self.changed();
     }
 
-    /// Marks the run finished (the input ended and every item is done).
+    /// Marks the run ended (see [`Snapshot::finished`]).
     pub(crate) fn finish(&self) {
         self.inner.finished.store(1, Ordering::Relaxed);
         let done = self.snapshot().done();
@@ -197,7 +199,7 @@ impl Updates {
     }
 }
 
-/// An `indicatif` progress bar that follows `progress` until the run finishes (cargo feature
+/// An `indicatif` progress bar that follows `progress` until the run ends (cargo feature
 /// `indicatif`). Spawns a task on the current tokio runtime that redraws it ten times a
 /// second.
 #[cfg(feature = "indicatif")]
