@@ -4,31 +4,31 @@
 //! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess).
-//! - **Levels.** A success is recorded with the requests of the class in flight when it
-//!   came back (itself included), a 429 likewise. A server that caps concurrency at `C`
-//!   answers a success while at most `C` are in flight and a 429 while more than `C` are.
-//!   (Counting at send time instead misreads a burst sent at once: the server takes them in
-//!   its own order, and a 429 can have a lower send-level than a success.)
-//! - **Classification.** A 429 is a concurrency limit only on evidence of a cap: it came back
-//!   at the cap, and every 429 of the last [`REFUSAL_WINDOW`] came back at a level above every
-//!   level accepted in the last [`LEVEL_WINDOW`] (a cap refuses only above itself; a rate
-//!   limit refuses at any level). With nothing accepted yet there is no such evidence: a
-//!   burst refused by a token bucket and one refused by a cap look alike, and reading the
-//!   bucket as a cap collapsed the concurrency of a pure rate limit from 8 to 1. Any other
-//!   429 is a rate limit.
-//! - **Concurrency cuts**: the cap drops to the others in flight (`level − 1`), never below
-//!   the highest level accepted lately (a limit cannot be below what the server accepted).
-//!   They are monotone, so every 429 of a burst may lower the cap further: a burst of 8
-//!   against a cap of 4 that accepted 4 returns four 429s, which see 7, 6, 5 and 4 others in
-//!   flight: the cap ends at 4. The cap never grows past the policy's `max_concurrency`.
+//! - **Judging a 429.** A 429 is judged once the requests that were in flight when it came
+//!   back have finished (or after [`SETTLE`]): by then the learner knows how many of them
+//!   succeeded, that is, how many the server was serving when it refused (`served`). It also
+//!   knows the most successful requests ever seen in flight at once lately (`peak`, over
+//!   [`LEVEL_WINDOW`]). A 429 is **at the top** when every permit of the class was in use,
+//!   and `served ≥ max(1, peak − 1)`: a cap refuses only while the server is full. A token
+//!   bucket refuses at any level, and nothing at all when nothing else is in flight.
+//! - **Classification.** A concurrency limit needs every 429 of the last [`REFUSAL_WINDOW`]
+//!   at the top, at two moments [`MOMENT`] apart at least: one burst sent at once into a
+//!   token bucket of `b` is refused at the top (the `b` it serves fill it), but the next
+//!   requests, sent into the empty bucket, are refused with fewer served. A 429 at the top
+//!   waits for that evidence and cuts nothing; any other is a rate limit.
+//! - **Concurrency cuts**: the cap drops to the fewest served at those 429s, never below
+//!   `peak` (the server served that many at once: a cap cannot be lower), and never rises
+//!   by a cut. The cap never grows past the policy's `max_concurrency`.
 //! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W`. A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
-//!   those (as the first version did) cut 27 % for one event. The first cut is measured over
-//!   at least a second, keeps [`FIRST_BETA`] and is followed by a slow start
-//!   (×[`SLOW_START`] per second until the next cut). A first 429 with too few successes to
-//!   measure a rate cuts nothing: the class pauses for its `Retry-After`, and the accepted
-//!   rate is measured from the end of the pause (a pause is not a low rate).
+//!   each of those cuts 27 % for one event. The first cut is measured over at least a
+//!   second, keeps [`FIRST_BETA`] and is followed by a slow start (×[`SLOW_START`] per
+//!   second until the next cut, which reads the accepted rate of the last second, then
+//!   ×[`SLOW_START_AGAIN`] until the one after). A first 429 with too few successes to
+//!   measure a rate cuts nothing: the class pauses for its `Retry-After` (once: later ones
+//!   only wait out their own), and the accepted rate is measured from the end of the pause
+//!   (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
@@ -39,8 +39,8 @@
 //!   cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
-//! without a clock; [`crate::governor`] drives it. The constants started as DESIGN §6's and
-//! were tuned on the rate-limit benchmark (`benches/rate_limits.rs`, `BENCHMARKS.md`).
+//! without a clock; [`crate::governor`] drives it. The constants are tuned on the rate-limit
+//! benchmark (`benches/rate_limits.rs`, `BENCHMARKS.md`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -51,7 +51,7 @@ use tokio::time::Instant;
 pub(crate) mod constants {
     use std::time::Duration;
 
-    /// Rate kept after a rate cut, as a fraction of the accepted rate. DESIGN's 0.9 gave
+    /// Rate kept after a rate cut, as a fraction of the accepted rate. A β of 0.9 gives
     /// away 10 % after every cut; the accepted rate measured while over a limit is the
     /// limit itself (plus any burst credit, which a second cut removes), so 0.95 suffices.
     pub(crate) const BETA: f64 = 0.95;
@@ -60,12 +60,21 @@ pub(crate) mod constants {
     /// 11.3/s, and a second of 429s followed a cut to β of that).
     pub(crate) const FIRST_BETA: f64 = 0.85;
     /// After the first rate cut (a conservative guess), the rate grows by this factor per
-    /// second until the next cut: slow start, as in DESIGN §6.
-    pub(crate) const SLOW_START: f64 = 1.5;
+    /// second until the next cut: slow start. Doubling finds a 20/s limit from a first guess
+    /// of 2.5/s in 3 s (growing by half took 5 s); the overshoot lasts until the first 429,
+    /// and the next cut reads the limit from the last second.
+    pub(crate) const SLOW_START: f64 = 2.0;
+    /// After the cut that ends the first slow start, the rate grows by this factor per
+    /// second until the next cut. That cut reads the accepted rate over a second in which
+    /// the rate was still climbing: a 20/s bucket of 1 met while doubling read as 13/s,
+    /// and a cubic back to that plateau held the class at two thirds of its limit.
+    pub(crate) const SLOW_START_AGAIN: f64 = 1.25;
     /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
     pub(crate) const K_MIN: f64 = 4.0;
-    /// Longest: while the limit stays where it was.
-    pub(crate) const K_MAX: f64 = 16.0;
+    /// Longest: while the limit stays where it was. It bounds how long a raised limit goes
+    /// unnoticed (the probes start after `k`): at 16 s a limit raised by half was held
+    /// below its old value for up to 20 s.
+    pub(crate) const K_MAX: f64 = 8.0;
     /// Successive cuts within this fraction of each other found the same limit.
     pub(crate) const SAME_LIMIT: f64 = 0.1;
     /// Beyond `W`, the first second's step as a fraction of `W`; steps double each second.
@@ -96,10 +105,16 @@ pub(crate) mod constants {
     /// Window over which the accepted levels of concurrency are remembered: short, so a cap
     /// that dropped is soon seen as one.
     pub(crate) const LEVEL_WINDOW: Duration = Duration::from_secs(2);
-    /// Window over which the levels of 429s are remembered: a concurrency cut needs every
-    /// 429 in it above every accepted level. Longer than [`LEVEL_WINDOW`], so the low-level
-    /// 429s of a rate limit's last burst still speak against a cap in the next one.
+    /// Window over which judged 429s are remembered: a concurrency cut needs every 429 in it
+    /// to be a sign of a cap. Longer than [`LEVEL_WINDOW`], so the 429s of a rate limit's
+    /// last burst still speak against a cap in the next one.
     pub(crate) const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+    /// A cap shows at two moments at least this far apart: one burst against a token bucket
+    /// refuses at the top too, but only at once.
+    pub(crate) const MOMENT: Duration = Duration::from_millis(250);
+    /// Longest a 429 waits to be judged for the requests in flight with it (a stalled one
+    /// must not hold the judgement up).
+    pub(crate) const SETTLE: Duration = Duration::from_secs(2);
     /// First hold before a concurrency probe.
     pub(crate) const HOLD: Duration = Duration::from_secs(2);
     /// Longest hold.
@@ -117,13 +132,49 @@ use constants::*;
 pub(crate) enum Cut {
     /// Nothing: the aftermath of the last cut, or a cap already at or below the level.
     None,
-    /// Nothing yet: too few successes to measure a rate. The class pauses for the
-    /// `Retry-After` and measures again from there.
-    Unmeasured,
+    /// Nothing yet: too few successes to measure a rate. The class pauses until then (its
+    /// first such 429 only) and measures again from there.
+    Unmeasured(Instant),
     /// The rate was cut to this.
     Rate(f64),
     /// The concurrency cap was cut to this.
     Concurrency(usize),
+}
+
+/// A 429 waiting for the requests in flight with it to finish.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// When it came back.
+    at: Instant,
+    sent_at: Instant,
+    /// When its `Retry-After` ends.
+    resume_at: Instant,
+    /// Requests in flight with it that have not finished yet.
+    outstanding: usize,
+    /// Of those that finished, the ones that succeeded: the server was serving them.
+    served: usize,
+    /// Every permit of the class was in use.
+    saturated: bool,
+}
+
+/// A success.
+#[derive(Debug, Clone, Copy)]
+struct Success {
+    /// When it came back.
+    at: Instant,
+    sent: Instant,
+    /// The most successful requests in flight at once while it was (itself included), of
+    /// those back by then.
+    overlap: usize,
+}
+
+/// A judged 429.
+#[derive(Debug, Clone)]
+struct Refusal {
+    at: Instant,
+    served: usize,
+    /// A sign of a cap: refused while the server served about as many as it ever did at once.
+    at_the_top: bool,
 }
 
 /// Learned state of one class.
@@ -135,8 +186,12 @@ pub(crate) struct Learner {
     pub(crate) concurrency: usize,
     /// The most the cap grows to (the policy's `max_concurrency`).
     ceiling: usize,
-    /// Recent 429s, with the requests in flight when each came back (itself included).
-    refusals: VecDeque<(Instant, usize)>,
+    /// 429s waiting to be judged, in the order they came.
+    pending: VecDeque<Pending>,
+    /// Judged 429s of the last [`REFUSAL_WINDOW`].
+    refusals: VecDeque<Refusal>,
+    /// The class paused for a first 429 it could not measure (it does so once).
+    paused: bool,
     /// GCRA: the next free slot.
     tat: Instant,
     /// The last slot taken.
@@ -147,12 +202,15 @@ pub(crate) struct Learner {
     k: f64,
     /// The plateau's margin below `w` (see [`MARGIN`]).
     margin: f64,
-    /// Between the first rate cut and the second: growing by [`SLOW_START`] per second.
-    rate_slow_start: bool,
+    /// After the first rate cut, growing by [`SLOW_START`] per second; after the second, by
+    /// [`SLOW_START_AGAIN`]; after the others, `None` (the cubic).
+    rate_slow_start: Option<f64>,
+    /// The rate set by the last rate cut.
+    cut_to: f64,
     /// When the cubic of the last rate cut started; `None` before any.
     rate_cut_at: Option<Instant>,
-    /// Recent successes, with the requests in flight when each came back (itself included).
-    successes: VecDeque<(Instant, usize)>,
+    /// Recent successes, in the order they came back.
+    successes: VecDeque<Success>,
     /// Start of the accepted-rate measurement (creation, a pause's end, the last rate cut,
     /// the end of an idle gap).
     measured_from: Instant,
@@ -172,13 +230,16 @@ impl Learner {
             rate: f64::INFINITY,
             concurrency: concurrency.max(1),
             ceiling: ceiling.max(concurrency).max(1),
+            pending: VecDeque::new(),
             refusals: VecDeque::new(),
+            paused: false,
             tat: now,
             last_slot: now,
             w: f64::INFINITY,
             k: K_MIN,
             margin: MARGIN,
-            rate_slow_start: false,
+            rate_slow_start: None,
+            cut_to: f64::INFINITY,
             rate_cut_at: None,
             successes: VecDeque::new(),
             measured_from: now,
@@ -195,7 +256,7 @@ impl Learner {
         while self
             .successes
             .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > WINDOW)
+            .is_some_and(|s| now.saturating_duration_since(s.at) > WINDOW)
         {
             self.successes.pop_front();
         }
@@ -208,13 +269,23 @@ impl Learner {
         self.forget_old(now);
         let from = self.measured_from;
         // Time-ordered: a binary search, not a scan (up to WINDOW of successes).
-        let samples = self.successes.len() - self.successes.partition_point(|(t, _)| *t < from);
+        let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
         let span = now
             .saturating_duration_since(from)
             .min(WINDOW)
             .as_secs_f64()
             .max(0.25);
         (samples as f64 / span, samples)
+    }
+
+    /// Successes per second over the last second (or since the measurement started, if
+    /// later).
+    fn accepted_last_second(&self, now: Instant) -> f64 {
+        let from = self
+            .measured_from
+            .max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+        let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
+        samples as f64 / now.saturating_duration_since(from).as_secs_f64().max(0.25)
     }
 
     /// Takes the next pacing slot: the instant this request may be sent.
@@ -245,8 +316,8 @@ impl Learner {
     /// others, a concave cubic back to the plateau over `k` seconds, then steps beyond it
     /// that double each second.
     fn grown(&self, t: f64) -> f64 {
-        if self.rate_slow_start {
-            return FIRST_BETA * self.w * SLOW_START.powf(t);
+        if let Some(factor) = self.rate_slow_start {
+            return self.cut_to * factor.powf(t);
         }
         let plateau = (1.0 - self.margin) * self.w;
         if t <= self.k {
@@ -257,12 +328,26 @@ impl Learner {
         }
     }
 
-    /// A success. `queued`: requests of the class are waiting for a permit or a slot;
-    /// `level`: requests of the class in flight as it came back, itself included.
-    /// Returns the new concurrency cap when it grew.
-    pub(crate) fn on_success(&mut self, now: Instant, queued: bool, level: usize) -> Option<usize> {
-        self.successes.push_back((now, level));
-        let (accepted, _) = self.accepted_rate(now);
+    /// A success of a request sent at `sent`. `queued`: requests of the class are waiting for
+    /// a permit or a slot; `level`: requests of the class in flight as it came back, itself
+    /// included. Returns the new concurrency cap when it grew.
+    pub(crate) fn on_success(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        queued: bool,
+        level: usize,
+    ) -> Option<usize> {
+        let overlap = self.overlap(sent, now);
+        self.successes.push_back(Success {
+            at: now,
+            sent,
+            overlap,
+        });
+        let (mut accepted, _) = self.accepted_rate(now);
+        if self.rate_slow_start.is_some() {
+            accepted = accepted.max(self.accepted_last_second(now));
+        }
         if let Some(cut) = self.rate_cut_at
             && (queued || self.paced(now))
         {
@@ -290,46 +375,128 @@ impl Learner {
         None
     }
 
-    /// A 429 of a request sent at `sent_at`, with `level` requests of the class in flight as
-    /// it came back (itself included).
+    /// A request that was in flight finished (`served`: it succeeded). The 429s waiting for
+    /// it learn whether the server was serving it; those with nothing left to wait for (or
+    /// waiting longer than [`SETTLE`]) are judged, in the order they came.
+    pub(crate) fn on_finish(&mut self, sent: Instant, now: Instant, served: bool) -> Cut {
+        for pending in self.pending.iter_mut().filter(|p| sent <= p.at) {
+            pending.outstanding = pending.outstanding.saturating_sub(1);
+            pending.served += usize::from(served);
+        }
+        self.judge_settled(now)
+    }
+
+    /// A 429 of a request sent at `sent_at`. `others`: the other requests of the class in
+    /// flight as it came back; `saturated`: every permit of the class was in use. It is
+    /// judged once those others have finished (see [`Learner::on_finish`]).
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
         sent_at: Instant,
-        level: usize,
+        others: usize,
+        saturated: bool,
         resume_at: Instant,
     ) -> Cut {
-        let (mut accepted, samples) = self.accepted_rate(now);
-        if self.rate.is_infinite() {
-            // The first cut: an unpaced burst that took the server's whole burst credit in
-            // a fraction of a second says little of its rate over a second (a window of 10
-            // per second filled in 0.1 s read as 40/s over the 0.25 s floor).
-            let span = now.saturating_duration_since(self.measured_from);
-            accepted = accepted.min(samples as f64 / span.as_secs_f64().max(1.0));
+        self.pending.push_back(Pending {
+            at: now,
+            sent_at,
+            resume_at,
+            outstanding: others,
+            served: 0,
+            saturated,
+        });
+        self.judge_settled(now)
+    }
+
+    /// Judges the 429s at the front of the queue that have settled; returns the last cut.
+    fn judge_settled(&mut self, now: Instant) -> Cut {
+        let mut cut = Cut::None;
+        while let Some(front) = self.pending.front()
+            && (front.outstanding == 0 || now.saturating_duration_since(front.at) > SETTLE)
+        {
+            let pending = self.pending.pop_front().expect("a front");
+            match self.judge(now, &pending) {
+                Cut::None => {}
+                other => cut = other,
+            }
         }
-        let measured = samples >= MIN_SAMPLES;
-        let most_accepted = self
-            .successes
+        cut
+    }
+
+    /// The most successful requests in flight at once during `[sent, now]`, this one
+    /// included, of those already back. The largest overlap of a set of intervals is found
+    /// at one of their starts, and the last of them to come back sees all the others: so
+    /// the largest of these values over time is the most the server was seen serving at
+    /// once. Only successes back after `sent` can overlap (a binary search finds them; a
+    /// handful, about the concurrency), and the count is quadratic in those.
+    fn overlap(&self, sent: Instant, now: Instant) -> usize {
+        let first = self.successes.partition_point(|s| s.at < sent);
+        let others = self.successes.range(first..);
+        let this = Success {
+            at: now,
+            sent,
+            overlap: 0,
+        };
+        let starts =
+            std::iter::once(sent).chain(others.clone().map(|s| s.sent).filter(|&s| s > sent));
+        starts
+            .map(|point| {
+                others
+                    .clone()
+                    .chain(std::iter::once(&this))
+                    .filter(|s| s.sent <= point && point <= s.at)
+                    .count()
+            })
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// The most successful requests seen in flight at once lately.
+    fn peak_overlap(&self, now: Instant) -> usize {
+        self.successes
             .iter()
             .rev()
-            .take_while(|(t, _)| now.saturating_duration_since(*t) <= LEVEL_WINDOW)
-            .map(|(_, n)| *n)
-            .max();
+            .take_while(|s| now.saturating_duration_since(s.at) <= LEVEL_WINDOW)
+            .map(|s| s.overlap)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// One settled 429: a sign of a cap or of a rate limit (see the module docs).
+    fn judge(&mut self, now: Instant, pending: &Pending) -> Cut {
+        let peak = self.peak_overlap(now);
+        let at_the_top = pending.saturated && pending.served >= 1 && pending.served + 1 >= peak;
+        tracing::trace!(
+            served = pending.served,
+            saturated = pending.saturated,
+            peak,
+            at_the_top,
+            concurrency = self.concurrency,
+            "429 judged"
+        );
         while self
             .refusals
             .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REFUSAL_WINDOW)
+            .is_some_and(|r| now.saturating_duration_since(r.at) > REFUSAL_WINDOW)
         {
             self.refusals.pop_front();
         }
-        self.refusals.push_back((now, level));
-        let fewest_refused = self.refusals.iter().map(|(_, n)| *n).min().unwrap_or(level);
-        // Evidence of a cap: at the cap, and every recent 429 above every accepted level.
-        let concurrency_limit = level > 1
-            && level >= self.concurrency
-            && most_accepted.is_some_and(|most| fewest_refused > most);
-        if concurrency_limit {
-            let cap = (level - 1).max(most_accepted.unwrap_or(1));
+        self.refusals.push_back(Refusal {
+            at: pending.at,
+            served: pending.served,
+            at_the_top,
+        });
+        if at_the_top {
+            // A cap: every recent 429 at the top, at two moments at least (one burst
+            // against a token bucket also refuses at the top, once).
+            let all_at_the_top = self.refusals.iter().all(|r| r.at_the_top);
+            let first = self.refusals.front().map_or(pending.at, |r| r.at);
+            if !all_at_the_top || pending.at.saturating_duration_since(first) < MOMENT {
+                return Cut::None;
+            }
+            let fewest_served = self.refusals.iter().map(|r| r.served).min().unwrap_or(1);
+            // Never below what the server was seen serving at once.
+            let cap = fewest_served.max(peak).max(1);
             if cap >= self.concurrency {
                 return Cut::None;
             }
@@ -347,13 +514,40 @@ impl Learner {
             self.concurrency_cuts += 1;
             return Cut::Concurrency(cap);
         }
+        self.rate_limited(now, pending.sent_at, pending.resume_at)
+    }
+
+    /// A 429 judged a sign of a rate limit.
+    fn rate_limited(&mut self, now: Instant, sent_at: Instant, resume_at: Instant) -> Cut {
+        let (mut accepted, samples) = self.accepted_rate(now);
+        if self.rate.is_infinite() {
+            // The first cut: an unpaced burst that took the server's whole burst credit in
+            // a fraction of a second says little of its rate over a second (a window of 10
+            // per second filled in 0.1 s read as 40/s over the 0.25 s floor).
+            let span = now.saturating_duration_since(self.measured_from);
+            accepted = accepted.min(samples as f64 / span.as_secs_f64().max(1.0));
+        }
+        if self.rate_slow_start.is_some() {
+            // Doubling each second, the rate since the cut averages far below the rate that
+            // met the limit (a 20/s limit met in slow start read as 10/s over 4 s): the
+            // last second is what the server accepts (and what bounds growth).
+            accepted = accepted.max(self.accepted_last_second(now));
+        }
+        let measured = samples >= MIN_SAMPLES;
         if self.rate_cut_at.is_some_and(|cut| sent_at < cut + GRACE) {
             return Cut::None;
         }
-        // The first rate cut needs a measured rate; later ones cut the paced rate.
+        // The first rate cut needs a measured rate; later ones cut the paced rate. The
+        // class pauses for the first such 429 only: pausing again for each one, the
+        // successes after each pause never came before its 429s, and the class went from
+        // pause to pause.
         if !measured && self.rate.is_infinite() {
+            if self.paused {
+                return Cut::None;
+            }
+            self.paused = true;
             self.measured_from = self.measured_from.max(resume_at);
-            return Cut::Unmeasured;
+            return Cut::Unmeasured(resume_at);
         }
         let w = if measured {
             self.rate.min(accepted.max(0.01))
@@ -380,12 +574,19 @@ impl Learner {
         } else {
             FIRST_BETA
         };
-        self.rate_slow_start = self.rate.is_infinite();
+        self.rate_slow_start = if self.rate.is_infinite() {
+            Some(SLOW_START)
+        } else if self.rate_slow_start == Some(SLOW_START) {
+            Some(SLOW_START_AGAIN)
+        } else {
+            None
+        };
         self.w = w;
         self.rate = (beta * w).max(0.01);
+        self.cut_to = self.rate;
         self.rate_cut_at = Some(now);
         // The slots already booked stand, and the next ones follow them at the new rate:
-        // restarting the schedule at now (as the first version did) booked new slots among
+        // restarting the schedule at now would book new slots among
         // the old ones, a burst right after every cut, and 429s with it. The measurement
         // starts again.
         self.measured_from = now;
@@ -431,23 +632,23 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Learner::new(8, 64, t0);
         for i in 0..20 {
-            l.on_success(at(t0, i * 50), false, 1);
+            l.on_success(at(t0, i * 50), at(t0, i * 50), false, 1);
         }
         let now = at(t0, 1_000);
         let resume = now + Duration::from_secs(1);
-        let cut = l.on_rate_limited(now, at(t0, 990), 1, resume);
+        let cut = l.on_rate_limited(now, at(t0, 990), 0, false, resume);
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!(
             (r - FIRST_BETA * 20.0).abs() < 1.0,
             "a first cut keeps 0.85 × the accepted rate: {r}"
         );
         assert_eq!(
-            l.on_rate_limited(at(t0, 1_010), at(t0, 995), 1, resume),
+            l.on_rate_limited(at(t0, 1_010), at(t0, 995), 0, false, resume),
             Cut::None,
             "sent before the cut: under the old rate"
         );
         assert_eq!(
-            l.on_rate_limited(at(t0, 1_800), at(t0, 1_700), 1, resume),
+            l.on_rate_limited(at(t0, 1_800), at(t0, 1_700), 0, false, resume),
             Cut::None,
             "sent just after it: the drained bucket, not a new event"
         );
@@ -458,7 +659,7 @@ mod tests {
         assert_eq!(l.slot(next) - next, Duration::from_secs_f64(1.0 / r));
         // Still over once the grace is past: the paced rate is cut again, even before a new
         // measurement.
-        let cut = l.on_rate_limited(at(t0, 2_200), at(t0, 2_150), 1, resume);
+        let cut = l.on_rate_limited(at(t0, 2_200), at(t0, 2_150), 0, false, resume);
         assert_eq!(cut, Cut::Rate(BETA * r));
     }
 
@@ -473,16 +674,16 @@ mod tests {
         for _ in 0..5 {
             for _ in 0..40 {
                 ms += 50;
-                l.on_success(at(t0, ms), false, 1);
+                l.on_success(at(t0, ms), at(t0, ms), false, 1);
             }
             ms += 10;
-            let cut = l.on_rate_limited(at(t0, ms), at(t0, ms - 5), 1, at(t0, ms + 1_000));
+            let cut = l.on_rate_limited(at(t0, ms), at(t0, ms - 5), 0, false, at(t0, ms + 1_000));
             assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
             ks.push(l.k);
             margins.push(l.margin);
         }
         // The first cut (to 0.85 × 20) reads as a new limit; from the second on, the same.
-        assert_eq!(ks, [K_MIN, K_MIN, 2.0 * K_MIN, 4.0 * K_MIN, K_MAX]);
+        assert_eq!(ks, [K_MIN, K_MIN, 2.0 * K_MIN, K_MAX, K_MAX]);
         // Each cut came 2 s after the last, before the probe phase: the plateau was over
         // the limit, so its margin widens, up to MARGIN_MAX.
         assert_eq!(
@@ -495,9 +696,15 @@ mod tests {
         // A limit that moved: back to probing soon.
         for _ in 0..20 {
             ms += 100;
-            l.on_success(at(t0, ms), false, 1);
+            l.on_success(at(t0, ms), at(t0, ms), false, 1);
         }
-        l.on_rate_limited(at(t0, ms + 10), at(t0, ms + 5), 1, at(t0, ms + 1_000));
+        l.on_rate_limited(
+            at(t0, ms + 10),
+            at(t0, ms + 5),
+            0,
+            false,
+            at(t0, ms + 1_000),
+        );
         assert_eq!(l.k, K_MIN);
     }
 
@@ -505,11 +712,11 @@ mod tests {
     fn a_first_429_with_too_few_successes_is_unmeasured_and_measures_from_after_the_pause() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, 64, t0);
-        l.on_success(t0, false, 1);
+        l.on_success(t0, t0, false, 1);
         let resume = at(t0, 1_100);
         assert_eq!(
-            l.on_rate_limited(at(t0, 100), at(t0, 90), 1, resume),
-            Cut::Unmeasured
+            l.on_rate_limited(at(t0, 100), at(t0, 90), 0, false, resume),
+            Cut::Unmeasured(resume)
         );
         assert_eq!(l.rate, f64::INFINITY);
         assert_eq!(
@@ -517,7 +724,7 @@ mod tests {
             "the pause is not read as a low rate"
         );
         for i in 0..4 {
-            l.on_success(at(t0, 1_200 + i * 50), false, 1);
+            l.on_success(at(t0, 1_200 + i * 50), at(t0, 1_200 + i * 50), false, 1);
         }
         let (rate, samples) = l.accepted_rate(at(t0, 1_350));
         assert_eq!(samples, 4, "only what came after the pause");
@@ -530,35 +737,53 @@ mod tests {
         let mut l = Learner::new(4, 64, t0);
         // A window of 10 per second, filled in 100 ms by an unpaced client.
         for i in 0..10 {
-            l.on_success(at(t0, i * 10), false, 4);
+            l.on_success(at(t0, i * 10), at(t0, i * 10), false, 4);
         }
-        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 1, at(t0, 1_000));
+        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 0, false, at(t0, 1_000));
         assert_eq!(cut, Cut::Rate(FIRST_BETA * 10.0));
     }
 
     #[test]
-    fn after_the_first_rate_cut_the_rate_grows_by_half_per_second_until_the_next() {
+    fn after_the_first_rate_cut_the_rate_doubles_each_second_and_the_next_cut_reads_the_last_second()
+     {
         let t0 = Instant::now();
         let mut l = Learner::new(4, 64, t0);
         for i in 0..4 {
-            l.on_success(at(t0, i * 10), false, 1);
+            l.on_success(at(t0, i * 10), at(t0, i * 10), false, 1);
         }
-        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 1, at(t0, 1_000));
+        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 0, false, at(t0, 1_000));
         assert_eq!(cut, Cut::Rate(FIRST_BETA * 4.0), "4 in a second, at least");
         let mut rate_at = |ms: u64| {
             for _ in 0..10 {
-                l.successes.push_back((at(t0, ms), 1)); // accepted: no ceiling
+                l.successes.push_back(Success {
+                    at: at(t0, ms),
+                    sent: at(t0, ms),
+                    overlap: 1,
+                }); // accepted: no ceiling
             }
             l.tat = at(t0, ms + 100); // paced
-            l.on_success(at(t0, ms), true, 1);
+            l.on_success(at(t0, ms), at(t0, ms), true, 1);
             l.rate
         };
         let (one, three) = (rate_at(1_100), rate_at(3_100));
-        assert!((one / (FIRST_BETA * 4.0) - 1.5).abs() < 0.01, "{one}");
-        assert!((three / one - 2.25).abs() < 0.01, "{three}");
-        let cut = l.on_rate_limited(at(t0, 3_200), at(t0, 3_150), 1, at(t0, 4_200));
-        assert!(matches!(cut, Cut::Rate(_)));
-        assert!(!l.rate_slow_start, "the second cut ends slow start");
+        assert!((one / (FIRST_BETA * 4.0) - 2.0).abs() < 0.01, "{one}");
+        assert!(
+            (three - 23.0).abs() < 0.01,
+            "×4 would be {}, but never above twice the last second's 11 accepted, plus one: \
+             {three}",
+            one * 4.0
+        );
+        // 11 accepted in the last second, 22 since the cut 3.1 s ago: the last second.
+        let cut = l.on_rate_limited(at(t0, 3_200), at(t0, 3_150), 0, false, at(t0, 4_200));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        assert!((r - BETA * 11.0).abs() < 0.01, "{r}");
+        assert_eq!(
+            l.rate_slow_start,
+            Some(SLOW_START_AGAIN),
+            "the second cut slows the slow start down"
+        );
+        l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 0, false, at(t0, 5_300));
+        assert_eq!(l.rate_slow_start, None, "the third ends it");
     }
 
     #[test]
@@ -567,15 +792,20 @@ mod tests {
         let mut l = Learner::new(8, 64, t0);
         for i in 0..10 {
             l.slot(at(t0, i * 50));
-            l.on_success(at(t0, i * 50 + 20), false, 1);
+            l.on_success(at(t0, i * 50 + 20), at(t0, i * 50 + 20), false, 1);
         }
         // Ten idle seconds, then 1.5 s at 40/s until the server says no.
         let start = 10_000;
         for i in 0..60 {
             l.slot(at(t0, start + i * 25));
-            l.on_success(at(t0, start + i * 25 + 20), false, 1);
+            l.on_success(
+                at(t0, start + i * 25 + 20),
+                at(t0, start + i * 25 + 20),
+                false,
+                1,
+            );
         }
-        let cut = l.on_rate_limited(at(t0, 11_500), at(t0, 11_490), 1, at(t0, 12_500));
+        let cut = l.on_rate_limited(at(t0, 11_500), at(t0, 11_490), 0, false, at(t0, 12_500));
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!(
             (r - FIRST_BETA * 40.0).abs() < 1.0,
@@ -584,112 +814,134 @@ mod tests {
     }
 
     #[test]
-    fn every_429_of_a_burst_over_a_cap_lowers_the_cap_to_the_others_in_flight() {
-        let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
-        // A first burst, nothing accepted yet: a cap and a token bucket look alike, so it
-        // cuts nothing (the class pauses for the Retry-After instead).
-        assert_eq!(
-            l.on_rate_limited(at(t0, 1), t0, 8, at(t0, 1_000)),
-            Cut::Unmeasured
-        );
-        // Later: four accepted, then eight sent at once against a cap of 4. The four 429s
-        // come back seeing 7, 6, 5 and 4 others in flight.
-        let t1 = at(t0, 12_000);
-        for i in 0..4 {
-            l.on_success(at(t1, i), false, 4 - i as usize);
-        }
-        let cuts: Vec<Cut> = [8, 7, 6, 5]
-            .into_iter()
-            .map(|level| l.on_rate_limited(at(t1, 10), t1, level, at(t1, 1_000)))
-            .collect();
-        assert_eq!(cuts, [7, 6, 5, 4].map(Cut::Concurrency));
-        assert_eq!(l.rate, f64::INFINITY, "the rate is left alone");
-        assert_eq!(
-            l.on_rate_limited(at(t1, 20), t1, 5, at(t1, 1_000)),
-            Cut::None,
-            "never raised by a cut"
-        );
-    }
-
-    #[test]
-    fn a_pure_rate_limit_never_cuts_concurrency() {
-        let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
-        // Rounds of eight at once against a token bucket of 2: two accepted, six refused,
-        // the 429s coming back first (at every level), the successes after.
-        for round in 0..5u64 {
-            let t = at(t0, round * 1_200);
-            for level in (3..=8).rev() {
-                l.on_rate_limited(t, t, level, at(t, 1_000));
-            }
-            l.on_success(at(t, 50), true, 2);
-            l.on_success(at(t, 51), true, 1);
-            for i in 0..6 {
-                l.on_success(at(t, 1_050 + i), true, 6 - i as usize);
-            }
-        }
-        assert_eq!((l.concurrency, l.concurrency_cuts), (8, 0));
-    }
-
-    #[test]
     fn the_cap_grows_no_further_than_its_ceiling() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, 12, t0);
         let mut sizes = Vec::new();
         for s in 1..6 {
-            if let Some(size) = l.on_success(at(t0, s * 1_100), true, l.concurrency) {
+            let now = at(t0, s * 1_100);
+            if let Some(size) = l.on_success(now, now, true, l.concurrency) {
                 sizes.push(size);
             }
         }
         assert_eq!(sizes, [12], "doubled to the ceiling, then held");
     }
 
-    #[test]
-    fn a_429_at_the_cap_above_every_accepted_level_is_a_cap_and_others_a_rate() {
-        let t0 = Instant::now();
-        let mut l = Learner::new(5, 64, t0);
-        for (i, level) in [1, 2, 3, 4, 4].into_iter().enumerate() {
-            l.on_success(at(t0, i as u64 * 100), true, level);
+    /// `refused` requests sent together 10 ms before `t` come back with 429s at `t`, one by
+    /// one, while `served` others sent with them succeed 50 ms later. Returns the last cut.
+    fn moment(l: &mut Learner, t: Instant, refused: usize, served: usize, saturated: bool) -> Cut {
+        let sent = t - Duration::from_millis(10);
+        let resume = t + Duration::from_secs(1);
+        let mut cut = Cut::None;
+        let mut note = |c: Cut| {
+            if c != Cut::None {
+                cut = c;
+            }
+        };
+        for i in 0..refused {
+            note(l.on_finish(sent, t, false));
+            note(l.on_rate_limited(t, sent, served + refused - 1 - i, saturated, resume));
         }
-        let resume = at(t0, 1_500);
-        let mut below_the_cap = l.clone();
-        below_the_cap.concurrency = 6;
-        assert!(
-            matches!(
-                below_the_cap.on_rate_limited(at(t0, 500), at(t0, 499), 5, resume),
-                Cut::Rate(_)
-            ),
-            "below the cap: one more in flight than usual says nothing of a cap"
-        );
-        assert_eq!(
-            l.on_rate_limited(at(t0, 500), at(t0, 499), 5, resume),
-            Cut::Concurrency(4)
-        );
-        for i in 0..5 {
-            l.on_success(at(t0, 600 + i * 20), true, 4);
+        let back = t + Duration::from_millis(50);
+        for i in 0..served {
+            l.on_success(back, sent, true, served - i);
+            note(l.on_finish(sent, back, true));
         }
-        assert!(matches!(
-            l.on_rate_limited(at(t0, 800), at(t0, 790), 4, resume),
-            Cut::Rate(_)
-        ));
+        cut
     }
 
     #[test]
-    fn a_429_at_a_level_the_server_accepted_is_not_a_cap() {
+    fn a_429_is_judged_once_the_requests_in_flight_with_it_have_finished() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, 64, t0);
-        l.rate = 50.0;
-        for i in 0..5 {
-            l.on_success(at(t0, i * 200), false, 8);
+        let t = at(t0, 100);
+        assert_eq!(l.on_rate_limited(t, t0, 2, true, at(t0, 1_100)), Cut::None);
+        assert_eq!(l.pending.len(), 1);
+        // Sent after it: not one of those it waits for.
+        l.on_finish(at(t0, 150), at(t0, 160), true);
+        assert_eq!(l.pending[0].outstanding, 2);
+        l.on_finish(t0, at(t0, 170), true);
+        l.on_finish(t0, at(t0, 180), false);
+        assert!(l.pending.is_empty());
+        assert_eq!(
+            (l.refusals.len(), l.refusals[0].served),
+            (1, 1),
+            "one of the two was served"
+        );
+        // One that waits for a stalled request is judged after SETTLE all the same.
+        l.on_rate_limited(at(t0, 300), t0, 1, true, at(t0, 1_300));
+        assert_eq!(l.pending.len(), 1);
+        l.on_finish(at(t0, 2_400), at(t0, 2_450), true);
+        assert!(l.pending.is_empty());
+    }
+
+    #[test]
+    fn a_cap_is_429s_at_the_top_at_two_moments_and_the_cap_is_what_was_served() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        // Eight at once against a cap of 4: four 429s while four are served.
+        let t1 = at(t0, 1_000);
+        assert_eq!(moment(&mut l, t1, 4, 4, true), Cut::None, "one moment");
+        // A second later, the four that waited come back to a full server again.
+        let t2 = at(t0, 2_000);
+        assert_eq!(moment(&mut l, t2, 4, 4, true), Cut::Concurrency(4));
+        assert_eq!(
+            moment(&mut l, at(t0, 3_000), 1, 4, true),
+            Cut::None,
+            "never raised"
+        );
+        assert_eq!(
+            (l.rate, l.rate_cuts),
+            (f64::INFINITY, 0),
+            "the rate is left alone"
+        );
+    }
+
+    #[test]
+    fn a_token_bucket_burst_refuses_at_the_top_once_and_lower_after_so_it_is_no_cap() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        // Rounds of eight at once against a bucket of 2 every 1.2 s: two served, six refused
+        // at the top; then the two that were served send again into an empty bucket.
+        for round in 0..5u64 {
+            let t = at(t0, 1_000 + round * 1_200);
+            moment(&mut l, t, 6, 2, true);
+            moment(&mut l, at(t, 100), 2, 0, true);
         }
-        // Accepted at 8 in flight: a 429 at 8 is a rate limit, however low the accepted
-        // rate is against the paced one.
+        assert_eq!((l.concurrency, l.concurrency_cuts), (8, 0));
+        assert!(l.rate_cuts >= 1, "{l:?}");
+    }
+
+    #[test]
+    fn a_429_with_permits_to_spare_is_no_sign_of_a_cap() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        for i in 0..10 {
+            let now = at(t0, i * 100);
+            l.on_success(now, now, true, 2);
+        }
+        // Two callers, eight permits: refused while two were served, twice, a second apart.
         assert!(matches!(
-            l.on_rate_limited(at(t0, 1_000), at(t0, 990), 8, at(t0, 2_000)),
+            moment(&mut l, at(t0, 1_000), 1, 1, false),
             Cut::Rate(_)
         ));
-        assert_eq!(l.concurrency, 8);
+        moment(&mut l, at(t0, 2_500), 1, 1, false);
+        assert_eq!(l.concurrency_cuts, 0);
+    }
+
+    #[test]
+    fn a_cap_is_never_cut_below_what_the_server_served_at_once() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(6, 64, t0);
+        // Six served at once a moment ago.
+        let t = at(t0, 500);
+        for i in 0..6 {
+            l.on_success(t, at(t0, 400), true, 6 - i);
+        }
+        // Then 429s at the top with five served: a rate limit met at full concurrency.
+        moment(&mut l, at(t0, 900), 1, 5, true);
+        assert_eq!(moment(&mut l, at(t0, 1_300), 1, 5, true), Cut::None);
+        assert_eq!(l.concurrency, 6);
     }
 
     #[test]
@@ -704,10 +956,14 @@ mod tests {
         for i in 1..=80 {
             let now = at(t0, i * 100);
             for _ in 0..3 {
-                l.successes.push_back((now, 1));
+                l.successes.push_back(Success {
+                    at: now,
+                    sent: now,
+                    overlap: 1,
+                });
             }
             l.tat = now + Duration::from_millis(50); // paced
-            l.on_success(now, true, 0);
+            l.on_success(now, now, true, 0);
             rates.push(l.rate);
         }
         let at_s = |s: usize| rates[s * 10 - 1];
@@ -734,31 +990,30 @@ mod tests {
     fn concurrency_doubles_until_its_first_cut_then_probes_after_a_doubling_hold() {
         let t0 = Instant::now();
         let mut l = Learner::new(2, 64, t0);
-        assert_eq!(l.on_success(at(t0, 1_000), true, 2), Some(4));
+        let success = |l: &mut Learner, ms: u64, level: usize| {
+            let now = at(t0, ms);
+            l.on_success(now, now, true, level)
+        };
+        assert_eq!(success(&mut l, 1_000, 2), Some(4));
+        assert_eq!(success(&mut l, 1_500, 4), None, "one round per second");
+        assert_eq!(success(&mut l, 2_000, 4), Some(8));
+        // The doubling sent four more at once against a cap of 5: three refused at two
+        // moments, while five were served.
+        assert_eq!(moment(&mut l, at(t0, 2_100), 2, 5, true), Cut::None);
         assert_eq!(
-            l.on_success(at(t0, 1_500), true, 4),
-            None,
-            "one round per second"
+            moment(&mut l, at(t0, 2_400), 1, 5, true),
+            Cut::Concurrency(5)
         );
-        assert_eq!(l.on_success(at(t0, 2_000), true, 4), Some(8));
-        // The doubling sent four more at once; the server took one.
-        let resume = at(t0, 9_000);
-        for (level, cap) in [(8, 7), (7, 6), (6, 5)] {
-            assert_eq!(
-                l.on_rate_limited(at(t0, 2_100), at(t0, 2_050), level, resume),
-                Cut::Concurrency(cap),
-            );
-        }
         for ms in [3_000, 3_500, 4_000] {
-            assert_eq!(l.on_success(at(t0, ms), true, 5), None, "holding");
+            assert_eq!(success(&mut l, ms, 5), None, "holding");
         }
         assert_eq!(
-            l.on_success(at(t0, 4_200), true, 5),
+            success(&mut l, 4_600, 5),
             Some(6),
             "probe after the 2 s hold"
         );
         assert_eq!(
-            l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 6, resume),
+            moment(&mut l, at(t0, 4_700), 1, 5, true),
             Cut::Concurrency(5)
         );
         assert_eq!(
@@ -766,8 +1021,8 @@ mod tests {
             Duration::from_secs(4),
             "the failed probe doubles the hold"
         );
-        assert_eq!(l.on_success(at(t0, 7_000), true, 5), None);
-        assert_eq!(l.on_success(at(t0, 8_400), true, 5), Some(6));
+        assert_eq!(success(&mut l, 7_000, 5), None);
+        assert_eq!(success(&mut l, 8_800, 5), Some(6));
         assert_eq!(l.rate, f64::INFINITY, "the rate was never cut");
     }
 
@@ -779,7 +1034,7 @@ mod tests {
         l.rate_cut_at = Some(t0);
         l.w = 5.0;
         for i in 1..=100 {
-            l.on_success(at(t0, i * 100), false, 1);
+            l.on_success(at(t0, i * 100), at(t0, i * 100), false, 1);
         }
         assert_eq!((l.rate, l.concurrency), (5.0, 4));
     }

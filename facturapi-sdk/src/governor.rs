@@ -2,13 +2,19 @@
 //! calls inside Facturapi's per-class limits.
 //!
 //! Each [`Class`] has a semaphore (its concurrency limit, resizable at runtime) and a gate
-//! (a time before which no request of the class starts, set by a 429's `Retry-After`). In
-//! adaptive mode (the default) each class also has a paced rate, and both the rate and the
-//! concurrency limit are learned from 429s (the `adaptive` module); the gate then only closes
-//! for a first 429 the learner cannot measure yet. In static mode
-//! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
-//! the policies', and a request that got a 429 waits out its `Retry-After` keeping its
-//! permit: one slot of the class waits, the others go on. [`Learned`] shows where they stand.
+//! (a time before which no request of the class starts). In adaptive mode (the default) each
+//! class also has a paced rate, and both the rate and the concurrency limit are learned from
+//! 429s (the `adaptive` module); the gate closes only for the first 429 the learner cannot
+//! measure. In static mode ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits))
+//! the limits are the policies'. [`Learned`] shows where they stand.
+//!
+//! **The `Retry-After` rule**, in both modes: the request that got a 429 is not sent again
+//! before its `Retry-After` ends, even when the learner expects the server to take it sooner
+//! (Facturapi asks for it to be honoured, and rounds it up to whole seconds). It waits
+//! holding its permit, at the head of its class; nothing else waits for it. In a paced class
+//! its permit is handed to the next request meanwhile, so a 429 costs its caller the wait
+//! and the class nothing. A caller with fewer workers than the limit allows has nothing to
+//! overlap that wait with: there the SDK's answer is to pace so that the 429 does not come.
 
 use std::fmt;
 use std::sync::Arc;
@@ -226,48 +232,88 @@ struct Limit {
     size: Mutex<usize>,
     /// Permits still to take back after a shrink: the next ones released are forgotten
     /// (not handed to the requests queued for them, which a FIFO semaphore would do first).
-    debt: Arc<AtomicUsize>,
+    debt: AtomicUsize,
 }
 
 impl Limit {
-    /// Removes `n` permits: free ones at once, the rest as requests in flight release them.
+    /// Removes `n` permits: free ones at once, the rest (added to the debt) as requests in
+    /// flight release them.
     fn take_back(&self, n: usize) {
-        take_back(&self.semaphore, &self.debt, n);
+        let to_remove = n - self.semaphore.forget_permits(n);
+        self.debt.fetch_add(to_remove, Ordering::Relaxed);
     }
 
     /// Adds `n` permits, first cancelling what a shrink still had to take back.
     fn give(&self, n: usize) {
-        give(&self.semaphore, &self.debt, n);
+        let mut paid = 0;
+        let _ = self
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                paid = d.min(n);
+                Some(d - paid)
+            });
+        self.semaphore.add_permits(n - paid);
     }
 }
 
-/// Removes `n` permits from `semaphore`: free ones at once, the rest (added to `debt`) as
-/// holders release them.
-fn take_back(semaphore: &Semaphore, debt: &AtomicUsize, n: usize) {
-    let to_remove = n - semaphore.forget_permits(n);
-    debt.fetch_add(to_remove, Ordering::Relaxed);
-}
-
-/// Adds `n` permits to `semaphore`, first cancelling what `debt` still had to take back.
-fn give(semaphore: &Semaphore, debt: &AtomicUsize, n: usize) {
-    let mut paid = 0;
-    let _ = debt.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-        paid = d.min(n);
-        Some(d - paid)
-    });
-    semaphore.add_permits(n - paid);
-}
-
 struct ClassState {
+    class: Class,
     limit: Limit,
     gate: Mutex<Option<Instant>>,
     policy: ClassPolicy,
     /// Adaptive mode only.
     learner: Option<Mutex<Learner>>,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
     /// Requests waiting for the gate, a permit or a pacing slot.
     queued: AtomicUsize,
     rate_limited: AtomicU64,
+}
+
+impl ClassState {
+    fn learner(&self) -> Option<std::sync::MutexGuard<'_, Learner>> {
+        let learner = self.learner.as_ref()?;
+        Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Carries out what the learner decided: the semaphore follows its concurrency, a first
+    /// unmeasured 429 closes the gate.
+    fn apply(&self, cut: Cut) {
+        match cut {
+            Cut::Concurrency(size) => self.resize(size),
+            Cut::Rate(rate) => {
+                metrics::gauge!("facturapi_learned_rate", "class" => self.class.as_str()).set(rate);
+            }
+            Cut::Unmeasured(until) => self.pause(until),
+            Cut::None => {}
+        }
+        if cut != Cut::None {
+            tracing::debug!(class = self.class.as_str(), ?cut, "adaptive limits");
+        }
+    }
+
+    /// Pauses the class until `until` (never shortens an existing pause).
+    fn pause(&self, until: Instant) {
+        if let Ok(mut gate) = self.gate.lock()
+            && gate.is_none_or(|current| current < until)
+        {
+            *gate = Some(until);
+        }
+    }
+
+    fn resize(&self, size: usize) {
+        let size = size.max(1);
+        metrics::gauge!("facturapi_learned_concurrency", "class" => self.class.as_str())
+            .set(size as f64);
+        let Ok(mut current) = self.limit.size.lock() else {
+            return;
+        };
+        if size > *current {
+            self.limit.give(size - *current);
+        } else if size < *current {
+            self.limit.take_back(*current - size);
+        }
+        *current = size;
+    }
 }
 
 /// Where one class's limits stand (see [`Client::learned`](crate::Client::learned)).
@@ -304,7 +350,7 @@ pub(crate) enum After429 {
 
 /// The per-class limits of one client.
 pub(crate) struct Governor {
-    classes: Vec<ClassState>,
+    classes: Vec<Arc<ClassState>>,
 }
 
 impl fmt::Debug for Governor {
@@ -322,13 +368,9 @@ impl fmt::Debug for Governor {
 }
 
 /// Permission to have one request of a class in flight.
-#[derive(Debug)]
 pub(crate) struct Permit {
     permit: Option<OwnedSemaphorePermit>,
-    semaphore: Arc<Semaphore>,
-    /// The class's shrink debt: a permit released while it is due is forgotten.
-    debt: Arc<AtomicUsize>,
-    in_flight: Arc<AtomicUsize>,
+    state: Arc<ClassState>,
     /// Counted in `in_flight`: false while the holder waits out a `Retry-After`.
     counted: bool,
     /// Idle, and replaced by another permit in the semaphore meanwhile (see
@@ -336,20 +378,50 @@ pub(crate) struct Permit {
     replaced: bool,
     /// Requests of the class in flight when this one was sent, itself included.
     level: usize,
+    /// When the request it carries was sent (or sent again after a `Retry-After`).
+    sent: Instant,
+    /// The request succeeded: reported to the learner when the permit finishes.
+    served: bool,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("class", &self.state.class)
+            .field("counted", &self.counted)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Permit {
-    fn new(permit: OwnedSemaphorePermit, in_flight: &Arc<AtomicUsize>, limit: &Limit) -> Self {
-        let level = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    fn new(permit: OwnedSemaphorePermit, state: &Arc<ClassState>) -> Self {
+        let level = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         Permit {
             permit: Some(permit),
-            semaphore: limit.semaphore.clone(),
-            debt: limit.debt.clone(),
-            in_flight: in_flight.clone(),
+            state: state.clone(),
             counted: true,
             replaced: false,
             level,
+            sent: Instant::now(),
+            served: false,
         }
+    }
+
+    /// The request is no longer in flight: the learner hears how it ended (a 429 waiting
+    /// for the requests that were in flight with it learns from it whether they were
+    /// served).
+    fn finish(&mut self) {
+        if !std::mem::replace(&mut self.counted, false) {
+            return;
+        }
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let served = std::mem::replace(&mut self.served, false);
+        let cut = match self.state.learner() {
+            Some(mut learner) => learner.on_finish(self.sent, Instant::now(), served),
+            None => return,
+        };
+        self.state.apply(cut);
     }
 
     /// Requests of the class in flight when this one was sent, itself included.
@@ -359,9 +431,7 @@ impl Permit {
 
     /// Keeps the permit (the place at the head of the class) without counting as in flight.
     pub(crate) fn idle(&mut self) {
-        if std::mem::replace(&mut self.counted, false) {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.finish();
     }
 
     /// While idle, lets another request take this permit's place in the semaphore, so the
@@ -371,15 +441,16 @@ impl Permit {
     /// a storm, and replacing them turned each `Retry-After` pause into a new burst.
     fn replace(&mut self) {
         if !self.counted && !std::mem::replace(&mut self.replaced, true) {
-            give(&self.semaphore, &self.debt, 1);
+            self.state.limit.give(1);
         }
     }
 
     fn active(&mut self) {
         if !std::mem::replace(&mut self.counted, true) {
-            self.level = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.level = self.state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.sent = Instant::now();
             if std::mem::replace(&mut self.replaced, false) {
-                take_back(&self.semaphore, &self.debt, 1);
+                self.state.limit.take_back(1);
             }
         }
     }
@@ -387,8 +458,8 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if std::mem::replace(&mut self.counted, false) {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.finish();
         } else if self.replaced {
             // Its replacement is already in the semaphore.
             if let Some(permit) = self.permit.take() {
@@ -397,6 +468,8 @@ impl Drop for Permit {
             return;
         }
         let due = self
+            .state
+            .limit
             .debt
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
             .is_ok();
@@ -425,46 +498,56 @@ impl Drop for Queued<'_> {
 impl Governor {
     pub(crate) fn new(policies: &[ClassPolicy; 5], adaptive: bool) -> Self {
         let now = Instant::now();
-        let classes = policies
+        let classes = Class::ALL
             .iter()
-            .map(|policy| ClassState {
-                limit: Limit {
-                    semaphore: Arc::new(Semaphore::new(policy.concurrency.max(1))),
-                    size: Mutex::new(policy.concurrency.max(1)),
-                    debt: Arc::new(AtomicUsize::new(0)),
-                },
-                gate: Mutex::new(None),
-                learner: adaptive.then(|| {
-                    Mutex::new(Learner::new(
-                        policy.concurrency,
-                        policy.max_concurrency.max(policy.concurrency),
-                        now,
-                    ))
-                }),
-                policy: policy.clone(),
-                in_flight: Arc::new(AtomicUsize::new(0)),
-                queued: AtomicUsize::new(0),
-                rate_limited: AtomicU64::new(0),
+            .zip(policies)
+            .map(|(&class, policy)| {
+                Arc::new(ClassState {
+                    class,
+                    limit: Limit {
+                        semaphore: Arc::new(Semaphore::new(policy.concurrency.max(1))),
+                        size: Mutex::new(policy.concurrency.max(1)),
+                        debt: AtomicUsize::new(0),
+                    },
+                    gate: Mutex::new(None),
+                    learner: adaptive.then(|| {
+                        Mutex::new(Learner::new(
+                            policy.concurrency,
+                            policy.max_concurrency.max(policy.concurrency),
+                            now,
+                        ))
+                    }),
+                    policy: policy.clone(),
+                    in_flight: AtomicUsize::new(0),
+                    queued: AtomicUsize::new(0),
+                    rate_limited: AtomicU64::new(0),
+                })
             })
             .collect();
         Self { classes }
     }
 
-    fn learner(&self, class: Class) -> Option<std::sync::MutexGuard<'_, Learner>> {
-        let learner = self.classes[class.index()].learner.as_ref()?;
-        Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
+    fn state(&self, class: Class) -> &Arc<ClassState> {
+        &self.classes[class.index()]
     }
 
-    /// A success of `class` (its permit still held): adaptive growth.
-    pub(crate) fn on_success(&self, class: Class, _permit: &Permit) {
-        let state = &self.classes[class.index()];
+    fn learner(&self, class: Class) -> Option<std::sync::MutexGuard<'_, Learner>> {
+        self.state(class).learner()
+    }
+
+    /// A success of `class` (its permit still held): adaptive growth, and the permit reports
+    /// a served request when it finishes.
+    pub(crate) fn on_success(&self, class: Class, permit: &mut Permit) {
+        permit.served = true;
+        let state = self.state(class);
         let grown = {
-            let Some(mut learner) = self.learner(class) else {
+            let Some(mut learner) = state.learner() else {
                 return;
             };
             let before = learner.rate;
             let grown = learner.on_success(
                 Instant::now(),
+                permit.sent,
                 state.queued.load(Ordering::Relaxed) > 0,
                 // In flight as it came back, itself included (its permit still counts).
                 state.in_flight.load(Ordering::Relaxed).max(1),
@@ -476,59 +559,41 @@ impl Governor {
             grown
         };
         if let Some(size) = grown {
-            self.resize(class, size);
+            state.resize(size);
         }
     }
 
-    /// A 429 of a request of `class` sent at `sent_at`; returns whether the whole class
-    /// must pause for the `Retry-After`.
+    /// A 429 of a request of `class` sent at `sent_at`, its permit already idle.
     ///
-    /// In static mode, never: the limits are the caller's, and the request that got the 429
-    /// waits out its `Retry-After` holding its permit, so the class runs one request fewer
-    /// for that long (the more 429s, the fewer in flight). In adaptive mode, only while the
-    /// learner cannot tell a rate from a cap yet: otherwise its cut is the answer, and the
-    /// request that got the 429 alone waits out its `Retry-After` (at the head of the class).
-    /// A pause of the class costs a whole second of its capacity for a `Retry-After` that
-    /// Facturapi rounds up to whole seconds, when the server's bucket refills in a fraction
-    /// of that.
-    pub(crate) fn on_rate_limited(
-        &self,
-        class: Class,
-        sent_at: Instant,
-        permit: &mut Permit,
-        until: Instant,
-    ) -> bool {
-        let state = &self.classes[class.index()];
+    /// In static mode the limits are the caller's: nothing changes, and the request waits
+    /// out its `Retry-After` holding its permit, so the class runs one request fewer for that
+    /// long (the more 429s, the fewer in flight). In adaptive mode the learner hears it (see
+    /// the `adaptive` module): it judges the 429 once the requests in flight with it have
+    /// finished, and its cut may come then.
+    fn on_rate_limited(&self, class: Class, sent_at: Instant, permit: &mut Permit, until: Instant) {
+        let state = self.state(class);
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
         let (cut, paced) = {
-            let Some(mut learner) = self.learner(class) else {
-                return false;
+            let Some(mut learner) = state.learner() else {
+                return;
             };
-            // In flight as it came back, itself included (the send path has already set
-            // its permit idle).
-            let level = state.in_flight.load(Ordering::Relaxed) + usize::from(!permit.counted);
-            let cut = learner.on_rate_limited(Instant::now(), sent_at, level, until);
+            // Every permit in use (this one included, until it is replaced): the caller
+            // offers the class more than its limit.
+            let saturated = state.limit.semaphore.available_permits() == 0;
+            let others = state.in_flight.load(Ordering::Relaxed);
+            let cut = learner.on_rate_limited(Instant::now(), sent_at, others, saturated, until);
             (cut, learner.rate.is_finite())
         };
         if paced {
             permit.replace();
         }
-        match cut {
-            Cut::Concurrency(size) => self.resize(class, size),
-            Cut::Rate(rate) => {
-                metrics::gauge!("facturapi_learned_rate", "class" => class.as_str()).set(rate);
-            }
-            Cut::None | Cut::Unmeasured => {}
-        }
-        tracing::debug!(class = class.as_str(), ?cut, "adaptive limits");
-        cut == Cut::Unmeasured
+        state.apply(cut);
     }
 
-    /// What a 429 means for the class, in one call: the learner's cut (adaptive mode), the
-    /// class pause (a first 429 the learner cannot measure), and whether the request keeps
-    /// its permit (its place at the head of the class) while it waits until `until`: always
-    /// in static mode, and in adaptive mode while a concurrency cut left room for it. The
-    /// send path does not branch on the mode.
+    /// What a 429 means for the class, in one call: the learner hears it (adaptive mode),
+    /// and the request keeps its permit (its place at the head of the class) while it waits
+    /// until `until`: always in static mode, and in adaptive mode unless a concurrency cut
+    /// left no room for it. The send path does not branch on the mode.
     pub(crate) fn on_429(
         &self,
         class: Class,
@@ -537,9 +602,7 @@ impl Governor {
         until: Instant,
     ) -> After429 {
         permit.idle();
-        if self.on_rate_limited(class, sent_at, &mut permit, until) {
-            self.pause(class, until);
-        }
+        self.on_rate_limited(class, sent_at, &mut permit, until);
         if !self.adaptive(class) || permit.level() <= self.concurrency(class) {
             After429::Hold(permit)
         } else {
@@ -550,7 +613,7 @@ impl Governor {
 
     /// Whether the learner paces or caps this class (adaptive mode).
     pub(crate) fn adaptive(&self, class: Class) -> bool {
-        self.classes[class.index()].learner.is_some()
+        self.state(class).learner.is_some()
     }
 
     /// Sends again a request that kept its permit through a 429: waits for `until` (its own
@@ -575,8 +638,8 @@ impl Governor {
 
     /// Where the limits of `class` stand.
     pub(crate) fn learned(&self, class: Class) -> Learned {
-        let state = &self.classes[class.index()];
-        let (rate, rate_cuts, concurrency_cuts) = match self.learner(class) {
+        let state = self.state(class);
+        let (rate, rate_cuts, concurrency_cuts) = match state.learner() {
             Some(l) => (
                 Some(l.rate).filter(|r| r.is_finite()),
                 l.rate_cuts,
@@ -597,38 +660,29 @@ impl Governor {
     }
 
     pub(crate) fn policy(&self, class: Class) -> &ClassPolicy {
-        &self.classes[class.index()].policy
+        &self.state(class).policy
     }
 
     /// When the class may next start a request, if it is paused.
     pub(crate) fn gate(&self, class: Class) -> Option<Instant> {
-        let gate = self.classes[class.index()]
-            .gate
-            .lock()
-            .map(|g| *g)
-            .unwrap_or(None);
+        let gate = self.state(class).gate.lock().map(|g| *g).unwrap_or(None);
         gate.filter(|until| *until > Instant::now())
     }
 
     /// Pauses the class until `until` (never shortens an existing pause).
-    pub(crate) fn pause(&self, class: Class, until: Instant) {
-        if let Ok(mut gate) = self.classes[class.index()].gate.lock()
-            && gate.is_none_or(|current| current < until)
-        {
-            *gate = Some(until);
-        }
+    #[cfg(test)]
+    fn pause(&self, class: Class, until: Instant) {
+        self.state(class).pause(until);
     }
 
-    /// Waits for the class gate, then for a permit. Re-checks the gate after the permit:
-    /// a 429 may have paused the class while this request queued.
     /// A permit at once, when the class is not paused and one is free (the common case:
     /// no timer is armed).
     pub(crate) fn try_acquire(&self, class: Class) -> Option<Permit> {
         if self.gate(class).is_some() {
             return None;
         }
-        let state = &self.classes[class.index()];
-        let mut learner = self.learner(class);
+        let state = self.state(class);
+        let mut learner = state.learner();
         if let Some(l) = &learner
             && !l.slot_free(Instant::now())
         {
@@ -638,13 +692,15 @@ impl Governor {
         if let Some(l) = &mut learner {
             l.slot(Instant::now());
         }
-        Some(Permit::new(permit, &state.in_flight, &state.limit))
+        drop(learner);
+        Some(Permit::new(permit, state))
     }
 
     /// Waits for the gate, a permit and (adaptive mode) a pacing slot, in that order, so at
-    /// most a class's permits are ever booked on the pacing schedule.
+    /// most a class's permits are ever booked on the pacing schedule. Re-checks the gate
+    /// after the slot: a 429 may have paused the class while this request queued.
     pub(crate) async fn acquire(&self, class: Class) -> Permit {
-        let state = &self.classes[class.index()];
+        let state = self.state(class);
         let _queued = Queued::new(&state.queued);
         loop {
             if let Some(until) = self.gate(class) {
@@ -654,49 +710,29 @@ impl Governor {
             let Ok(permit) = state.limit.semaphore.clone().acquire_owned().await else {
                 continue;
             };
-            let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
+            let slot = state.learner().map(|mut l| l.slot(Instant::now()));
             if let Some(slot) = slot {
                 tokio::time::sleep_until(slot).await;
             }
             if self.gate(class).is_none() {
-                return Permit::new(permit, &state.in_flight, &state.limit);
+                return Permit::new(permit, state);
             }
         }
     }
 
     /// The current concurrency limit of `class`.
     pub(crate) fn concurrency(&self, class: Class) -> usize {
-        self.classes[class.index()]
-            .limit
-            .size
-            .lock()
-            .map(|s| *s)
-            .unwrap_or(1)
+        self.state(class).limit.size.lock().map(|s| *s).unwrap_or(1)
     }
 
     /// Resizes the concurrency limit of `class` (at least 1). Growing takes effect at once;
     /// shrinking takes permits back as requests in flight finish.
     pub(crate) fn set_concurrency(&self, class: Class, size: usize) {
-        if let Some(mut learner) = self.learner(class) {
+        let state = self.state(class);
+        if let Some(mut learner) = state.learner() {
             learner.concurrency = size.max(1);
         }
-        self.resize(class, size);
-    }
-
-    fn resize(&self, class: Class, size: usize) {
-        let size = size.max(1);
-        metrics::gauge!("facturapi_learned_concurrency", "class" => class.as_str())
-            .set(size as f64);
-        let limit = &self.classes[class.index()].limit;
-        let Ok(mut current) = limit.size.lock() else {
-            return;
-        };
-        if size > *current {
-            limit.give(size - *current);
-        } else if size < *current {
-            limit.take_back(*current - size);
-        }
-        *current = size;
+        state.resize(size);
     }
 }
 
@@ -768,8 +804,12 @@ mod tests {
         let mut parked = governor.acquire(class).await;
         // Unpaced (no rate cut yet): the parked permit still counts against the cap.
         parked.idle();
-        let paused = governor.on_rate_limited(class, Instant::now(), &mut parked, later);
-        assert!(paused, "a first 429 with nothing measured pauses the class");
+        governor.on_rate_limited(class, Instant::now(), &mut parked, later);
+        assert_eq!(
+            governor.gate(class),
+            Some(later),
+            "a first 429 with nothing measured pauses the class"
+        );
         let _busy = governor.acquire(class).await;
         assert!(
             governor.try_acquire(class).is_none(),

@@ -574,7 +574,7 @@ async fn send_loop(
                 None => tokio::time::timeout_at(deadline, governor.acquire(op.class)).await,
             },
         };
-        let permit = match waited {
+        let mut permit = match waited {
             Ok(permit) if Instant::now() < deadline => permit,
             _ if last_429.is_some() => {
                 return Err(rate_limited(
@@ -667,7 +667,7 @@ async fn send_loop(
         }
         match action {
             Action::Return => {
-                governor.on_success(op.class, &permit);
+                governor.on_success(op.class, &mut permit);
                 let stream = seen.response.take().map(|inner_response| Streaming {
                     inner: inner_response,
                     permit,
