@@ -1354,7 +1354,7 @@ fn main() {
     }
     // The verdicts are of the worst runs; the table below is the first seed's run.
     let verdicts = verdicts(&worst_rows(&per_seed));
-    if !quick && seeds > 1 && only.is_none() {
+    if !quick && seeds > 1 {
         let path = manifest.join("benches/efficiency_per_run.svg");
         if let Err(e) = plot_runs(&path, &per_seed) {
             eprintln!("plot: {e}");
