@@ -112,6 +112,10 @@ pub(crate) mod constants {
     /// A cap shows at two moments at least this far apart: one burst against a token bucket
     /// refuses at the top too, but only at once.
     pub(crate) const MOMENT: Duration = Duration::from_millis(250);
+    /// Most 429s waiting to be judged, and most judged ones remembered: a storm of 429s
+    /// costs bounded memory and bounded work per event (the oldest is judged, or forgotten,
+    /// early).
+    pub(crate) const MAX_REMEMBERED: usize = 256;
     /// Longest a 429 waits to be judged for the requests in flight with it (a stalled one
     /// must not hold the judgement up).
     pub(crate) const SETTLE: Duration = Duration::from_secs(2);
@@ -412,7 +416,9 @@ impl Learner {
     fn judge_settled(&mut self, now: Instant) -> Cut {
         let mut cut = Cut::None;
         while let Some(front) = self.pending.front()
-            && (front.outstanding == 0 || now.saturating_duration_since(front.at) > SETTLE)
+            && (front.outstanding == 0
+                || now.saturating_duration_since(front.at) > SETTLE
+                || self.pending.len() > MAX_REMEMBERED)
         {
             let pending = self.pending.pop_front().expect("a front");
             match self.judge(now, &pending) {
@@ -479,6 +485,9 @@ impl Learner {
             .front()
             .is_some_and(|r| now.saturating_duration_since(r.at) > REFUSAL_WINDOW)
         {
+            self.refusals.pop_front();
+        }
+        if self.refusals.len() >= MAX_REMEMBERED {
             self.refusals.pop_front();
         }
         self.refusals.push_back(Refusal {
@@ -873,6 +882,18 @@ mod tests {
         assert_eq!(l.pending.len(), 1);
         l.on_finish(at(t0, 2_400), at(t0, 2_450), true);
         assert!(l.pending.is_empty());
+    }
+
+    #[test]
+    fn a_storm_of_429s_is_remembered_within_bounds() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        // A thousand 429s within a second, each with a stalled request in flight.
+        for i in 0..1_000 {
+            l.on_rate_limited(at(t0, i), at(t0, i), 1, true, at(t0, 1_000 + i));
+        }
+        assert!(l.pending.len() <= MAX_REMEMBERED, "{}", l.pending.len());
+        assert!(l.refusals.len() <= MAX_REMEMBERED, "{}", l.refusals.len());
     }
 
     #[test]
