@@ -141,21 +141,13 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Adaptive limits, the default (this undoes [`static_limits`](Self::static_limits)):
-    /// each class's paced rate and concurrency limit are learned from 429s. A class starts
-    /// unpaced at its policy's `concurrency`, which doubles each second while requests queue,
-    /// up to `max_concurrency`, until a 429 shows a cap; see [`Client::learned`] and
-    /// `BENCHMARKS.md` for how close they get to the server's hidden limits.
-    pub fn adaptive_limits(mut self) -> Self {
-        self.adaptive = true;
-        self
-    }
-
     /// Static limits: each class keeps its policy's concurrency, is not paced and learns
     /// nothing; a request that gets a 429 waits out its `Retry-After` keeping its permit, so
     /// its class runs one request fewer meanwhile and the rest of the class goes on. For
     /// callers that size the limits themselves (e.g. a share of an organization's limits per
-    /// process).
+    /// process). Without it (the default) each class's paced rate and concurrency limit are
+    /// learned from 429s, starting unpaced at the policy's `concurrency`; see
+    /// [`Client::learned`] and `BENCHMARKS.md`.
     pub fn static_limits(mut self) -> Self {
         self.adaptive = false;
         self

@@ -84,6 +84,8 @@ pub use generated::resources;
 /// Turns an `async fn` signature into a rate-limit-aware call; see the crate `facturapi-macros`.
 pub use facturapi_macros::endpoint;
 
+/// Round-trip hooks for the project's own contract tests (internal `contract` feature).
+#[cfg(feature = "contract")]
 #[doc(hidden)]
 pub use generated::contract as __contract;
 

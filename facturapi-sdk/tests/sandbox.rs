@@ -922,7 +922,6 @@ async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
     let client = Client::builder()
         .api_key(sandbox.test_key())
         .base_url(sandbox.base_url())
-        .adaptive_limits()
         .build()
         .unwrap();
     keyed_burst(&client, &sandbox, 120, "cc").await;
@@ -962,7 +961,6 @@ async fn adaptive_limits_learn_a_hidden_rate() {
     let client = Client::builder()
         .api_key(sandbox.test_key())
         .base_url(sandbox.base_url())
-        .adaptive_limits()
         .build()
         .unwrap();
     keyed_burst(&client, &sandbox, 150, "rt").await;

@@ -14,7 +14,9 @@ pub mod models;
 /// Documented error codes.
 pub(crate) mod error_codes;
 
-/// Round-trip hooks for the contract tests (sample bodies and enum values).
+/// Round-trip hooks for the contract tests (sample bodies and enum values), behind the
+/// internal `contract` feature.
+#[cfg(feature = "contract")]
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all, reason = "generated test support")]
 pub mod contract;
