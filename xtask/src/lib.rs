@@ -6,6 +6,7 @@
 //! - `codegen [--check]`: `spec/` → `spec/endpoints.toml` and `facturapi-sdk/src/generated/`.
 //! - `classes`: the operation-class table.
 //! - `bench-overhead`: SDK vs raw reqwest CPU cost per request, in instructions (callgrind).
+//! - `public-api [--check]`: the SDK's public API, listed in `facturapi-sdk/public-api.txt`.
 //!
 //! It is a library too, so that its tests and the workspace's contract tests share the
 //! spec readers.
@@ -17,6 +18,7 @@ pub mod error_codes;
 mod fixtures;
 pub mod import;
 mod names;
+pub mod public_api;
 mod resources;
 mod rules;
 mod samples;
