@@ -123,44 +123,39 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     let service = |ms: u64, sigma: f64| ServiceTime::uniform(Duration::from_millis(ms), sigma);
     let seed = SEED.load(std::sync::atomic::Ordering::Relaxed);
     let base = || SandboxConfig::default().seed(seed);
+    // Invoices created by `workers` callers for `duration` under hidden creation limits whose
+    // capacity is `rate` per second (service times of 60 ms ± 30 %).
+    let creates = |name, limits: ClassLimits, rate: f64, workers, duration| Scenario {
+        name,
+        config: base()
+            .limit(Class::Create, limits)
+            .service_time(service(60, 0.3)),
+        ops: vec![(Op::Create, rate)],
+        load: Load::Closed { workers },
+        duration,
+        changes: vec![],
+        processes: 1,
+    };
     let mut list = vec![
-        Scenario {
-            name: "rate-bound",
-            config: base()
-                .limit(Class::Create, ClassLimits::rate(20.0, 5.0))
-                .service_time(service(60, 0.3)),
-            ops: vec![(Op::Create, 20.0)],
-            load: Load::Closed { workers: 32 },
-            duration: closed,
-            changes: vec![],
-            processes: 1,
-        },
+        creates("rate-bound", ClassLimits::rate(20.0, 5.0), 20.0, 32, closed),
         // A token bucket with no burst to speak of: every request beyond the rate is refused,
         // and `Retry-After` rounds the refill (50 ms) up to a whole second.
-        Scenario {
-            name: "small burst",
-            config: base()
-                .limit(Class::Create, ClassLimits::rate(20.0, 1.0))
-                .service_time(service(60, 0.3)),
-            ops: vec![(Op::Create, 20.0)],
-            load: Load::Closed { workers: 32 },
-            duration: closed,
-            changes: vec![],
-            processes: 1,
-        },
+        creates(
+            "small burst",
+            ClassLimits::rate(20.0, 1.0),
+            20.0,
+            32,
+            closed,
+        ),
         // Few workers, below the hidden cap: the caller's own concurrency nearly binds, so a
         // wait the SDK adds is time no other request uses.
-        Scenario {
-            name: "few workers",
-            config: base()
-                .limit(Class::Create, ClassLimits::rate(20.0, 5.0).concurrent(8))
-                .service_time(service(60, 0.3)),
-            ops: vec![(Op::Create, 20.0)],
-            load: Load::Closed { workers: 2 },
-            duration: closed,
-            changes: vec![],
-            processes: 1,
-        },
+        creates(
+            "few workers",
+            ClassLimits::rate(20.0, 5.0).concurrent(8),
+            20.0,
+            2,
+            closed,
+        ),
         Scenario {
             name: "concurrency-bound",
             config: base()
@@ -189,15 +184,14 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     ];
     let change = d(75, 21);
     list.push(Scenario {
-        name: "limit change",
-        config: base()
-            .limit(Class::Create, ClassLimits::rate(30.0, 10.0))
-            .service_time(service(60, 0.3)),
-        ops: vec![(Op::Create, 30.0)],
-        load: Load::Closed { workers: 32 },
-        duration: change,
         changes: vec![(change / 3, 0.5), (change * 2 / 3, 0.75)],
-        processes: 1,
+        ..creates(
+            "limit change",
+            ClassLimits::rate(30.0, 10.0),
+            30.0,
+            32,
+            change,
+        )
     });
     list.push(Scenario {
         name: "mixed classes",
@@ -233,38 +227,26 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     // Limits that move several times, down and up.
     let steps = d(100, 25);
     list.push(Scenario {
-        name: "limit steps",
-        config: base()
-            .limit(Class::Create, ClassLimits::rate(30.0, 10.0))
-            .service_time(service(60, 0.3)),
-        ops: vec![(Op::Create, 30.0)],
-        load: Load::Closed { workers: 32 },
-        duration: steps,
         changes: vec![
             (steps / 5, 0.5),
             (steps * 2 / 5, 1.0),
             (steps * 3 / 5, 0.6),
             (steps * 4 / 5, 1.2),
         ],
-        processes: 1,
+        ..creates(
+            "limit steps",
+            ClassLimits::rate(30.0, 10.0),
+            30.0,
+            32,
+            steps,
+        )
     });
     // Several processes on one key, each learning alone (the 32 workers split among them):
     // the limit is the key's, so each one's 429s come from the others' traffic too.
-    for processes in [2, 4] {
+    for (name, processes) in [("2 processes", 2), ("4 processes", 4)] {
         list.push(Scenario {
-            name: if processes == 2 {
-                "2 processes"
-            } else {
-                "4 processes"
-            },
-            config: base()
-                .limit(Class::Create, ClassLimits::rate(20.0, 5.0))
-                .service_time(service(60, 0.3)),
-            ops: vec![(Op::Create, 20.0)],
-            load: Load::Closed { workers: 32 },
-            duration: closed,
-            changes: vec![],
             processes,
+            ..creates(name, ClassLimits::rate(20.0, 5.0), 20.0, 32, closed)
         });
     }
     for fraction in [0.5, 0.9, 1.5] {

@@ -999,50 +999,44 @@ async fn adaptive_limits_learn_a_hidden_rate() {
     assert_eq!(sandbox.ledger().duplicates, 0);
     sandbox.shutdown().await;
 }
-/// Against a pure rate limit, many workers' 429s come back at every level in flight: never
-/// evidence of a cap, so the learner cuts the rate only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pure_rate_limit_is_never_read_as_a_cap() {
+
+/// What the creation class learned from 200 keyed creations by 24 callers against `limits`
+/// alone, with service times of `service_ms` (± `spread`).
+async fn learned_after_a_burst(
+    limits: ClassLimits,
+    service_ms: u64,
+    spread: f64,
+    tag: &str,
+) -> facturapi_sdk::Learned {
     let config = SandboxConfig::default()
-        .limit(Class::Create, ClassLimits::rate(40.0, 4.0))
+        .limit(Class::Create, limits)
         .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
-            Duration::from_millis(30),
-            0.3,
+            Duration::from_millis(service_ms),
+            spread,
         ));
     let sandbox = Sandbox::start(config).await.unwrap();
-    let client = Client::builder()
-        .api_key(sandbox.test_key())
-        .base_url(sandbox.base_url())
-        .build()
-        .unwrap();
-    keyed_burst(&client, &sandbox, 200, "pr").await;
-    let learned = client.learned(Class::Create);
+    let client = client(&sandbox, KeyKind::Test);
+    keyed_burst(&client, &sandbox, 200, tag).await;
+    sandbox.shutdown().await;
+    client.learned(Class::Create)
+}
+
+/// Against a pure rate limit, 24 callers' 429s come back with any number of requests being
+/// served: never evidence of a cap, so the learner cuts the rate only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pure_rate_limit_is_never_read_as_a_cap() {
+    let learned = learned_after_a_burst(ClassLimits::rate(40.0, 4.0), 30, 0.3, "pr").await;
     assert!(learned.rate_limited > 0, "the limit was met: {learned:?}");
     assert_eq!(learned.concurrency_cuts, 0, "{learned:?}");
     assert!(learned.rate_cuts >= 1, "{learned:?}");
-    sandbox.shutdown().await;
 }
 
-/// Against a pure concurrency cap, 429s come back only above the levels the server accepts:
-/// the learner cuts the cap only, never the rate.
+/// Against a pure concurrency cap, 429s come back only while the server serves all it
+/// allows: the learner cuts the cap only, never the rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pure_cap_is_never_read_as_a_rate_limit() {
-    let config = SandboxConfig::default()
-        .limit(Class::Create, ClassLimits::concurrency_only(4))
-        .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
-            Duration::from_millis(60),
-            0.1,
-        ));
-    let sandbox = Sandbox::start(config).await.unwrap();
-    let client = Client::builder()
-        .api_key(sandbox.test_key())
-        .base_url(sandbox.base_url())
-        .build()
-        .unwrap();
-    keyed_burst(&client, &sandbox, 200, "pc").await;
-    let learned = client.learned(Class::Create);
+    let learned = learned_after_a_burst(ClassLimits::concurrency_only(4), 60, 0.1, "pc").await;
     assert!(learned.rate_limited > 0, "the cap was met: {learned:?}");
     assert_eq!(learned.rate_cuts, 0, "{learned:?}");
     assert!(learned.concurrency_cuts >= 1, "{learned:?}");
-    sandbox.shutdown().await;
 }
