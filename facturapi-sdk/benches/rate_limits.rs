@@ -114,8 +114,8 @@ struct Scenario {
 static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
 
 /// Time between starting the sandbox and starting the run: the seed documents are created
-/// and the limiters refill.
-const SETTLE: Duration = Duration::from_secs(1);
+/// (a second per document refused by a burst of one) and the limiters refill.
+const SETTLE: Duration = Duration::from_secs(3);
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
     let d = |full: u64, quick_s: u64| Duration::from_secs(if quick { quick_s } else { full });
@@ -686,18 +686,24 @@ async fn seed(sandbox: Arc<Sandbox>) -> Target {
 fn run_scenario(main: &tokio::runtime::Runtime, scenario: &Arc<Scenario>) -> Vec<Outcome> {
     let born = Instant::now();
     let start = born + SETTLE;
+    // Every sandbox is seeded at once: one after the other, a burst of one took a second
+    // each, and the last strategies started seconds late with their limit changes shifted.
     let targets: Vec<Target> = main.block_on(async {
-        let mut targets = Vec::new();
+        let mut sandboxes = Vec::new();
         for _ in STRATEGIES {
             let mut config = scenario.config.clone();
             for (at, factor) in &scenario.changes {
                 config = config.change_limits(SETTLE + *at, *factor);
             }
-            let sandbox = Arc::new(Sandbox::start(config).await.expect("bind"));
-            targets.push(seed(sandbox).await);
+            sandboxes.push(Arc::new(Sandbox::start(config).await.expect("bind")));
         }
-        targets
+        futures_util::future::join_all(sandboxes.into_iter().map(seed)).await
     });
+    // The limiters refill for a second before the run.
+    assert!(
+        Instant::now() + Duration::from_secs(1) <= start,
+        "seeding took longer than {SETTLE:?}"
+    );
     // The ledger, once a second, for 429s over time.
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let samplers: Vec<_> = targets
@@ -827,6 +833,23 @@ fn rate_limited_per_second(o: &Outcome, seconds: usize) -> Vec<f64> {
             _ => 0.0,
         })
         .collect()
+}
+
+/// Each second of a run: the successes and 429s of SDK adaptive, and the oracle's successes.
+fn timeline_of(scenario: &Scenario, outcomes: &[Outcome]) -> String {
+    let seconds = scenario.duration.as_secs() as usize;
+    let adaptive = &outcomes[0];
+    let oracle = &outcomes[STRATEGIES.len() - 1];
+    let (good, limited) = (
+        per_second(adaptive, seconds),
+        rate_limited_per_second(adaptive, seconds),
+    );
+    let best = per_second(oracle, seconds);
+    let mut out = format!("{}: second, SDK adaptive successes / 429s, oracle successes\n", scenario.name);
+    for s in 0..seconds {
+        let _ = writeln!(out, "{s:>4} {:>5} / {:<4} {:>5}", good[s], limited[s], best[s]);
+    }
+    out
 }
 
 /// Seconds after each limit change until three seconds in a row run at ≥ 95 % of the new
@@ -1285,6 +1308,8 @@ fn main() {
         .unwrap_or(1)
         .max(1);
     let first_seed = SEED.load(std::sync::atomic::Ordering::Relaxed);
+    // `--timeline`: each second of each run, SDK adaptive beside the oracle (while tuning).
+    let timeline = args.iter().any(|a| a == "--timeline");
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut all = Vec::new();
     let mut learned = String::new();
@@ -1307,6 +1332,9 @@ fn main() {
             let outcomes = run_scenario(&main, &scenario);
             let rows = rows(&scenario, &outcomes);
             print!("{}", table(&rows));
+            if timeline {
+                print!("{}", timeline_of(&scenario, &outcomes));
+            }
             for r in rows.iter().filter(|r| !r.learned.is_empty()) {
                 let _ = writeln!(
                     learned,

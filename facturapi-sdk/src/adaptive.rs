@@ -8,9 +8,11 @@
 //!   back have finished (or after [`SETTLE`]): by then the learner knows how many of them
 //!   succeeded, that is, how many the server was serving when it refused (`served`). It also
 //!   knows the most successful requests ever seen in flight at once lately (`peak`, over
-//!   [`LEVEL_WINDOW`]). A 429 is **at the top** when every permit of the class was in use,
-//!   and `served ≥ max(1, peak − 1)`: a cap refuses only while the server is full. A token
-//!   bucket refuses at any level, and nothing at all when nothing else is in flight.
+//!   [`LEVEL_WINDOW`]). A 429 is **at the top** when `served ≥ max(1, peak)`, or when every
+//!   permit of the class was in use and `served ≥ max(1, peak − 1)`: a cap refuses only
+//!   while the server is full, and a caller with fewer requests than permits meets it when
+//!   its own level peaks. A token bucket refuses at any level, and nothing at all when
+//!   nothing else is in flight.
 //! - **Classification.** A concurrency limit needs every 429 of the last [`REFUSAL_WINDOW`]
 //!   at the top, at two moments [`MOMENT`] apart at least: one burst sent at once into a
 //!   token bucket of `b` is refused at the top (the `b` it serves fill it), but the next
@@ -22,7 +24,10 @@
 //! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W`. A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
-//!   each of those cuts 27 % for one event. The first cut is measured over at least a
+//!   each of those cuts 27 % for one event. Unless the cut was not deep enough: with
+//!   [`MIN_SAMPLES`] 429s of requests sent after it, while the class is paced and accepts
+//!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
+//!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The first cut is measured over at least a
 //!   second, keeps [`FIRST_BETA`] and is followed by a slow start (×[`SLOW_START`] per
 //!   second until the next cut, which reads the accepted rate of the last second, then
 //!   ×[`SLOW_START_AGAIN`] until the one after). A first 429 with too few successes to
@@ -32,7 +37,9 @@
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
-//!   is found in seconds, not minutes); never above `2 × accepted + 1`. `k` doubles (up to
+//!   is found in seconds, not minutes); never above `2 × accepted + 1`. A cut that finds the
+//!   limit more than [`SAME_LIMIT`] above the last one starts a slow start again
+//!   (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb reads low. `k` doubles (up to
 //!   [`K_MAX`]) while successive cuts find the same `W`, and falls back to [`K_MIN`] when `W`
 //!   moves: a stable limit is probed, and 429'd, less often. The cap doubles per second
 //!   until its first cut, then grows by one after a hold that doubles each time a probe is
@@ -78,7 +85,8 @@ pub(crate) mod constants {
     /// Successive cuts within this fraction of each other found the same limit.
     pub(crate) const SAME_LIMIT: f64 = 0.1;
     /// Beyond `W`, the first second's step as a fraction of `W`; steps double each second.
-    pub(crate) const PROBE: f64 = 0.02;
+    /// At 2 %, a limit raised by half was found 5 s into the probe; at 4 %, in under 4 s.
+    pub(crate) const PROBE: f64 = 0.04;
     /// After a rate cut, 429s of requests sent this soon after it are its aftermath (a
     /// drained bucket), not a new congestion event.
     pub(crate) const GRACE: Duration = Duration::from_secs(1);
@@ -213,6 +221,8 @@ pub(crate) struct Learner {
     cut_to: f64,
     /// When the cubic of the last rate cut started; `None` before any.
     rate_cut_at: Option<Instant>,
+    /// 429s of requests sent after the last rate cut, within its [`GRACE`].
+    refused_since_cut: usize,
     /// Recent successes, in the order they came back.
     successes: VecDeque<Success>,
     /// Start of the accepted-rate measurement (creation, a pause's end, the last rate cut,
@@ -245,6 +255,7 @@ impl Learner {
             rate_slow_start: None,
             cut_to: f64::INFINITY,
             rate_cut_at: None,
+            refused_since_cut: 0,
             successes: VecDeque::new(),
             measured_from: now,
             concurrency_slow_start: true,
@@ -471,7 +482,8 @@ impl Learner {
     /// One settled 429: a sign of a cap or of a rate limit (see the module docs).
     fn judge(&mut self, now: Instant, pending: &Pending) -> Cut {
         let peak = self.peak_overlap(now);
-        let at_the_top = pending.saturated && pending.served >= 1 && pending.served + 1 >= peak;
+        let at_the_top = pending.served >= 1
+            && (pending.saturated && pending.served + 1 >= peak || pending.served >= peak);
         tracing::trace!(
             served = pending.served,
             saturated = pending.saturated,
@@ -543,8 +555,26 @@ impl Learner {
             accepted = accepted.max(self.accepted_last_second(now));
         }
         let measured = samples >= MIN_SAMPLES;
-        if self.rate_cut_at.is_some_and(|cut| sent_at < cut + GRACE) {
-            return Cut::None;
+        if let Some(cut) = self.rate_cut_at
+            && sent_at < cut + GRACE
+        {
+            // The aftermath of the last cut, unless the cut was not deep enough: requests
+            // sent after it are refused again and again while the server accepts well below
+            // the new rate (a limit that halved, read over the window at its old value).
+            // Measured since the cut, over half a second at least: a fixed window's lumps
+            // read anything over less.
+            if sent_at >= cut {
+                self.refused_since_cut += 1;
+            }
+            let since = now.saturating_duration_since(cut);
+            let still_over = self.refused_since_cut >= MIN_SAMPLES
+                && since >= 2 * MOMENT
+                && measured
+                && self.paced(now)
+                && accepted * (1.0 + SAME_LIMIT) < self.rate;
+            if !still_over {
+                return Cut::None;
+            }
         }
         // The first rate cut needs a measured rate; later ones cut the paced rate. The
         // class pauses for the first such 429 only: pausing again for each one, the
@@ -583,9 +613,14 @@ impl Learner {
         } else {
             FIRST_BETA
         };
+        // A limit found well above the last one was raised: the probe that found it climbed
+        // steeply, so the window's average reads it low (a limit raised from 18/s to 36/s
+        // read as 29/s), and a cubic back to that would take a cycle per step. The rate
+        // grows again as after the first slow start, and the next cut reads the last second.
+        let rose = self.w.is_finite() && w > (1.0 + SAME_LIMIT) * self.w;
         self.rate_slow_start = if self.rate.is_infinite() {
             Some(SLOW_START)
-        } else if self.rate_slow_start == Some(SLOW_START) {
+        } else if self.rate_slow_start == Some(SLOW_START) || rose {
             Some(SLOW_START_AGAIN)
         } else {
             None
@@ -599,6 +634,7 @@ impl Learner {
         // the old ones, a burst right after every cut, and 429s with it. The measurement
         // starts again.
         self.measured_from = now;
+        self.refused_since_cut = 0;
         self.rate_cuts += 1;
         Cut::Rate(self.rate)
     }
@@ -937,17 +973,126 @@ mod tests {
     fn a_429_with_permits_to_spare_is_no_sign_of_a_cap() {
         let t0 = Instant::now();
         let mut l = Learner::new(8, 64, t0);
-        for i in 0..10 {
+        // Two callers: each request overlaps the other caller's.
+        for i in 2..=10 {
             let now = at(t0, i * 100);
-            l.on_success(now, now, true, 2);
+            l.on_success(now, at(t0, i * 100 - 150), true, 2);
         }
-        // Two callers, eight permits: refused while two were served, twice, a second apart.
+        // Eight permits: refused while the other caller was served, twice, a second apart.
         assert!(matches!(
             moment(&mut l, at(t0, 1_000), 1, 1, false),
             Cut::Rate(_)
         ));
         moment(&mut l, at(t0, 2_500), 1, 1, false);
         assert_eq!(l.concurrency_cuts, 0);
+    }
+
+    #[test]
+    fn a_cap_met_with_permits_to_spare_is_a_cap_when_the_server_served_its_most() {
+        let t0 = Instant::now();
+        // Sixteen permits, a caller whose level peaks at nine against a cap of eight: the
+        // ninth is refused while eight are served, as many as ever at once.
+        let mut l = Learner::new(16, 64, t0);
+        assert_eq!(moment(&mut l, at(t0, 1_000), 1, 8, false), Cut::None);
+        assert_eq!(
+            moment(&mut l, at(t0, 2_000), 1, 8, false),
+            Cut::Concurrency(8)
+        );
+        assert_eq!(l.rate_cuts, 0);
+    }
+
+    #[test]
+    fn a_cut_that_was_not_deep_enough_is_cut_again_within_its_grace() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        for i in 0..20 {
+            l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+        }
+        let resume = at(t0, 2_000);
+        let Cut::Rate(r) = l.on_rate_limited(at(t0, 1_000), at(t0, 990), 0, false, resume) else {
+            panic!("a first cut")
+        };
+        // The limit halved: requests are booked at the new rate, and the server accepts
+        // 8/s of them while refusing the rest.
+        for _ in 0..20 {
+            l.slot(at(t0, 1_000));
+        }
+        let mut cuts = Vec::new();
+        for i in 1..=6u64 {
+            let back = at(t0, 1_000 + i * 125);
+            l.on_success(back, at(t0, 1_000 + i * 125 - 60), true, 1);
+            let cut = l.on_rate_limited(at(back, 5), at(t0, 1_000 + i * 125 - 60), 0, false, resume);
+            cuts.push(cut);
+        }
+        let again: Vec<f64> = cuts
+            .iter()
+            .filter_map(|c| if let Cut::Rate(r) = c { Some(*r) } else { None })
+            .collect();
+        assert_eq!(again.len(), 1, "one cut again, not one per 429: {cuts:?}");
+        assert!(
+            again[0] < 10.0 && again[0] < r,
+            "to what is accepted: {again:?}"
+        );
+    }
+
+    #[test]
+    fn the_aftermath_of_a_cut_that_was_deep_enough_cuts_nothing() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
+        l.rate_cut_at = Some(t0);
+        l.w = 20.0;
+        l.cut_to = BETA * 20.0;
+        l.rate = 20.5;
+        for i in 0..80u64 {
+            l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+        }
+        let cut_at = at(t0, 4_000);
+        let cut = l.on_rate_limited(cut_at, at(t0, 3_990), 0, false, at(cut_at, 1_000));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        for _ in 0..20 {
+            l.slot(cut_at);
+        }
+        // The drained bucket refuses a few sent after the cut, while accepting the new rate.
+        let spacing = (1_000.0 / r) as u64;
+        for i in 1..=15u64 {
+            let back = at(cut_at, i * spacing);
+            l.on_success(back, at(back, 0), true, 1);
+            if i % 3 == 0 {
+                let cut = l.on_rate_limited(at(back, 5), back, 0, false, at(back, 1_000));
+                assert_eq!(cut, Cut::None, "at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_probe_that_finds_a_raised_limit_grows_again_as_in_slow_start() {
+        let t0 = Instant::now();
+        let mut l = Learner::new(8, 64, t0);
+        l.rate_cut_at = Some(t0);
+        l.w = 10.0;
+        l.cut_to = BETA * 10.0;
+        // Well into the probe, the rate passed 20/s, and the server accepted 18/s.
+        l.rate = 24.0;
+        for i in 0..72u64 {
+            let back = at(t0, 6_000 + i * 55);
+            l.on_success(back, back, true, 1);
+        }
+        let now = at(t0, 10_000);
+        let Cut::Rate(r) = l.on_rate_limited(now, at(now, 0), 0, false, at(now, 1_000)) else {
+            panic!("a cut")
+        };
+        assert!(r > 15.0, "read over the window: {r}");
+        assert_eq!(l.rate_slow_start, Some(SLOW_START_AGAIN));
+        assert_eq!(l.k, K_MIN);
+        // A cut at the same limit afterwards goes back to the cubic.
+        let later = at(now, 2_000);
+        for i in 0..18u64 {
+            let back = at(now, 1_000 + i * 55);
+            l.on_success(back, back, true, 1);
+        }
+        l.on_rate_limited(later, at(later, 0), 0, false, at(later, 1_000));
+        assert_eq!(l.rate_slow_start, None);
     }
 
     #[test]
