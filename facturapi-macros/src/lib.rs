@@ -3,15 +3,10 @@
 //! It turns a bodiless `async fn` signature into a call through the SDK's one send path:
 //! the class gate and semaphore, the class backoff, `Retry-After`, safe retries, typed
 //! errors, tracing and metrics. The SDK's 110 generated methods use it, written exactly as
-//! you would write your own:
-//!
-//! ```no_run
-//! use facturapi_sdk::{endpoint, models, Client, Result};
-//!
-//! #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, keys = [test, live])]
-//! async fn fetch_invoice(client: &Client, invoice_id: &str) -> Result<models::Invoice>;
-//! # fn main() {}
-//! ```
+//! you would write your own; use it as `facturapi_sdk::endpoint` (its docs carry a compiled
+//! example), in the form
+//! `#[endpoint(GET "/invoices/{invoice_id}", class = detail_read, keys = [test, live])]` on
+//! `async fn fetch_invoice(client: &Client, invoice_id: &str) -> Result<models::Invoice>;`.
 //!
 //! Arguments, after the method and path template:
 //! - `class = detail_read | list_read | create | write | heavy_write` (required);
