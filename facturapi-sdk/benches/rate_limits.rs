@@ -420,10 +420,8 @@ async fn sdk_call(client: &Client, t: &Target, op: Op, i: usize) -> Result<(), E
         }
         Op::Detail => client.customers().retrieve(&t.customer).await.map(drop),
         Op::List => {
-            let query = facturapi_sdk::resources::customers::ListCustomersQuery {
-                limit: Some(10),
-                ..Default::default()
-            };
+            let query =
+                facturapi_sdk::resources::customers::ListCustomersQuery::default().limit(10);
             client.customers().list(&query).await.map(drop)
         }
     }
@@ -845,9 +843,16 @@ fn timeline_of(scenario: &Scenario, outcomes: &[Outcome]) -> String {
         rate_limited_per_second(adaptive, seconds),
     );
     let best = per_second(oracle, seconds);
-    let mut out = format!("{}: second, SDK adaptive successes / 429s, oracle successes\n", scenario.name);
+    let mut out = format!(
+        "{}: second, SDK adaptive successes / 429s, oracle successes\n",
+        scenario.name
+    );
     for s in 0..seconds {
-        let _ = writeln!(out, "{s:>4} {:>5} / {:<4} {:>5}", good[s], limited[s], best[s]);
+        let _ = writeln!(
+            out,
+            "{s:>4} {:>5} / {:<4} {:>5}",
+            good[s], limited[s], best[s]
+        );
     }
     out
 }

@@ -58,10 +58,8 @@ async fn sdk_call(
     match op {
         Op::Detail => client.customers().retrieve(customer).await.is_ok(),
         Op::List => {
-            let query = facturapi_sdk::resources::customers::ListCustomersQuery {
-                limit: Some(10),
-                ..Default::default()
-            };
+            let query =
+                facturapi_sdk::resources::customers::ListCustomersQuery::default().limit(10);
             client.customers().list(&query).await.is_ok()
         }
         Op::Create => client.products().create(product).await.is_ok(),

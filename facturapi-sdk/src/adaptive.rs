@@ -194,9 +194,8 @@ struct Refusal {
 pub(crate) struct Learner {
     /// Paced rate, requests per second (infinite until the first rate cut).
     pub(crate) rate: f64,
-    /// Concurrency cap.
-    pub(crate) concurrency: usize,
-    /// The most the cap grows to (the policy's `max_concurrency`).
+    /// The most the cap grows to (the policy's `max_concurrency`). The cap itself is the
+    /// governor's (its semaphore's size): the learner is told it and answers with a new one.
     ceiling: usize,
     /// 429s waiting to be judged, in the order they came.
     pending: VecDeque<Pending>,
@@ -239,11 +238,10 @@ pub(crate) struct Learner {
 }
 
 impl Learner {
-    pub(crate) fn new(concurrency: usize, ceiling: usize, now: Instant) -> Self {
+    pub(crate) fn new(ceiling: usize, now: Instant) -> Self {
         Self {
             rate: f64::INFINITY,
-            concurrency: concurrency.max(1),
-            ceiling: ceiling.max(concurrency).max(1),
+            ceiling: ceiling.max(1),
             pending: VecDeque::new(),
             refusals: VecDeque::new(),
             paused: false,
@@ -345,13 +343,14 @@ impl Learner {
 
     /// A success of a request sent at `sent`. `queued`: requests of the class are waiting for
     /// a permit or a slot; `level`: requests of the class in flight as it came back, itself
-    /// included. Returns the new concurrency cap when it grew.
+    /// included; `concurrency`: the cap now. Returns the new cap when it grows.
     pub(crate) fn on_success(
         &mut self,
         now: Instant,
         sent: Instant,
         queued: bool,
         level: usize,
+        concurrency: usize,
     ) -> Option<usize> {
         let overlap = self.overlap(sent, now);
         self.successes.push_back(Success {
@@ -372,19 +371,17 @@ impl Learner {
             self.rate = grown.max(self.rate).min(ceiling);
         }
         // Concurrency grows when requests wait for a permit while all are in use.
-        let at_cap = level >= self.concurrency;
+        let at_cap = level >= concurrency;
         let since = now.saturating_duration_since(self.last_concurrency_change);
-        if queued && at_cap && !self.paced(now) && self.concurrency < self.ceiling {
+        if queued && at_cap && !self.paced(now) && concurrency < self.ceiling {
             if self.concurrency_slow_start && since >= Duration::from_secs(1) {
-                self.concurrency = (self.concurrency * 2).min(self.ceiling);
                 self.last_concurrency_change = now;
-                return Some(self.concurrency);
+                return Some((concurrency * 2).min(self.ceiling));
             }
             if !self.concurrency_slow_start && since >= self.hold {
-                self.concurrency += 1;
                 self.last_concurrency_change = now;
                 self.probe_at = Some(now);
-                return Some(self.concurrency);
+                return Some(concurrency + 1);
             }
         }
         None
@@ -392,18 +389,26 @@ impl Learner {
 
     /// A request that was in flight finished (`served`: it succeeded). The 429s waiting for
     /// it learn whether the server was serving it; those with nothing left to wait for (or
-    /// waiting longer than [`SETTLE`]) are judged, in the order they came.
-    pub(crate) fn on_finish(&mut self, sent: Instant, now: Instant, served: bool) -> Cut {
+    /// waiting longer than [`SETTLE`]) are judged, in the order they came. `concurrency`:
+    /// the cap now.
+    pub(crate) fn on_finish(
+        &mut self,
+        sent: Instant,
+        now: Instant,
+        served: bool,
+        concurrency: usize,
+    ) -> Cut {
         for pending in self.pending.iter_mut().filter(|p| sent <= p.at) {
             pending.outstanding = pending.outstanding.saturating_sub(1);
             pending.served += usize::from(served);
         }
-        self.judge_settled(now)
+        self.judge_settled(now, concurrency)
     }
 
     /// A 429 of a request sent at `sent_at`. `others`: the other requests of the class in
-    /// flight as it came back; `saturated`: every permit of the class was in use. It is
-    /// judged once those others have finished (see [`Learner::on_finish`]).
+    /// flight as it came back; `saturated`: every permit of the class was in use;
+    /// `concurrency`: the cap now. It is judged once those others have finished (see
+    /// [`Learner::on_finish`]).
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
@@ -411,6 +416,7 @@ impl Learner {
         others: usize,
         saturated: bool,
         resume_at: Instant,
+        concurrency: usize,
     ) -> Cut {
         self.pending.push_back(Pending {
             at: now,
@@ -420,11 +426,11 @@ impl Learner {
             served: 0,
             saturated,
         });
-        self.judge_settled(now)
+        self.judge_settled(now, concurrency)
     }
 
     /// Judges the 429s at the front of the queue that have settled; returns the last cut.
-    fn judge_settled(&mut self, now: Instant) -> Cut {
+    fn judge_settled(&mut self, now: Instant, mut concurrency: usize) -> Cut {
         let mut cut = Cut::None;
         while let Some(front) = self.pending.front()
             && (front.outstanding == 0
@@ -432,9 +438,14 @@ impl Learner {
                 || self.pending.len() > MAX_REMEMBERED)
         {
             let pending = self.pending.pop_front().expect("a front");
-            match self.judge(now, &pending) {
+            match self.judge(now, &pending, concurrency) {
                 Cut::None => {}
-                other => cut = other,
+                other => {
+                    if let Cut::Concurrency(cap) = other {
+                        concurrency = cap;
+                    }
+                    cut = other;
+                }
             }
         }
         cut
@@ -480,7 +491,7 @@ impl Learner {
     }
 
     /// One settled 429: a sign of a cap or of a rate limit (see the module docs).
-    fn judge(&mut self, now: Instant, pending: &Pending) -> Cut {
+    fn judge(&mut self, now: Instant, pending: &Pending, concurrency: usize) -> Cut {
         let peak = self.peak_overlap(now);
         let at_the_top = pending.served >= 1
             && (pending.saturated && pending.served + 1 >= peak || pending.served >= peak);
@@ -489,7 +500,7 @@ impl Learner {
             saturated = pending.saturated,
             peak,
             at_the_top,
-            concurrency = self.concurrency,
+            concurrency,
             "429 judged"
         );
         while self
@@ -518,7 +529,7 @@ impl Learner {
             let fewest_served = self.refusals.iter().map(|r| r.served).min().unwrap_or(1);
             // Never below what the server was seen serving at once.
             let cap = fewest_served.max(peak).max(1);
-            if cap >= self.concurrency {
+            if cap >= concurrency {
                 return Cut::None;
             }
             // A probe that was cut back waits twice as long next time.
@@ -528,7 +539,6 @@ impl Learner {
             {
                 self.hold = (self.hold * 2).min(MAX_HOLD);
             }
-            self.concurrency = cap;
             self.concurrency_slow_start = false;
             self.last_concurrency_change = now;
             self.probe_at = None;
@@ -644,6 +654,83 @@ impl Learner {
 mod tests {
     use super::*;
 
+    /// A learner with the cap the governor keeps for it: growth and cuts applied.
+    #[derive(Debug)]
+    struct Sim {
+        learner: Learner,
+        concurrency: usize,
+    }
+
+    impl Sim {
+        fn new(concurrency: usize, ceiling: usize, now: Instant) -> Self {
+            Sim {
+                learner: Learner::new(ceiling.max(concurrency), now),
+                concurrency: concurrency.max(1),
+            }
+        }
+
+        fn apply(&mut self, cut: Cut) -> Cut {
+            if let Cut::Concurrency(cap) = cut {
+                self.concurrency = cap;
+            }
+            cut
+        }
+
+        fn on_success(
+            &mut self,
+            now: Instant,
+            sent: Instant,
+            queued: bool,
+            level: usize,
+        ) -> Option<usize> {
+            let grown = self
+                .learner
+                .on_success(now, sent, queued, level, self.concurrency);
+            if let Some(cap) = grown {
+                self.concurrency = cap;
+            }
+            grown
+        }
+
+        fn on_finish(&mut self, sent: Instant, now: Instant, served: bool) -> Cut {
+            let cut = self.learner.on_finish(sent, now, served, self.concurrency);
+            self.apply(cut)
+        }
+
+        fn on_rate_limited(
+            &mut self,
+            now: Instant,
+            sent_at: Instant,
+            others: usize,
+            saturated: bool,
+            resume_at: Instant,
+        ) -> Cut {
+            let cut = self.learner.on_rate_limited(
+                now,
+                sent_at,
+                others,
+                saturated,
+                resume_at,
+                self.concurrency,
+            );
+            self.apply(cut)
+        }
+    }
+
+    impl std::ops::Deref for Sim {
+        type Target = Learner;
+
+        fn deref(&self) -> &Learner {
+            &self.learner
+        }
+    }
+
+    impl std::ops::DerefMut for Sim {
+        fn deref_mut(&mut self) -> &mut Learner {
+            &mut self.learner
+        }
+    }
+
     fn at(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
     }
@@ -651,7 +738,7 @@ mod tests {
     #[test]
     fn slots_are_spaced_one_over_the_rate_without_bursts() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, 64, t0);
+        let mut l = Sim::new(4, 64, t0);
         l.rate = 10.0;
         let a = l.slot(t0);
         let b = l.slot(t0);
@@ -668,14 +755,14 @@ mod tests {
     #[test]
     fn nothing_is_paced_before_the_first_rate_cut() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, 64, t0);
+        let mut l = Sim::new(4, 64, t0);
         assert!((0..100).all(|_| l.slot(t0) == t0));
     }
 
     #[test]
     fn a_429_cuts_the_rate_once_per_congestion_event() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         for i in 0..20 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), false, 1);
         }
@@ -711,7 +798,7 @@ mod tests {
     #[test]
     fn cuts_that_find_the_same_limit_probe_it_less_often() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         let mut ks = Vec::new();
         let mut ms = 0;
         // The server accepts 20/s every time the client goes over.
@@ -756,7 +843,7 @@ mod tests {
     #[test]
     fn a_first_429_with_too_few_successes_is_unmeasured_and_measures_from_after_the_pause() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         l.on_success(t0, t0, false, 1);
         let resume = at(t0, 1_100);
         assert_eq!(
@@ -779,7 +866,7 @@ mod tests {
     #[test]
     fn a_first_cut_reads_a_burst_shorter_than_a_second_over_a_second() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, 64, t0);
+        let mut l = Sim::new(4, 64, t0);
         // A window of 10 per second, filled in 100 ms by an unpaced client.
         for i in 0..10 {
             l.on_success(at(t0, i * 10), at(t0, i * 10), false, 4);
@@ -792,7 +879,7 @@ mod tests {
     fn after_the_first_rate_cut_the_rate_doubles_each_second_and_the_next_cut_reads_the_last_second()
      {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, 64, t0);
+        let mut l = Sim::new(4, 64, t0);
         for i in 0..4 {
             l.on_success(at(t0, i * 10), at(t0, i * 10), false, 1);
         }
@@ -834,7 +921,7 @@ mod tests {
     #[test]
     fn idle_time_is_not_read_as_a_low_rate() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         for i in 0..10 {
             l.slot(at(t0, i * 50));
             l.on_success(at(t0, i * 50 + 20), at(t0, i * 50 + 20), false, 1);
@@ -861,7 +948,7 @@ mod tests {
     #[test]
     fn the_cap_grows_no_further_than_its_ceiling() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 12, t0);
+        let mut l = Sim::new(8, 12, t0);
         let mut sizes = Vec::new();
         for s in 1..6 {
             let now = at(t0, s * 1_100);
@@ -874,7 +961,7 @@ mod tests {
 
     /// `refused` requests sent together 10 ms before `t` come back with 429s at `t`, one by
     /// one, while `served` others sent with them succeed 50 ms later. Returns the last cut.
-    fn moment(l: &mut Learner, t: Instant, refused: usize, served: usize, saturated: bool) -> Cut {
+    fn moment(l: &mut Sim, t: Instant, refused: usize, served: usize, saturated: bool) -> Cut {
         let sent = t - Duration::from_millis(10);
         let resume = t + Duration::from_secs(1);
         let mut cut = Cut::None;
@@ -898,7 +985,7 @@ mod tests {
     #[test]
     fn a_429_is_judged_once_the_requests_in_flight_with_it_have_finished() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         let t = at(t0, 100);
         assert_eq!(l.on_rate_limited(t, t0, 2, true, at(t0, 1_100)), Cut::None);
         assert_eq!(l.pending.len(), 1);
@@ -923,7 +1010,7 @@ mod tests {
     #[test]
     fn a_storm_of_429s_is_remembered_within_bounds() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         // A thousand 429s within a second, each with a stalled request in flight.
         for i in 0..1_000 {
             l.on_rate_limited(at(t0, i), at(t0, i), 1, true, at(t0, 1_000 + i));
@@ -935,7 +1022,7 @@ mod tests {
     #[test]
     fn a_cap_is_429s_at_the_top_at_two_moments_and_the_cap_is_what_was_served() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         // Eight at once against a cap of 4: four 429s while four are served.
         let t1 = at(t0, 1_000);
         assert_eq!(moment(&mut l, t1, 4, 4, true), Cut::None, "one moment");
@@ -957,7 +1044,7 @@ mod tests {
     #[test]
     fn a_token_bucket_burst_refuses_at_the_top_once_and_lower_after_so_it_is_no_cap() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         // Rounds of eight at once against a bucket of 2 every 1.2 s: two served, six refused
         // at the top; then the two that were served send again into an empty bucket.
         for round in 0..5u64 {
@@ -972,7 +1059,7 @@ mod tests {
     #[test]
     fn a_429_with_permits_to_spare_is_no_sign_of_a_cap() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         // Two callers: each request overlaps the other caller's.
         for i in 2..=10 {
             let now = at(t0, i * 100);
@@ -992,7 +1079,7 @@ mod tests {
         let t0 = Instant::now();
         // Sixteen permits, a caller whose level peaks at nine against a cap of eight: the
         // ninth is refused while eight are served, as many as ever at once.
-        let mut l = Learner::new(16, 64, t0);
+        let mut l = Sim::new(16, 64, t0);
         assert_eq!(moment(&mut l, at(t0, 1_000), 1, 8, false), Cut::None);
         assert_eq!(
             moment(&mut l, at(t0, 2_000), 1, 8, false),
@@ -1004,7 +1091,7 @@ mod tests {
     #[test]
     fn a_cut_that_was_not_deep_enough_is_cut_again_within_its_grace() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         for i in 0..20 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
@@ -1021,7 +1108,8 @@ mod tests {
         for i in 1..=6u64 {
             let back = at(t0, 1_000 + i * 125);
             l.on_success(back, at(t0, 1_000 + i * 125 - 60), true, 1);
-            let cut = l.on_rate_limited(at(back, 5), at(t0, 1_000 + i * 125 - 60), 0, false, resume);
+            let cut =
+                l.on_rate_limited(at(back, 5), at(t0, 1_000 + i * 125 - 60), 0, false, resume);
             cuts.push(cut);
         }
         let again: Vec<f64> = cuts
@@ -1038,7 +1126,7 @@ mod tests {
     #[test]
     fn the_aftermath_of_a_cut_that_was_deep_enough_cuts_nothing() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
         l.rate_cut_at = Some(t0);
         l.w = 20.0;
@@ -1068,7 +1156,7 @@ mod tests {
     #[test]
     fn a_probe_that_finds_a_raised_limit_grows_again_as_in_slow_start() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
         l.cut_to = BETA * 10.0;
@@ -1098,7 +1186,7 @@ mod tests {
     #[test]
     fn a_cap_is_never_cut_below_what_the_server_served_at_once() {
         let t0 = Instant::now();
-        let mut l = Learner::new(6, 64, t0);
+        let mut l = Sim::new(6, 64, t0);
         // Six served at once a moment ago.
         let t = at(t0, 500);
         for i in 0..6 {
@@ -1113,7 +1201,7 @@ mod tests {
     #[test]
     fn after_a_cut_the_rate_returns_to_its_plateau_along_a_cubic_then_probes_in_doubling_steps() {
         let t0 = Instant::now();
-        let mut l = Learner::new(8, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
         l.rate = BETA * 10.0;
@@ -1148,15 +1236,15 @@ mod tests {
         assert!(
             (steps[0] - PROBE * plateau).abs() < 0.01
                 && steps.windows(2).all(|w| (w[1] / w[0] - 2.0).abs() < 0.01),
-            "steps beyond W of 2 % of W, doubling each second: {steps:?}"
+            "steps beyond W of PROBE × W, doubling each second: {steps:?}"
         );
     }
 
     #[test]
     fn concurrency_doubles_until_its_first_cut_then_probes_after_a_doubling_hold() {
         let t0 = Instant::now();
-        let mut l = Learner::new(2, 64, t0);
-        let success = |l: &mut Learner, ms: u64, level: usize| {
+        let mut l = Sim::new(2, 64, t0);
+        let success = |l: &mut Sim, ms: u64, level: usize| {
             let now = at(t0, ms);
             l.on_success(now, now, true, level)
         };
@@ -1195,7 +1283,7 @@ mod tests {
     #[test]
     fn nothing_grows_while_the_limiter_is_not_the_bottleneck() {
         let t0 = Instant::now();
-        let mut l = Learner::new(4, 64, t0);
+        let mut l = Sim::new(4, 64, t0);
         l.rate = 5.0;
         l.rate_cut_at = Some(t0);
         l.w = 5.0;
@@ -1203,5 +1291,111 @@ mod tests {
             l.on_success(at(t0, i * 100), at(t0, i * 100), false, 1);
         }
         assert_eq!((l.rate, l.concurrency), (5.0, 4));
+    }
+
+    /// One thing that can happen to a class, as the governor reports it.
+    #[derive(Debug, Clone)]
+    enum Event {
+        Slot,
+        Success {
+            took: u64,
+            queued: bool,
+            level: usize,
+        },
+        Refused {
+            took: u64,
+            others: usize,
+            saturated: bool,
+        },
+        Finished {
+            took: u64,
+            served: bool,
+        },
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = (u64, Event)> {
+        use proptest::prelude::*;
+        let event = prop_oneof![
+            Just(Event::Slot),
+            (1u64..500, any::<bool>(), 1usize..40).prop_map(|(took, queued, level)| {
+                Event::Success {
+                    took,
+                    queued,
+                    level,
+                }
+            }),
+            (1u64..500, 0usize..40, any::<bool>()).prop_map(|(took, others, saturated)| {
+                Event::Refused {
+                    took,
+                    others,
+                    saturated,
+                }
+            }),
+            (1u64..3_000, any::<bool>())
+                .prop_map(|(took, served)| Event::Finished { took, served }),
+        ];
+        (0u64..400, event)
+    }
+
+    proptest::proptest! {
+        /// Whatever the server does: the rate stays positive (or infinite before the first
+        /// cut), the cap within [1, ceiling], a cut never raises what it cuts, the class
+        /// pauses once at most, and memory stays bounded.
+        #[test]
+        fn the_limits_stay_in_bounds_and_cuts_only_lower_them(
+            events in proptest::collection::vec(event(), 1..400),
+            start in 1usize..20,
+            ceiling in 1usize..40,
+        ) {
+            let t0 = Instant::now();
+            let mut l = Sim::new(start, ceiling, t0);
+            let ceiling = l.ceiling;
+            let mut now = t0 + Duration::from_secs(5);
+            let mut pauses = 0;
+            for (gap, event) in events {
+                now += Duration::from_millis(gap);
+                let (rate, concurrency) = (l.rate, l.concurrency);
+                let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(t0);
+                let cut = match event {
+                    Event::Slot => {
+                        proptest::prop_assert!(l.slot(now) >= now);
+                        Cut::None
+                    }
+                    Event::Success { took, queued, level } => {
+                        if let Some(grown) = l.on_success(now, ago(took), queued, level) {
+                            proptest::prop_assert!(grown > concurrency && grown <= ceiling);
+                        }
+                        Cut::None
+                    }
+                    Event::Refused { took, others, saturated } => l.on_rate_limited(
+                        now,
+                        ago(took),
+                        others,
+                        saturated,
+                        now + Duration::from_secs(1),
+                    ),
+                    Event::Finished { took, served } => l.on_finish(ago(took), now, served),
+                };
+                match cut {
+                    Cut::Rate(r) => {
+                        proptest::prop_assert!(r <= rate, "a rate cut raised {rate} to {r}");
+                        proptest::prop_assert_eq!(r, l.rate);
+                    }
+                    Cut::Concurrency(c) => {
+                        proptest::prop_assert!(c < concurrency, "a cap cut raised {concurrency} to {c}");
+                        proptest::prop_assert_eq!(c, l.concurrency);
+                    }
+                    Cut::Unmeasured(_) => {
+                        pauses += 1;
+                        proptest::prop_assert!(pauses == 1, "the class pauses once at most");
+                    }
+                    Cut::None => {}
+                }
+                proptest::prop_assert!(l.rate > 0.0 && !l.rate.is_nan(), "rate {}", l.rate);
+                proptest::prop_assert!((1..=ceiling).contains(&l.concurrency));
+                proptest::prop_assert!(l.pending.len() <= MAX_REMEMBERED);
+                proptest::prop_assert!(l.refusals.len() <= MAX_REMEMBERED);
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
-use crate::governor::{Class, ClassPolicy, Governor};
+use crate::governor::Governor;
+use crate::limits::{Class, ClassPolicy};
 
 /// The production API.
 pub const DEFAULT_BASE_URL: &str = "https://www.facturapi.io/v2";
@@ -369,7 +370,7 @@ impl Client {
 
     /// Where the limits of a class stand: the learned rate and concurrency, requests in
     /// flight and queued, the pause, and counts of 429s and cuts.
-    pub fn learned(&self, class: Class) -> crate::governor::Learned {
+    pub fn learned(&self, class: Class) -> crate::limits::Learned {
         self.inner.governor.learned(class)
     }
 

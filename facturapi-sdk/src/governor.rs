@@ -1,20 +1,16 @@
-//! Per-class concurrency, pacing and pausing: the part of the send path that keeps a burst of
-//! calls inside Facturapi's per-class limits.
+//! The machinery behind the limits of [`crate::limits`]: per class, a resizable semaphore
+//! (the concurrency limit), a gate (a time before which no request of the class starts) and,
+//! in adaptive mode, the learner of [`crate::adaptive`], which paces the class and decides
+//! the cuts. The send path asks it for a [`Permit`] before each attempt and reports each
+//! attempt's end through it.
 //!
-//! Each [`Class`] has a semaphore (its concurrency limit, resizable at runtime) and a gate
-//! (a time before which no request of the class starts). In adaptive mode (the default) each
-//! class also has a paced rate, and both the rate and the concurrency limit are learned from
-//! 429s (the `adaptive` module); the gate closes only for the first 429 the learner cannot
-//! measure. In static mode ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits))
-//! the limits are the policies'. [`Learned`] shows where they stand.
-//!
-//! **The `Retry-After` rule**, in both modes: the request that got a 429 is not sent again
-//! before its `Retry-After` ends, even when the learner expects the server to take it sooner
-//! (Facturapi asks for it to be honoured, and rounds it up to whole seconds). It waits
-//! holding its permit, at the head of its class; nothing else waits for it. In a paced class
-//! its permit is handed to the next request meanwhile, so a 429 costs its caller the wait
-//! and the class nothing. A caller with fewer workers than the limit allows has nothing to
-//! overlap that wait with: there the SDK's answer is to pace so that the 429 does not come.
+//! How permits add up. `Limit::size` is the concurrency limit; the semaphore holds the
+//! permits not in use. A shrink takes free permits at once and records the rest as `debt`,
+//! paid by the next permits released (they are forgotten instead of returned). A request
+//! waiting out a `Retry-After` in a paced class keeps its `Permit` (its place at the head)
+//! but lets a replacement into the semaphore, taken back when it is sent again. So at any
+//! time: free permits + permits held (in flight, or waiting without a replacement) − debt
+//! = size.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,197 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::adaptive::{Cut, Learner};
-
-/// The five operation classes of Facturapi's rate-limit contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Class {
-    /// GET of one resource or one of its files.
-    DetailRead,
-    /// GET of a collection, a search or a catalog lookup.
-    ListRead,
-    /// POST that creates a resource.
-    Create,
-    /// PUT, DELETE or an action that changes a resource.
-    Write,
-    /// Stamping, SAT cancellation, global/to-invoice, uploads, ZIP requests, e-mail, previews.
-    HeavyWrite,
-}
-
-impl Class {
-    /// Every class.
-    pub const ALL: [Class; 5] = [
-        Class::DetailRead,
-        Class::ListRead,
-        Class::Create,
-        Class::Write,
-        Class::HeavyWrite,
-    ];
-
-    /// The name used in `spec/endpoints.toml`, metrics and tracing.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::DetailRead => "detail_read",
-            Class::ListRead => "list_read",
-            Class::Create => "create",
-            Class::Write => "write",
-            Class::HeavyWrite => "heavy_write",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Class {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Class {
-    /// The class of a spec operation, by operation id (`None` for ids the spec lacks).
-    pub fn of_operation(operation_id: &str) -> Option<Class> {
-        operations()
-            .iter()
-            .find(|op| op.operation_id == operation_id)
-            .map(|op| op.class)
-    }
-}
-
-/// One operation of the spec, as `cargo xtask codegen` catalogs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Operation {
-    /// The spec's operationId (or the one derived from method and path).
-    pub operation_id: &'static str,
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path template.
-    pub path: &'static str,
-    /// Its class.
-    pub class: Class,
-    /// The handle it hangs on (`client.invoices()` → `invoices`).
-    pub resource: &'static str,
-    /// The method's name on that handle.
-    pub method_name: &'static str,
-    /// Key kinds the spec accepts (empty: any).
-    pub keys: &'static [crate::KeyKind],
-    /// When it may be sent again after an attempt that may have reached the server.
-    pub resend: crate::request::Resend,
-}
-
-/// Every operation of the spec with its class, in spec order (110): for dashboards and
-/// alerts that group by class, and for tools that route by operation.
-pub fn operations() -> &'static [Operation] {
-    crate::generated::operations::OPERATIONS
-}
-
-/// How one class is sent: its concurrency limit and its retry schedule.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ClassPolicy {
-    /// Requests of the class in flight at once (the starting point in adaptive mode).
-    pub concurrency: usize,
-    /// Most requests in flight that adaptive mode ever grows to (at least `concurrency`).
-    pub max_concurrency: usize,
-    /// First retry delay (before jitter) after a 5xx, timeout or connection error, and after a
-    /// 429 without `Retry-After`.
-    pub min_delay: Duration,
-    /// Largest retry delay (before jitter).
-    pub max_delay: Duration,
-    /// Growth factor of the delay.
-    pub factor: f32,
-    /// Retries after failures that are not 429s (429s never spend this budget).
-    pub max_retries: usize,
-    /// Total time a call may take, waits included; past it a 429 becomes
-    /// [`Error::RateLimited`](crate::Error::RateLimited).
-    pub deadline: Duration,
-    /// Longest `Retry-After` honoured; larger values are clamped to it.
-    pub retry_after_cap: Duration,
-}
-
-impl ClassPolicy {
-    /// The default policy of `class`: the most cautious for heavy writes.
-    pub fn default_for(class: Class) -> Self {
-        let base = ClassPolicy {
-            concurrency: 4,
-            max_concurrency: 32,
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-            factor: 2.0,
-            max_retries: 3,
-            deadline: Duration::from_secs(120),
-            retry_after_cap: Duration::from_secs(120),
-        };
-        match class {
-            Class::DetailRead => ClassPolicy {
-                concurrency: 8,
-                max_concurrency: 64,
-                ..base
-            },
-            Class::ListRead | Class::Create | Class::Write => base,
-            Class::HeavyWrite => ClassPolicy {
-                concurrency: 2,
-                max_concurrency: 8,
-                min_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(30),
-                deadline: Duration::from_secs(300),
-                ..base
-            },
-        }
-    }
-
-    /// Sets the concurrency limit (at least 1; the ceiling rises to it if lower).
-    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
-        self.max_concurrency = self.max_concurrency.max(self.concurrency);
-        self
-    }
-
-    /// Sets the most requests in flight adaptive mode may grow to (at least `concurrency`).
-    pub fn with_max_concurrency(mut self, max_concurrency: usize) -> Self {
-        self.max_concurrency = max_concurrency.max(self.concurrency);
-        self
-    }
-
-    /// Sets the retry delays: first delay, cap and growth factor.
-    pub fn with_backoff(mut self, min_delay: Duration, max_delay: Duration, factor: f32) -> Self {
-        self.min_delay = min_delay;
-        self.max_delay = max_delay.max(min_delay);
-        self.factor = factor.max(1.0);
-        self
-    }
-
-    /// Sets the retry budget for non-429 failures.
-    pub fn with_max_retries(mut self, max_retries: usize) -> Self {
-        self.max_retries = max_retries;
-        self
-    }
-
-    /// Sets the total time a call may take.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// Sets the longest `Retry-After` honoured.
-    pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
-        self.retry_after_cap = cap;
-        self
-    }
-
-    /// The exponential schedule (without jitter) of this policy.
-    pub(crate) fn schedule(&self) -> backon::ExponentialBackoff {
-        use backon::BackoffBuilder as _;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_factor(self.factor)
-            .without_max_times()
-            .build()
-    }
-}
+use crate::limits::{Class, ClassPolicy, Learned};
 
 /// Full jitter: a uniform delay in `[0, delay]`. backon's own jitter adds `U(0, delay)` on top
 /// of the delay, which keeps synchronized clients closer together; full jitter spreads them.
@@ -300,6 +106,11 @@ impl ClassState {
         }
     }
 
+    /// The concurrency limit: the one number both modes keep, and the learner is told.
+    fn size(&self) -> usize {
+        self.limit.size.lock().map_or(1, |s| *s)
+    }
+
     fn resize(&self, size: usize) {
         let size = size.max(1);
         metrics::gauge!("facturapi_learned_concurrency", "class" => self.class.as_str())
@@ -314,29 +125,6 @@ impl ClassState {
         }
         *current = size;
     }
-}
-
-/// Where one class's limits stand (see [`Client::learned`](crate::Client::learned)).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Learned {
-    /// The paced rate, requests per second (`None` while not paced: in static mode, and in
-    /// adaptive mode until the first rate cut).
-    pub rate: Option<f64>,
-    /// The concurrency limit.
-    pub concurrency: usize,
-    /// Requests in flight now.
-    pub in_flight: usize,
-    /// Requests waiting for the gate, a permit or a pacing slot.
-    pub queued: usize,
-    /// When the class may start requests again, if a 429 paused it.
-    pub paused_until: Option<Instant>,
-    /// 429s received.
-    pub rate_limited: u64,
-    /// Rate cuts made (adaptive mode).
-    pub rate_cuts: u64,
-    /// Concurrency cuts made (adaptive mode).
-    pub concurrency_cuts: u64,
 }
 
 /// Where a request that got a 429 waits out its `Retry-After`.
@@ -417,8 +205,9 @@ impl Permit {
         }
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         let served = std::mem::replace(&mut self.served, false);
+        let size = self.state.size();
         let cut = match self.state.learner() {
-            Some(mut learner) => learner.on_finish(self.sent, Instant::now(), served),
+            Some(mut learner) => learner.on_finish(self.sent, Instant::now(), served, size),
             None => return,
         };
         self.state.apply(cut);
@@ -512,7 +301,6 @@ impl Governor {
                     gate: Mutex::new(None),
                     learner: adaptive.then(|| {
                         Mutex::new(Learner::new(
-                            policy.concurrency,
                             policy.max_concurrency.max(policy.concurrency),
                             now,
                         ))
@@ -540,6 +328,7 @@ impl Governor {
     pub(crate) fn on_success(&self, class: Class, permit: &mut Permit) {
         permit.served = true;
         let state = self.state(class);
+        let size = state.size();
         let grown = {
             let Some(mut learner) = state.learner() else {
                 return;
@@ -551,6 +340,7 @@ impl Governor {
                 state.queued.load(Ordering::Relaxed) > 0,
                 // In flight as it came back, itself included (its permit still counts).
                 state.in_flight.load(Ordering::Relaxed).max(1),
+                size,
             );
             if learner.rate != before {
                 metrics::gauge!("facturapi_learned_rate", "class" => class.as_str())
@@ -573,6 +363,7 @@ impl Governor {
     fn on_rate_limited(&self, class: Class, sent_at: Instant, permit: &mut Permit, until: Instant) {
         let state = self.state(class);
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let size = state.size();
         let (cut, paced) = {
             let Some(mut learner) = state.learner() else {
                 return;
@@ -581,7 +372,8 @@ impl Governor {
             // offers the class more than its limit.
             let saturated = state.limit.semaphore.available_permits() == 0;
             let others = state.in_flight.load(Ordering::Relaxed);
-            let cut = learner.on_rate_limited(Instant::now(), sent_at, others, saturated, until);
+            let cut =
+                learner.on_rate_limited(Instant::now(), sent_at, others, saturated, until, size);
             (cut, learner.rate.is_finite())
         };
         if paced {
@@ -722,17 +514,13 @@ impl Governor {
 
     /// The current concurrency limit of `class`.
     pub(crate) fn concurrency(&self, class: Class) -> usize {
-        self.state(class).limit.size.lock().map(|s| *s).unwrap_or(1)
+        self.state(class).size()
     }
 
     /// Resizes the concurrency limit of `class` (at least 1). Growing takes effect at once;
     /// shrinking takes permits back as requests in flight finish.
     pub(crate) fn set_concurrency(&self, class: Class, size: usize) {
-        let state = self.state(class);
-        if let Some(mut learner) = state.learner() {
-            learner.concurrency = size.max(1);
-        }
-        state.resize(size);
+        self.state(class).resize(size);
     }
 }
 
@@ -863,6 +651,66 @@ mod tests {
                 heavy.concurrency < other.concurrency && heavy.min_delay > other.min_delay,
                 "{class}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of acquisitions, 429s, resumptions, successes, drops and
+        /// resizes: free permits + permits held (in flight, or waiting without a
+        /// replacement) − debt = the limit's size.
+        #[test]
+        fn permits_are_conserved(
+            ops in proptest::collection::vec((0u8..7, 0usize..16), 1..200),
+            adaptive in proptest::bool::ANY,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let class = Class::Create;
+                let governor = Governor::new(
+                    &Class::ALL.map(|c| ClassPolicy::default_for(c).with_concurrency(4)),
+                    adaptive,
+                );
+                let (mut in_flight, mut waiting) = (Vec::new(), Vec::new());
+                for (op, n) in ops {
+                    match op {
+                        0 => in_flight.extend(governor.try_acquire(class)),
+                        1 if !in_flight.is_empty() => drop(in_flight.remove(n % in_flight.len())),
+                        2 => governor.set_concurrency(class, n + 1),
+                        3 if !in_flight.is_empty() => {
+                            let permit = in_flight.remove(n % in_flight.len());
+                            let now = Instant::now();
+                            let until = now + Duration::from_millis(10);
+                            if let After429::Hold(p) = governor.on_429(class, now, permit, until) {
+                                waiting.push(p);
+                            }
+                        }
+                        4 if !waiting.is_empty() => {
+                            let permit = waiting.remove(n % waiting.len());
+                            let now = Instant::now();
+                            in_flight.push(governor.resume(class, permit, now).await);
+                        }
+                        5 if !waiting.is_empty() => drop(waiting.remove(n % waiting.len())),
+                        6 if !in_flight.is_empty() => {
+                            let i = n % in_flight.len();
+                            governor.on_success(class, &mut in_flight[i]);
+                        }
+                        _ => {}
+                    }
+                    tokio::time::advance(Duration::from_millis(7)).await;
+                    let state = governor.state(class);
+                    let size = *state.limit.size.lock().unwrap();
+                    let free = state.limit.semaphore.available_permits();
+                    let held = in_flight.len() + waiting.iter().filter(|p: &&Permit| !p.replaced).count();
+                    let debt = state.limit.debt.load(Ordering::Relaxed);
+                    proptest::prop_assert_eq!(free + held, size + debt, "{:?}", governor.learned(class));
+                    proptest::prop_assert_eq!(state.in_flight.load(Ordering::Relaxed), in_flight.len());
+                }
+                Ok(())
+            })?;
         }
     }
 }

@@ -24,7 +24,7 @@
 //!     MaybePending::Pending(invoice) => println!("{} pending: do not create it again", invoice.id),
 //! }
 //!
-//! let query = ListInvoicesQuery { q: Some("Dunder".into()), ..Default::default() };
+//! let query = ListInvoicesQuery::default().q("Dunder");
 //! let mut all = std::pin::pin!(client.invoices().list_all(query));
 //! while let Some(invoice) = all.next().await {
 //!     let invoice = invoice?; // Error::PageCap after the API's 30-page cap: narrow the date range
@@ -33,14 +33,13 @@
 //! # let _ = customer; Ok(()) }
 //! ```
 //!
-//! Where things are: [`client`] (configuration and keys), [`governor`] (classes, policies,
-//! limits), [`send`] (the send path and decoders; the retry decision is the private
-//! `classify` module), [`request`] (path, query and body encoding, [`Resend`] rules),
-//! [`error`], [`raw`] (the raw twin of every operation), [`pagination`], [`webhooks`],
-//! [`DateTime`] (every model date), [`bulk`] (many creations, each once, resumable after a
-//! crash), [`models`] and [`resources`] (generated from `spec/`),
-//! the [`endpoint`] attribute for your own endpoints, and `sandbox` (cargo feature `sandbox`:
-//! a local Facturapi with hidden limits and faults, for tests).
+//! Where things are: [`client`] (configuration and keys), [`limits`] (classes, policies,
+//! learned limits), [`error`] (every failure, and whether the call may have been processed),
+//! [`raw`] (the raw twin of every operation), [`pagination`], [`webhooks`], [`DateTime`]
+//! (every model date), [`bulk`] (many creations, each once, resumable after a crash),
+//! [`models`] and [`resources`] (generated from `spec/`), the [`endpoint`] attribute for your
+//! own endpoints, and `sandbox` (cargo feature `sandbox`: a local Facturapi with hidden
+//! limits and faults, for tests).
 #![deny(missing_docs)]
 
 // Lets `#[endpoint]` expansions (which name `::facturapi_sdk`) work inside this crate too.
@@ -53,14 +52,15 @@ pub mod client;
 mod datetime;
 pub mod error;
 mod generated;
-pub mod governor;
+mod governor;
+pub mod limits;
 pub mod pagination;
 pub mod raw;
 mod redact;
-pub mod request;
+mod request;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
-pub mod send;
+mod send;
 pub mod webhooks;
 
 pub use client::{ApiKey, AsClient, Client, ClientBuilder, KeyKind};
@@ -69,10 +69,10 @@ pub use error::{
     ApiError, DecodeError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result,
     Source,
 };
-pub use governor::{Class, ClassPolicy, Learned, Operation, operations};
+pub use limits::{Class, ClassPolicy, Learned, Operation, operations};
 pub use raw::{RawCall, RawResponse};
 pub use request::{Multipart, QueryParams, Resend};
-pub use send::{ByteStream, Created, MaybePending};
+pub use send::{ByteStream, Created, LOG_ID_HEADER, MaybePending};
 
 /// Request and response models, generated from `spec/facturapi.openapi.yaml`.
 pub use generated::models;
@@ -81,7 +81,16 @@ pub use generated::models;
 /// `spec/endpoints.toml`.
 pub use generated::resources;
 
-/// Turns an `async fn` signature into a rate-limit-aware call; see the crate `facturapi-macros`.
+/// Turns an `async fn` signature into a rate-limit-aware call, protected like the SDK's own
+/// methods:
+///
+/// ```no_run
+/// use facturapi_sdk::{Client, Result, endpoint, models};
+///
+/// #[endpoint(GET "/invoices/{invoice_id}", class = detail_read, keys = [test, live])]
+/// async fn fetch_invoice(client: &Client, invoice_id: &str) -> Result<models::Invoice>;
+/// # fn main() {}
+/// ```
 pub use facturapi_macros::endpoint;
 
 /// Round-trip hooks for the project's own contract tests (internal `contract` feature).
@@ -94,7 +103,7 @@ pub use generated::contract as __contract;
 pub mod __private {
     pub use crate::client::{AsClient, Client, KeyKind};
     pub use crate::error::{Error, Result};
-    pub use crate::governor::Class;
+    pub use crate::limits::Class;
     pub use crate::request::{
         Body, Multipart, OperationInfo, PathBuilder, Query, QueryParams, Request, Resend,
     };

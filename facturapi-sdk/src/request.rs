@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::client::KeyKind;
 use crate::error::{Error, Result};
-use crate::governor::Class;
+use crate::limits::Class;
 
 /// When an operation may be sent again after an attempt that may have reached the server (a
 /// timeout, a dropped connection, a body cut short, a 5xx). A 429 and a connection that never
@@ -326,6 +326,33 @@ impl Body {
                 message: format!("the body cannot be serialized: {e}"),
             })
     }
+
+    /// Puts a fresh UUID in an empty or missing `idempotency_key` of a JSON object body, and
+    /// returns the key the body carries.
+    pub(crate) fn ensure_idempotency_key(&mut self) -> Option<String> {
+        let Body::Json(Value::Object(map)) = self else {
+            return None;
+        };
+        match map.get("idempotency_key") {
+            Some(Value::String(key)) if !key.is_empty() => Some(key.clone()),
+            _ => {
+                let key = uuid::Uuid::new_v4().to_string();
+                map.insert("idempotency_key".into(), Value::String(key.clone()));
+                Some(key)
+            }
+        }
+    }
+
+    /// The idempotency key a JSON object body carries, if any.
+    pub(crate) fn idempotency_key(&self) -> Option<String> {
+        match self {
+            Body::Json(Value::Object(map)) => map
+                .get("idempotency_key")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        }
+    }
 }
 
 /// One call, ready for the send path.
@@ -341,6 +368,19 @@ pub struct Request {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn idempotency_key_is_filled_once_and_kept() {
+        let mut body = Body::Json(serde_json::json!({"customer": "c"}));
+        let key = body.ensure_idempotency_key().unwrap();
+        assert_eq!(body.ensure_idempotency_key().unwrap(), key);
+        let mut own = Body::Json(serde_json::json!({"idempotency_key": "mine"}));
+        assert_eq!(own.ensure_idempotency_key().as_deref(), Some("mine"));
+        let mut empty = Body::Json(serde_json::json!({"idempotency_key": ""}));
+        assert_ne!(empty.ensure_idempotency_key().as_deref(), Some(""));
+        assert_eq!(own.idempotency_key().as_deref(), Some("mine"));
+        assert_eq!(Body::None.idempotency_key(), None);
+    }
+
     use super::*;
 
     const OP: OperationInfo = OperationInfo {

@@ -59,32 +59,6 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Puts a fresh UUID in an empty or missing `idempotency_key` of a JSON object body, and
-/// returns the key the body carries.
-fn ensure_idempotency_key(body: &mut Body) -> Option<String> {
-    let Body::Json(Value::Object(map)) = body else {
-        return None;
-    };
-    match map.get("idempotency_key") {
-        Some(Value::String(key)) if !key.is_empty() => Some(key.clone()),
-        _ => {
-            let key = uuid::Uuid::new_v4().to_string();
-            map.insert("idempotency_key".into(), Value::String(key.clone()));
-            Some(key)
-        }
-    }
-}
-
-fn body_key(body: &Body) -> Option<String> {
-    match body {
-        Body::Json(Value::Object(map)) => map
-            .get("idempotency_key")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        _ => None,
-    }
-}
-
 /// The JSON path of the value of `bytes` that `T` fails on (`.` for the body itself). A
 /// tagged union decodes its variant on its own and names the inner path in its message
 /// (`… at `items[0].quantity`: …`): the two are joined.
@@ -261,8 +235,8 @@ async fn call(
         });
     }
     let idempotency_key = match op.retry {
-        Resend::Keyed => ensure_idempotency_key(&mut request.body),
-        _ => body_key(&request.body),
+        Resend::Keyed => request.body.ensure_idempotency_key(),
+        _ => request.body.idempotency_key(),
     };
     let span = tracing::info_span!(
         "facturapi.request",
@@ -1010,17 +984,6 @@ mod tests {
         assert_eq!(leading_id(b"{\"livemode\": false, \"id\": \"x\""), None);
         assert_eq!(leading_id(b"{\"id\": \"cut"), None);
         assert_eq!(leading_id(b""), None);
-    }
-
-    #[test]
-    fn idempotency_key_is_filled_once_and_kept() {
-        let mut body = Body::Json(serde_json::json!({"customer": "c"}));
-        let key = ensure_idempotency_key(&mut body).unwrap();
-        assert_eq!(ensure_idempotency_key(&mut body).unwrap(), key);
-        let mut own = Body::Json(serde_json::json!({"idempotency_key": "mine"}));
-        assert_eq!(ensure_idempotency_key(&mut own).as_deref(), Some("mine"));
-        let mut empty = Body::Json(serde_json::json!({"idempotency_key": ""}));
-        assert_ne!(ensure_idempotency_key(&mut empty).as_deref(), Some(""));
     }
 
     proptest::proptest! {

@@ -146,6 +146,85 @@ async fn seed(client: &Client, tag: &str) -> Seeds {
     }
 }
 
+/// The seeded document (or value) an operation's path parameter names.
+fn id_for(op: &facturapi_sdk::Operation, seeds: Option<&Seeds>, name: &str) -> String {
+    let Some(s) = seeds else {
+        return "5a4d00000000000000000001".into();
+    };
+    let draft_op = op.operation_id.contains("Draft") && !op.operation_id.starts_with("copy");
+    match name {
+        "customer_id" => s.customer.clone(),
+        "product_id" => s.product.clone(),
+        "invoice_id" if draft_op => s.draft.clone(),
+        "invoice_id" if op.operation_id == "downloadCancellationReceiptXml" => s.canceled.clone(),
+        "invoice_id" => s.invoice.clone(),
+        "receipt_id" => s.receipt.clone(),
+        "retention_id" if draft_op => s.draft_retention.clone(),
+        "retention_id" => s.retention.clone(),
+        "webhook_id" => s.webhook.clone(),
+        "format" => "pdf".into(),
+        _ => "5a4d00000000000000000001".into(),
+    }
+}
+
+/// The JSON body an operation sends: its fixture, pointed at the seeded documents.
+fn body_for(
+    op: &facturapi_sdk::Operation,
+    fixtures: &Value,
+    seeds: Option<&Seeds>,
+) -> Option<Value> {
+    let ty = fixtures["operations"][op.operation_id]["body_type"].as_str()?;
+    let mut body = fixtures["types"][ty].clone();
+    if let Some(s) = seeds {
+        if body.get("customer").is_some_and(Value::is_string) {
+            body["customer"] = json!(s.customer);
+        }
+        if op.operation_id == "createInvoice" || op.operation_id == "previewInvoicePdf" {
+            body = serde_json::to_value(invoice_body(&s.customer, &s.product, None)).unwrap();
+        }
+        if op.operation_id == "createWebhook" {
+            body["url"] = json!("https://example.com/new");
+        }
+    }
+    Some(body)
+}
+
+/// The required query parameters of an operation, with a value each.
+fn required_query(spec: &Value) -> Vec<(String, String)> {
+    spec["required_query"]
+        .as_array()
+        .map(|q| q.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|q| {
+            let value = match q {
+                "motive" => "02",
+                "domain" => "mi-empresa",
+                "tax_id" => "BBA830831LJ2",
+                _ => "ab",
+            };
+            (q.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The placeholders of a path template.
+fn path_params(template: &str) -> Vec<&str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect()
+}
+
+/// The key kind an operation is called with: the first it accepts.
+fn kind_for(op: &facturapi_sdk::Operation) -> KeyKind {
+    [KeyKind::Test, KeyKind::Live, KeyKind::User]
+        .into_iter()
+        .find(|k| op.keys.is_empty() || op.keys.contains(k))
+        .unwrap()
+}
+
 const FIXTURES: &str = include_str!("../src/generated/sandbox_fixtures.json");
 
 /// Raw HTTP on purpose: this checks the sandbox's routes and bodies, independently of the
@@ -159,10 +238,7 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
     let mut failures = Vec::new();
     let mut tag = 0;
     for op in facturapi_sdk::operations() {
-        let kind = [KeyKind::Test, KeyKind::Live, KeyKind::User]
-            .into_iter()
-            .find(|k| op.keys.is_empty() || op.keys.contains(k))
-            .unwrap();
+        let kind = kind_for(op);
         let client = &clients[kind as usize];
         tag += 1;
         let seeds = if kind == KeyKind::User {
@@ -170,28 +246,7 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
         } else {
             Some(seed(client, &format!("{tag:03}")).await)
         };
-        let id_for = |name: &str| -> String {
-            let Some(s) = &seeds else {
-                return "5a4d00000000000000000001".into();
-            };
-            let draft_op =
-                op.operation_id.contains("Draft") && !op.operation_id.starts_with("copy");
-            match name {
-                "customer_id" => s.customer.clone(),
-                "product_id" => s.product.clone(),
-                "invoice_id" if draft_op => s.draft.clone(),
-                "invoice_id" if op.operation_id == "downloadCancellationReceiptXml" => {
-                    s.canceled.clone()
-                }
-                "invoice_id" => s.invoice.clone(),
-                "receipt_id" => s.receipt.clone(),
-                "retention_id" if draft_op => s.draft_retention.clone(),
-                "retention_id" => s.retention.clone(),
-                "webhook_id" => s.webhook.clone(),
-                "format" => "pdf".into(),
-                _ => "5a4d00000000000000000001".into(),
-            }
-        };
+        let id_for = |name: &str| id_for(op, seeds.as_ref(), name);
         let mut path = op.path.to_owned();
         while let Some(start) = path.find('{') {
             let end = path[start..].find('}').unwrap() + start;
@@ -200,14 +255,11 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
         }
         let spec = &fixtures["operations"][op.operation_id];
         let mut url = format!("{}{path}", sandbox.base_url());
-        let required_query: Vec<&str> = spec["required_query"]
-            .as_array()
-            .map(|q| q.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let required_query = required_query(spec);
         if !required_query.is_empty() {
             let pairs: Vec<String> = required_query
                 .iter()
-                .map(|q| format!("{q}={}", if *q == "motive" { "02" } else { "ab" }))
+                .map(|(q, value)| format!("{q}={value}"))
                 .collect();
             url = format!("{url}?{}", pairs.join("&"));
         }
@@ -215,20 +267,7 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
         let mut request = http
             .request(method, &url)
             .bearer_auth(sandbox.key(kind).unwrap());
-        if let Some(ty) = spec["body_type"].as_str() {
-            let mut body = fixtures["types"][ty].clone();
-            if let Some(s) = &seeds {
-                if body.get("customer").is_some_and(Value::is_string) {
-                    body["customer"] = json!(s.customer);
-                }
-                if op.operation_id == "createInvoice" || op.operation_id == "previewInvoicePdf" {
-                    body =
-                        serde_json::to_value(invoice_body(&s.customer, &s.product, None)).unwrap();
-                }
-                if op.operation_id == "createWebhook" {
-                    body["url"] = json!("https://example.com/new");
-                }
-            }
+        if let Some(body) = body_for(op, &fixtures, seeds.as_ref()) {
             request = request
                 .header("content-type", "application/json")
                 .body(body.to_string());
@@ -284,6 +323,64 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
     sandbox.shutdown().await;
 }
 
+/// Every operation again, through its own SDK method (the generated dispatcher): the SDK's
+/// path, query and body encoding and its decoders, on fresh documents. Downloads are called
+/// twice, whole and streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spec_operation_through_its_sdk_method() {
+    use facturapi_sdk::__contract::{CallArgs, call};
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let fixtures: Value = serde_json::from_str(FIXTURES).unwrap();
+    let clients = [KeyKind::Test, KeyKind::Live, KeyKind::User].map(|k| client(&sandbox, k));
+    let (mut failures, mut methods, mut operations) = (Vec::new(), 0, 0);
+    for (tag, op) in facturapi_sdk::operations().iter().enumerate() {
+        let kind = kind_for(op);
+        let client = &clients[kind as usize];
+        let seeds = match kind {
+            KeyKind::User => None,
+            _ => Some(seed(client, &format!("m{tag:03}")).await),
+        };
+        let mut args = CallArgs::default();
+        for name in path_params(op.path) {
+            args.values
+                .insert(name.to_owned(), json!(id_for(op, seeds.as_ref(), name)));
+        }
+        for (name, value) in required_query(&fixtures["operations"][op.operation_id]) {
+            args.values.insert(name, json!(value));
+        }
+        if let Some(body) = body_for(op, &fixtures, seeds.as_ref()) {
+            args.values.insert("body".into(), body);
+        }
+        if op.operation_id.starts_with("upload") {
+            args.form = facturapi_sdk::Multipart::new().text("file", "x");
+        }
+        let mut found = false;
+        for stream in [false, true] {
+            let Some(outcome) = call(client, op.operation_id, stream, &args).await else {
+                continue;
+            };
+            found = true;
+            methods += 1;
+            if let Err(e) = outcome {
+                failures.push(format!("{} (stream: {stream}): {e}", op.operation_id));
+            }
+        }
+        operations += usize::from(found);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} calls:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(operations, 110, "every operation has its method");
+    assert!(
+        methods > operations,
+        "the downloads' streamed twins ran too"
+    );
+    sandbox.shutdown().await;
+}
+
 #[tokio::test]
 async fn customers_products_and_webhooks_round_trip_through_the_sdk() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
@@ -314,10 +411,7 @@ async fn customers_products_and_webhooks_round_trip_through_the_sdk() {
     assert_eq!(updated.email.as_deref(), Some("pagos@example.com"));
     let found = client
         .customers()
-        .list(&ListCustomersQuery {
-            q: Some("cliente 0".into()),
-            ..Default::default()
-        })
+        .list(&ListCustomersQuery::default().q("cliente 0"))
         .await
         .unwrap();
     assert_eq!(found.total_results, Some(1));
@@ -453,9 +547,7 @@ async fn invoice_workflow_create_draft_stamp_download_email_cancel() {
     let pending = invoices
         .create(
             &invoice_body(&s.customer, &s.product, None),
-            &CreateInvoiceQuery {
-                r#async: Some(true),
-            },
+            &CreateInvoiceQuery::default().r#async(true),
         )
         .await
         .unwrap();
@@ -532,11 +624,7 @@ async fn invoice_lists_page_and_filter_by_date_and_external_id() {
             .await
             .unwrap();
     }
-    let page = |page, limit| ListInvoicesQuery {
-        page: Some(page),
-        limit: Some(limit),
-        ..Default::default()
-    };
+    let page = |page: i64, limit: i64| ListInvoicesQuery::default().page(page).limit(limit);
     let first = client.invoices().list(&page(1, 10)).await.unwrap();
     assert_eq!(
         (
@@ -552,21 +640,15 @@ async fn invoice_lists_page_and_filter_by_date_and_external_id() {
 
     let all: Vec<_> = client
         .invoices()
-        .list_all(ListInvoicesQuery {
-            limit: Some(7),
-            ..Default::default()
-        })
+        .list_all(ListInvoicesQuery::default().limit(7))
         .collect()
         .await;
     let ids: BTreeSet<String> = all.into_iter().map(|i| i.unwrap().id).collect();
     assert_eq!(ids.len(), 28);
 
-    let march_10_to_19 = ListInvoicesQuery {
-        date: Some(model(
-            json!({"gte": "2026-03-10T00:00:00Z", "lt": "2026-03-20T00:00:00Z"}),
-        )),
-        ..Default::default()
-    };
+    let march_10_to_19 = ListInvoicesQuery::default().date(model::<models::DateRange>(
+        json!({"gte": "2026-03-10T00:00:00Z", "lt": "2026-03-20T00:00:00Z"}),
+    ));
     assert_eq!(
         client
             .invoices()
@@ -576,10 +658,7 @@ async fn invoice_lists_page_and_filter_by_date_and_external_id() {
             .total_results,
         Some(10)
     );
-    let one = ListInvoicesQuery {
-        external_id: Some("ext-7".into()),
-        ..Default::default()
-    };
+    let one = ListInvoicesQuery::default().external_id("ext-7");
     let found = client.invoices().list(&one).await.unwrap();
     assert_eq!(found.total_results, Some(1));
     assert_eq!(j(&found.data.unwrap()[0])["external_id"], "ext-7");

@@ -143,24 +143,21 @@ async fn every_class_sends_method_path_query_body_and_auth() {
     let client = client(&server);
     assert_eq!(client.customers().retrieve("c1").await.unwrap().id, "c1");
 
-    let query = ListInvoicesQuery {
-        q: Some("Dunder Mifflin".into()),
-        date: Some(models::DateRange {
+    let query = ListInvoicesQuery::default()
+        .q("Dunder Mifflin")
+        .date(models::DateRange {
             gte: Some("2024-01-01T00:00:00Z".parse().unwrap()),
             ..Default::default()
-        }),
-        page: Some(2),
-        ..Default::default()
-    };
+        })
+        .page(2);
     assert_eq!(client.invoices().list(&query).await.unwrap().page, Some(2));
 
     let body: models::CustomerCreateInput = serde_json::from_value(json!({
         "legal_name": "Dunder Mifflin", "tax_id": "ABC101010111", "tax_system": "601", "address": {"zip": "85900"}
     }))
     .unwrap();
-    let query = facturapi_sdk::resources::customers::CreateCustomerQuery {
-        create_edit_link: Some(true),
-    };
+    let query =
+        facturapi_sdk::resources::customers::CreateCustomerQuery::default().create_edit_link(true);
     assert_eq!(
         client.customers().create(&body, &query).await.unwrap().id,
         "c2"

@@ -115,7 +115,7 @@ pub fn render(root: &Path) -> Result<Output, String> {
     );
     let r = &models.report;
     let tolerance = format!(
-        "models: {} open enums ({} tag enums kept closed: {}), {} optional collections, {} tagged unions ({}), {} date-times, {} fields documented",
+        "models: {} open enums ({} tag enums kept closed: {}), {} optional collections, {} tagged unions ({}), {} date-times, {} fields documented, {} unused allOf parts left out ({})",
         r.open_enums,
         r.closed_tag_enums.len(),
         r.closed_tag_enums.join(", "),
@@ -123,7 +123,9 @@ pub fn render(root: &Path) -> Result<Output, String> {
         r.tagged_unions.len(),
         r.tagged_unions.join(", "),
         models.date_times,
-        r.documented_fields
+        r.documented_fields,
+        models.pruned.len(),
+        models.pruned.join(", ")
     );
     Ok(Output {
         files,
@@ -163,8 +165,9 @@ pub(crate) mod operations;
 )]
 mod pages;
 
-/// Compile-only calls of every generated method.
-#[cfg(test)]
+/// Every generated method by operation id, for the contract tests.
+#[cfg(feature = "contract")]
+#[allow(missing_docs, clippy::all, reason = "generated test support")]
 mod calls;
 "#;
 
@@ -179,6 +182,8 @@ struct Models {
     report: crate::tolerant::Report,
     /// `date-time` fields now of the project's `DateTime`.
     date_times: usize,
+    /// Types of `allOf`-only components, left out.
+    pruned: Vec<String>,
 }
 
 impl Models {
@@ -221,6 +226,10 @@ impl Models {
             .and_then(Value::as_object)
             .map(|schemas| schemas.keys().cloned().collect())
             .unwrap_or_default();
+        // Components the spec uses only as `allOf` parts are merged into the types that use
+        // them; their own types would be public and unused.
+        let unused = crate::tolerant::all_of_only(spec);
+        let pruned = crate::tolerant::prune(&mut file, &unused);
         let report = crate::tolerant::apply(&mut file, &components);
         let (source, date_times) = crate::tolerant::date_times(&prettyplease::unparse(&file));
 
@@ -244,12 +253,17 @@ impl Models {
             }
             all.insert(name);
         }
+        for name in &pruned {
+            all.remove(name);
+            enums.remove(name);
+        }
         Ok(Self {
             source,
             names: all,
             enums,
             report,
             date_times,
+            pruned,
         })
     }
 }
@@ -270,6 +284,28 @@ fn contract_rs(endpoints: &[Endpoint], models: &Models) -> Result<String, String
     let mut out = String::from(
         "//! Round-trip hooks used by the contract tests; not part of the public API.\n\n\
          use super::models;\n\n\
+         pub use super::calls::call;\n\n\
+         /// The arguments of one dispatched call, by parameter name (`body` for a JSON body).\n\
+         #[derive(Debug, Default)]\n\
+         pub struct CallArgs {\n\
+             pub values: serde_json::Map<String, serde_json::Value>,\n\
+             pub form: crate::Multipart,\n\
+         }\n\n\
+         impl CallArgs {\n\
+             pub fn text(&self, name: &str) -> String {\n\
+                 match self.values.get(name) {\n\
+                     Some(serde_json::Value::String(s)) => s.clone(),\n\
+                     other => panic!(\"argument {name}: {other:?} is no text\"),\n\
+                 }\n\
+             }\n\n\
+             pub fn value<T: serde::de::DeserializeOwned>(&self, name: &str) -> T {\n\
+                 let value = self.values.get(name).cloned().unwrap_or_default();\n\
+                 serde_json::from_value(value).unwrap_or_else(|e| panic!(\"argument {name}: {e}\"))\n\
+             }\n\n\
+             pub fn form(&self) -> crate::Multipart {\n\
+                 self.form.clone()\n\
+             }\n\
+         }\n\n\
          fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: serde_json::Value) -> Result<serde_json::Value, serde_json::Error> {\n\
              serde_json::to_value(serde_json::from_value::<T>(value)?)\n\
          }\n\n\
@@ -281,6 +317,15 @@ fn contract_rs(endpoints: &[Endpoint], models: &Models) -> Result<String, String
         out.push_str(&format!("\"{ty}\" => round_trip::<models::{ty}>(value),\n"));
     }
     out.push_str("_ => return None,\n})\n}\n\n");
+    out.push_str(&format!(
+        "/// Types of components left out of the models: parts of other schemas only.\npub const LEFT_OUT: &[&str] = &[{}];\n\n",
+        models
+            .pruned
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     out.push_str(
         "/// Every unit-variant enum: its name and the wire value of each variant, after checking\n\
          /// that each value deserializes back to its variant.\n\

@@ -78,8 +78,8 @@ fn envelope_item(spec: &Value, type_name: &str) -> Option<String> {
 struct Method {
     /// The annotated method source.
     source: String,
-    /// A call of it in the compile-only test.
-    call: String,
+    /// Its arguments in the contract dispatcher, read from `args` by parameter name.
+    args: String,
 }
 
 fn query_struct_name(e: &Endpoint) -> String {
@@ -100,13 +100,16 @@ fn render_method(
     // By value: handles are `Copy`, so a call's future borrows the client, not a temporary handle.
     let mut args = vec!["self".to_owned()];
     let mut call_args = Vec::new();
+    let read = |name: &str, ty: &str| {
+        if ty == "String" {
+            format!("&args.text(\"{name}\")")
+        } else {
+            format!("args.value(\"{name}\")")
+        }
+    };
     for p in &e.path_params {
         args.push(format!("{}: {}", field_ident(&p.name), param_type(&p.ty)));
-        call_args.push(if p.ty == "String" {
-            "\"id\"".to_owned()
-        } else {
-            "todo_value()".to_owned()
-        });
+        call_args.push(read(&p.name, &p.ty));
     }
     for p in &required {
         let attr = match (p.style.as_str(), p.explode) {
@@ -128,11 +131,7 @@ fn render_method(
             format!("#[query({})]", parts.join(", "))
         };
         args.push(format!("{attr} {ident}: {}", param_type(&p.ty)));
-        call_args.push(if p.ty == "String" {
-            "\"q\"".to_owned()
-        } else {
-            "todo_value()".to_owned()
-        });
+        call_args.push(read(&p.name, &p.ty));
     }
     // Creations only (a preview carries the same body type but creates nothing): the rule
     // is decided in `endpoints::default_resend`.
@@ -147,12 +146,12 @@ fn render_method(
     match (e.body.kind.as_str(), &e.body.ty) {
         ("json", Some(ty)) => {
             args.push(format!("body: &models::{ty}"));
-            call_args.push("todo_value()".to_owned());
+            call_args.push("&args.value(\"body\")".to_owned());
             attr_args.push("body = body".to_owned());
         }
         ("multipart", _) => {
             args.push("form: &Multipart".to_owned());
-            call_args.push("&Multipart::new()".to_owned());
+            call_args.push("&args.form()".to_owned());
             attr_args.push("multipart = form".to_owned());
         }
         _ => {}
@@ -234,8 +233,14 @@ fn render_method(
     if !optional.is_empty() && !stream {
         let mut fields = String::new();
         let mut writes = String::new();
+        let mut setters = String::new();
         for p in &optional {
             let ident = field_ident(&p.name);
+            setters.push_str(&format!(
+                "    /// Sets `{}`.\n    pub fn {ident}(mut self, value: impl Into<{ty}>) -> Self {{\n        self.{ident} = Some(value.into());\n        self\n    }}\n\n",
+                p.name,
+                ty = qualified(&p.ty)
+            ));
             fields.push_str(&format!(
                 "    /// `{}` ({} style{}).\n    pub {ident}: Option<{}>,\n",
                 p.name,
@@ -255,8 +260,11 @@ fn render_method(
             });
         }
         out_structs.push_str(&format!(
-            "/// Optional query parameters of `{}` (operation `{}`).\n#[derive(Debug, Clone, Default, PartialEq)]\npub struct {query_struct} {{\n{fields}}}\n\nimpl QueryParams for {query_struct} {{\n    fn write_query(&self, query: &mut Query) -> Result<()> {{\n{writes}        Ok(())\n    }}\n}}\n\n",
-            e.path, e.operation_id
+            "/// Optional query parameters of `{}` (operation `{}`): start from `default()` and set\n/// what you need (`{query_struct}::default().{first}(…)`); a parameter the API adds later\n/// is a new setter, not a breaking change.\n#[derive(Debug, Clone, Default, PartialEq)]\n#[non_exhaustive]\npub struct {query_struct} {{\n{fields}}}\n\nimpl {query_struct} {{\n{setters}}}\n\nimpl QueryParams for {query_struct} {{\n    fn write_query(&self, query: &mut Query) -> Result<()> {{\n{writes}        Ok(())\n    }}\n}}\n\n",
+            e.path,
+            e.operation_id,
+            first = field_ident(&optional[0].name),
+            setters = setters.trim_end_matches('\n').to_owned() + "\n"
         ));
         if optional.iter().any(|p| p.name == "page") {
             out_structs.push_str(&format!(
@@ -269,8 +277,10 @@ fn render_method(
     {
         pages.insert((*first).clone(), item);
     }
-    let call = format!("let _ = handle.{name}({}).await;", call_args.join(", "));
-    Method { source, call }
+    Method {
+        source,
+        args: call_args.join(", "),
+    }
 }
 
 /// `generated/<resource>.rs` per resource, `generated/pages.rs`, `generated/calls.rs`.
@@ -287,26 +297,26 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
         let mut methods = String::new();
         let mut structs = String::new();
         let mut list_all = String::new();
-        calls.push_str(&format!(
-            "    {{\n        let handle = client.{resource}();\n"
-        ));
         for e in ops {
             let m = render_method(e, spec, &e.name, false, &mut structs, &mut pages);
             methods.push_str(&m.source);
             methods.push('\n');
-            calls.push_str(&format!("        {}\n", m.call));
+            calls.push_str(&format!(
+                "        (\"{op}\", false) => client.{resource}().{name}({args}).await.map(drop),\n",
+                op = e.operation_id,
+                name = e.name,
+                args = m.args
+            ));
             if e.responses.iter().any(|r| r.kind == "binary") {
-                let m = render_method(
-                    e,
-                    spec,
-                    &format!("{}_stream", e.name),
-                    true,
-                    &mut structs,
-                    &mut pages,
-                );
+                let name = format!("{}_stream", e.name);
+                let m = render_method(e, spec, &name, true, &mut structs, &mut pages);
                 methods.push_str(&m.source);
                 methods.push('\n');
-                calls.push_str(&format!("        {}\n", m.call));
+                calls.push_str(&format!(
+                    "        (\"{op}\", true) => drain(client.{resource}().{name}({args}).await).await,\n",
+                    op = e.operation_id,
+                    args = m.args
+                ));
             }
             // list_all for enveloped lists without path parameters.
             let envelope = e
@@ -331,12 +341,8 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
                     q = query_struct_name(e),
                     op = e.operation_id,
                 ));
-                calls.push_str(&format!(
-                    "        let _ = handle.{list_all_name}(Default::default());\n"
-                ));
             }
         }
-        calls.push_str("    }\n");
         let source = format!(
             "//! `client.{resource}()`: {n} operations.\n\n\
              #![allow(unused_imports, reason = \"each resource uses a different subset\")]\n\n\
@@ -370,16 +376,19 @@ pub(crate) fn render(endpoints: &[Endpoint], spec: &Value) -> BTreeMap<String, S
     files.insert(
         "calls.rs".to_owned(),
         format!(
-            "//! Compile-only: every generated method, called once with placeholder arguments.\n\n\
-             use crate::Client;\n\
-             use crate::request::Multipart;\n\n\
-             fn todo_value<T>() -> T {{\n    unreachable!(\"compile-only\")\n}}\n\n\
-             #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression, reason = \"type-checks the calls; never run\")]\n\
-             async fn call_every_generated_method(client: &Client) {{\n{calls}}}\n"
+            "//! Every generated method by operation id, for the contract tests: each operation is\n\
+             //! called through its own SDK method.\n\n\
+             use crate::{{ByteStream, Client, Result}};\n\n\
+             use super::contract::CallArgs;\n\n\
+             /// Reads a download to its end.\n\
+             async fn drain(stream: Result<ByteStream>) -> Result<()> {{\n    let mut stream = stream?;\n    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {{\n        chunk?;\n    }}\n    Ok(())\n}}\n\n\
+             /// Calls the method of `operation_id` (its `_stream` twin when `stream`), its arguments\n\
+             /// read from `args`; `None` when there is no such method.\n\
+             pub async fn call(client: &Client, operation_id: &str, stream: bool, args: &CallArgs) -> Option<Result<()>> {{\n    Some(match (operation_id, stream) {{\n{calls}        _ => return None,\n    }})\n}}\n"
         ),
     );
     let mut catalog = String::from(
-        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::governor::{Class, Operation};\nuse crate::request::{OperationInfo, Resend};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
+        "//! Every operation of the spec with its class, from `spec/endpoints.toml`.\n\nuse crate::client::KeyKind;\nuse crate::limits::{Class, Operation};\nuse crate::request::{OperationInfo, Resend};\n\n/// In spec order.\npub(crate) static OPERATIONS: &[Operation] = &[\n",
     );
     // One catalog row per operation for users (`Operation`) and one for raw calls
     // (`OperationInfo`, what the send path reads).

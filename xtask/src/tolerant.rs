@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde_json::Value;
 use syn::{Attribute, Fields, Item, ItemEnum, Type};
 
 /// What the rules changed, for codegen's report and the closing counts.
@@ -661,4 +662,136 @@ pub(crate) fn date_times(source: &str) -> (String, usize) {
     const CHRONO: &str = "::chrono::DateTime<::chrono::offset::Utc>";
     let count = source.matches(CHRONO).count();
     (source.replace(CHRONO, "crate::DateTime"), count)
+}
+
+/// Components that are only parts of other schemas: named inside `allOf` lists and nowhere
+/// else (typify merges each `allOf` into one type), or named nowhere and made of property
+/// names alone (a list of required fields for an `allOf` to add). Their own types would be
+/// public and unused. A component named nowhere with real properties (a webhook event, say)
+/// is for users and stays.
+pub(crate) fn all_of_only(spec: &Value) -> BTreeSet<String> {
+    fn walk(
+        value: &Value,
+        in_all_of: bool,
+        direct: &mut BTreeSet<String>,
+        parts: &mut BTreeSet<String>,
+    ) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref")
+                    && let Some(name) = r.strip_prefix("#/components/schemas/")
+                {
+                    if in_all_of {
+                        parts.insert(name.to_owned());
+                    } else {
+                        direct.insert(name.to_owned());
+                    }
+                }
+                for (key, v) in map {
+                    walk(v, key == "allOf", direct, parts);
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    walk(v, in_all_of, direct, parts);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (mut direct, mut parts) = (BTreeSet::new(), BTreeSet::new());
+    walk(spec, false, &mut direct, &mut parts);
+    let names_only = |schema: &Value| {
+        let required = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        let no_schemas = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_none_or(|p| {
+                p.values()
+                    .all(|v| v.as_object().is_some_and(|o| o.is_empty()))
+            });
+        required && no_schemas
+    };
+    spec.pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .map(|schemas| {
+            schemas
+                .iter()
+                .filter(|(name, schema)| {
+                    !direct.contains(*name) && (parts.contains(*name) || names_only(schema))
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the types of `unused` components (and the types named after them, such as their
+/// enums) that no other item mentions, with their impls; returns the names removed.
+pub(crate) fn prune(file: &mut syn::File, unused: &BTreeSet<String>) -> Vec<String> {
+    fn owner(item: &Item) -> Option<String> {
+        match item {
+            Item::Struct(s) => Some(s.ident.to_string()),
+            Item::Enum(e) => Some(e.ident.to_string()),
+            Item::Impl(i) => type_name(&i.self_ty),
+            _ => None,
+        }
+    }
+    fn mentions(text: &str, name: &str) -> bool {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == name)
+    }
+    // The code of an item without its string literals: docs name types they do not use.
+    fn code(item: &Item) -> String {
+        let text = tokens(item);
+        let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+        for c in text.chars() {
+            match (in_string, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, false, '"') => in_string = !in_string,
+                (false, _, c) => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    }
+    let texts: Vec<(Option<String>, String)> = file
+        .items
+        .iter()
+        .map(|item| (owner(item), code(item)))
+        .collect();
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let candidates: Vec<String> = texts
+            .iter()
+            .filter_map(|(owner, _)| owner.clone())
+            .filter(|name| {
+                !removed.contains(name) && unused.iter().any(|u| name.starts_with(u.as_str()))
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let before = removed.len();
+        for name in candidates {
+            let used = texts.iter().any(|(owner, text)| {
+                owner
+                    .as_ref()
+                    .is_none_or(|o| o != &name && !removed.contains(o))
+                    && mentions(text, &name)
+            });
+            if !used {
+                removed.insert(name);
+            }
+        }
+        if removed.len() == before {
+            break;
+        }
+    }
+    file.items
+        .retain(|item| owner(item).is_none_or(|name| !removed.contains(&name)));
+    removed.into_iter().collect()
 }

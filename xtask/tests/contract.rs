@@ -304,8 +304,16 @@ fn every_enum_round_trips_its_values() {
         generated_sets.insert(set);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The components left out of the models are parts of others (their values live on in
+    // the types that merge them, e.g. as a tagged union's tags).
+    let mut components = spec()["components"].clone();
+    for name in facturapi_sdk::__contract::LEFT_OUT {
+        if let Some(schemas) = components["schemas"].as_object_mut() {
+            schemas.remove(*name);
+        }
+    }
     let mut spec_sets = BTreeSet::new();
-    spec_string_enums(&spec()["components"], &mut spec_sets);
+    spec_string_enums(&components, &mut spec_sets);
     let missing: Vec<_> = spec_sets
         .iter()
         .filter(|s| s.len() > 1 && !generated_sets.contains(*s))

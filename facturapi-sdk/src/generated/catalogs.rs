@@ -159,13 +159,30 @@ impl<'a> Catalogs<'a> {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/air-transport-codes` (operation `getCatalogsCartaporte31AirTransportCodes`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/air-transport-codes` (operation `getCatalogsCartaporte31AirTransportCodes`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31AirTransportCodesQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31AirTransportCodesQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31AirTransportCodesQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31AirTransportCodesQuery {
@@ -186,13 +203,30 @@ impl PagedQuery for GetCatalogsCartaporte31AirTransportCodesQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/transport-configs` (operation `getCatalogsCartaporte31TransportConfigs`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/transport-configs` (operation `getCatalogsCartaporte31TransportConfigs`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31TransportConfigsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31TransportConfigsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31TransportConfigsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31TransportConfigsQuery {
@@ -213,13 +247,30 @@ impl PagedQuery for GetCatalogsCartaporte31TransportConfigsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/comercioexterior/2.0/tariff-fractions` (operation `getCatalogsComercioexterior20TariffFractions`).
+/// Optional query parameters of `/catalogs/comercioexterior/2.0/tariff-fractions` (operation `getCatalogsComercioexterior20TariffFractions`): start from `default()` and set
+/// what you need (`GetCatalogsComercioexterior20TariffFractionsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsComercioexterior20TariffFractionsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsComercioexterior20TariffFractionsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsComercioexterior20TariffFractionsQuery {
@@ -240,13 +291,30 @@ impl PagedQuery for GetCatalogsComercioexterior20TariffFractionsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/rights-of-passage` (operation `getCatalogsCartaporte31RightsOfPassage`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/rights-of-passage` (operation `getCatalogsCartaporte31RightsOfPassage`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31RightsOfPassageQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31RightsOfPassageQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31RightsOfPassageQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31RightsOfPassageQuery {
@@ -267,13 +335,30 @@ impl PagedQuery for GetCatalogsCartaporte31RightsOfPassageQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/customs-documents` (operation `getCatalogsCartaporte31CustomsDocuments`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/customs-documents` (operation `getCatalogsCartaporte31CustomsDocuments`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31CustomsDocumentsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31CustomsDocumentsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31CustomsDocumentsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31CustomsDocumentsQuery {
@@ -294,13 +379,30 @@ impl PagedQuery for GetCatalogsCartaporte31CustomsDocumentsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/packaging-types` (operation `getCatalogsCartaporte31PackagingTypes`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/packaging-types` (operation `getCatalogsCartaporte31PackagingTypes`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31PackagingTypesQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31PackagingTypesQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31PackagingTypesQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31PackagingTypesQuery {
@@ -321,13 +423,30 @@ impl PagedQuery for GetCatalogsCartaporte31PackagingTypesQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/trailer-types` (operation `getCatalogsCartaporte31TrailerTypes`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/trailer-types` (operation `getCatalogsCartaporte31TrailerTypes`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31TrailerTypesQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31TrailerTypesQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31TrailerTypesQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31TrailerTypesQuery {
@@ -348,13 +467,30 @@ impl PagedQuery for GetCatalogsCartaporte31TrailerTypesQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/hazardous-materials` (operation `getCatalogsCartaporte31HazardousMaterials`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/hazardous-materials` (operation `getCatalogsCartaporte31HazardousMaterials`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31HazardousMaterialsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31HazardousMaterialsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31HazardousMaterialsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31HazardousMaterialsQuery {
@@ -375,13 +511,30 @@ impl PagedQuery for GetCatalogsCartaporte31HazardousMaterialsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/naval-authorizations` (operation `getCatalogsCartaporte31NavalAuthorizations`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/naval-authorizations` (operation `getCatalogsCartaporte31NavalAuthorizations`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31NavalAuthorizationsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31NavalAuthorizationsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31NavalAuthorizationsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31NavalAuthorizationsQuery {
@@ -402,13 +555,30 @@ impl PagedQuery for GetCatalogsCartaporte31NavalAuthorizationsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/port-stations` (operation `getCatalogsCartaporte31PortStations`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/port-stations` (operation `getCatalogsCartaporte31PortStations`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31PortStationsQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31PortStationsQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31PortStationsQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31PortStationsQuery {
@@ -429,13 +599,30 @@ impl PagedQuery for GetCatalogsCartaporte31PortStationsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/cartaporte/3.1/marine-containers` (operation `getCatalogsCartaporte31MarineContainers`).
+/// Optional query parameters of `/catalogs/cartaporte/3.1/marine-containers` (operation `getCatalogsCartaporte31MarineContainers`): start from `default()` and set
+/// what you need (`GetCatalogsCartaporte31MarineContainersQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsCartaporte31MarineContainersQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsCartaporte31MarineContainersQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsCartaporte31MarineContainersQuery {
@@ -456,8 +643,11 @@ impl PagedQuery for GetCatalogsCartaporte31MarineContainersQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/products` (operation `getCatalogsProducts`).
+/// Optional query parameters of `/catalogs/products` (operation `getCatalogsProducts`): start from `default()` and set
+/// what you need (`GetCatalogsProductsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsProductsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -465,6 +655,26 @@ pub struct GetCatalogsProductsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsProductsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsProductsQuery {
@@ -486,8 +696,11 @@ impl PagedQuery for GetCatalogsProductsQuery {
     }
 }
 
-/// Optional query parameters of `/catalogs/units` (operation `getCatalogsUnits`).
+/// Optional query parameters of `/catalogs/units` (operation `getCatalogsUnits`): start from `default()` and set
+/// what you need (`GetCatalogsUnitsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GetCatalogsUnitsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -495,6 +708,26 @@ pub struct GetCatalogsUnitsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl GetCatalogsUnitsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for GetCatalogsUnitsQuery {

@@ -89,11 +89,22 @@ impl<'a> Customers<'a> {
     }
 }
 
-/// Optional query parameters of `/customers` (operation `createCustomer`).
+/// Optional query parameters of `/customers` (operation `createCustomer`): start from `default()` and set
+/// what you need (`CreateCustomerQuery::default().create_edit_link(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CreateCustomerQuery {
     /// `createEditLink` (form style).
     pub create_edit_link: Option<bool>,
+}
+
+impl CreateCustomerQuery {
+    /// Sets `createEditLink`.
+    pub fn create_edit_link(mut self, value: impl Into<bool>) -> Self {
+        self.create_edit_link = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for CreateCustomerQuery {
@@ -103,8 +114,11 @@ impl QueryParams for CreateCustomerQuery {
     }
 }
 
-/// Optional query parameters of `/customers` (operation `listCustomers`).
+/// Optional query parameters of `/customers` (operation `listCustomers`): start from `default()` and set
+/// what you need (`ListCustomersQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListCustomersQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -114,6 +128,32 @@ pub struct ListCustomersQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListCustomersQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `date`.
+    pub fn date(mut self, value: impl Into<models::DateRange>) -> Self {
+        self.date = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListCustomersQuery {
@@ -136,11 +176,22 @@ impl PagedQuery for ListCustomersQuery {
     }
 }
 
-/// Optional query parameters of `/customers/{customer_id}` (operation `editCustomer`).
+/// Optional query parameters of `/customers/{customer_id}` (operation `editCustomer`): start from `default()` and set
+/// what you need (`EditCustomerQuery::default().create_edit_link(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct EditCustomerQuery {
     /// `createEditLink` (form style).
     pub create_edit_link: Option<bool>,
+}
+
+impl EditCustomerQuery {
+    /// Sets `createEditLink`.
+    pub fn create_edit_link(mut self, value: impl Into<bool>) -> Self {
+        self.create_edit_link = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for EditCustomerQuery {

@@ -195,11 +195,22 @@ impl<'a> Invoices<'a> {
     }
 }
 
-/// Optional query parameters of `/invoices` (operation `createInvoice`).
+/// Optional query parameters of `/invoices` (operation `createInvoice`): start from `default()` and set
+/// what you need (`CreateInvoiceQuery::default().r#async(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CreateInvoiceQuery {
     /// `async` (form style).
     pub r#async: Option<bool>,
+}
+
+impl CreateInvoiceQuery {
+    /// Sets `async`.
+    pub fn r#async(mut self, value: impl Into<bool>) -> Self {
+        self.r#async = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for CreateInvoiceQuery {
@@ -209,8 +220,11 @@ impl QueryParams for CreateInvoiceQuery {
     }
 }
 
-/// Optional query parameters of `/invoices` (operation `listInvoices`).
+/// Optional query parameters of `/invoices` (operation `listInvoices`): start from `default()` and set
+/// what you need (`ListInvoicesQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListInvoicesQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -240,6 +254,95 @@ pub struct ListInvoicesQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListInvoicesQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `customer`.
+    pub fn customer(mut self, value: impl Into<String>) -> Self {
+        self.customer = Some(value.into());
+        self
+    }
+
+    /// Sets `type`.
+    pub fn r#type(mut self, value: impl Into<models::ListInvoicesType>) -> Self {
+        self.r#type = Some(value.into());
+        self
+    }
+
+    /// Sets `payment_method`.
+    pub fn payment_method(mut self, value: impl Into<models::ListInvoicesPaymentMethod>) -> Self {
+        self.payment_method = Some(value.into());
+        self
+    }
+
+    /// Sets `folio_number`.
+    pub fn folio_number(mut self, value: impl Into<i64>) -> Self {
+        self.folio_number = Some(value.into());
+        self
+    }
+
+    /// Sets `series`.
+    pub fn series(mut self, value: impl Into<String>) -> Self {
+        self.series = Some(value.into());
+        self
+    }
+
+    /// Sets `external_id`.
+    pub fn external_id(mut self, value: impl Into<String>) -> Self {
+        self.external_id = Some(value.into());
+        self
+    }
+
+    /// Sets `issuer_type`.
+    pub fn issuer_type(mut self, value: impl Into<String>) -> Self {
+        self.issuer_type = Some(value.into());
+        self
+    }
+
+    /// Sets `cancellation_status`.
+    pub fn cancellation_status(
+        mut self,
+        value: impl Into<Vec<models::CancellationStatus>>,
+    ) -> Self {
+        self.cancellation_status = Some(value.into());
+        self
+    }
+
+    /// Sets `uuid`.
+    pub fn uuid(mut self, value: impl Into<String>) -> Self {
+        self.uuid = Some(value.into());
+        self
+    }
+
+    /// Sets `payment_status`.
+    pub fn payment_status(mut self, value: impl Into<models::ListInvoicesPaymentStatus>) -> Self {
+        self.payment_status = Some(value.into());
+        self
+    }
+
+    /// Sets `date`.
+    pub fn date(mut self, value: impl Into<models::DateRange>) -> Self {
+        self.date = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListInvoicesQuery {
@@ -272,8 +375,11 @@ impl PagedQuery for ListInvoicesQuery {
     }
 }
 
-/// Optional query parameters of `/invoices/zip-requests` (operation `listInvoiceZipRequests`).
+/// Optional query parameters of `/invoices/zip-requests` (operation `listInvoiceZipRequests`): start from `default()` and set
+/// what you need (`ListInvoiceZipRequestsQuery::default().year(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListInvoiceZipRequestsQuery {
     /// `year` (form style).
     pub year: Option<i64>,
@@ -289,6 +395,53 @@ pub struct ListInvoiceZipRequestsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListInvoiceZipRequestsQuery {
+    /// Sets `year`.
+    pub fn year(mut self, value: impl Into<i64>) -> Self {
+        self.year = Some(value.into());
+        self
+    }
+
+    /// Sets `month`.
+    pub fn month(mut self, value: impl Into<i64>) -> Self {
+        self.month = Some(value.into());
+        self
+    }
+
+    /// Sets `status`.
+    pub fn status(mut self, value: impl Into<models::InvoiceZipRequestStatus>) -> Self {
+        self.status = Some(value.into());
+        self
+    }
+
+    /// Sets `issuer_type`.
+    pub fn issuer_type(mut self, value: impl Into<models::IssuingType>) -> Self {
+        self.issuer_type = Some(value.into());
+        self
+    }
+
+    /// Sets `invoice_types`.
+    pub fn invoice_types(
+        mut self,
+        value: impl Into<Vec<models::InvoiceZipRequestInvoiceType>>,
+    ) -> Self {
+        self.invoice_types = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListInvoiceZipRequestsQuery {
@@ -314,11 +467,22 @@ impl PagedQuery for ListInvoiceZipRequestsQuery {
     }
 }
 
-/// Optional query parameters of `/invoices/{invoice_id}` (operation `cancelInvoice`).
+/// Optional query parameters of `/invoices/{invoice_id}` (operation `cancelInvoice`): start from `default()` and set
+/// what you need (`CancelInvoiceQuery::default().substitution(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CancelInvoiceQuery {
     /// `substitution` (form style).
     pub substitution: Option<String>,
+}
+
+impl CancelInvoiceQuery {
+    /// Sets `substitution`.
+    pub fn substitution(mut self, value: impl Into<String>) -> Self {
+        self.substitution = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for CancelInvoiceQuery {
@@ -328,11 +492,22 @@ impl QueryParams for CancelInvoiceQuery {
     }
 }
 
-/// Optional query parameters of `/invoices/{invoice_id}/stamp` (operation `stampDraftInvoice`).
+/// Optional query parameters of `/invoices/{invoice_id}/stamp` (operation `stampDraftInvoice`): start from `default()` and set
+/// what you need (`StampDraftInvoiceQuery::default().r#async(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct StampDraftInvoiceQuery {
     /// `async` (form style).
     pub r#async: Option<bool>,
+}
+
+impl StampDraftInvoiceQuery {
+    /// Sets `async`.
+    pub fn r#async(mut self, value: impl Into<bool>) -> Self {
+        self.r#async = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for StampDraftInvoiceQuery {

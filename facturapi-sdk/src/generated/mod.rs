@@ -31,8 +31,9 @@ pub(crate) mod operations;
 )]
 mod pages;
 
-/// Compile-only calls of every generated method.
-#[cfg(test)]
+/// Every generated method by operation id, for the contract tests.
+#[cfg(feature = "contract")]
+#[allow(missing_docs, clippy::all, reason = "generated test support")]
 mod calls;
 
 pub mod catalogs;

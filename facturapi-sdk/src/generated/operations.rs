@@ -3,7 +3,7 @@
 //! Every operation of the spec with its class, from `spec/endpoints.toml`.
 
 use crate::client::KeyKind;
-use crate::governor::{Class, Operation};
+use crate::limits::{Class, Operation};
 use crate::request::{OperationInfo, Resend};
 
 /// In spec order.

@@ -225,8 +225,11 @@ impl<'a> Organizations<'a> {
     }
 }
 
-/// Optional query parameters of `/organizations` (operation `listOrganizations`).
+/// Optional query parameters of `/organizations` (operation `listOrganizations`): start from `default()` and set
+/// what you need (`ListOrganizationsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListOrganizationsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -236,6 +239,32 @@ pub struct ListOrganizationsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListOrganizationsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `date`.
+    pub fn date(mut self, value: impl Into<models::DateRange>) -> Self {
+        self.date = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListOrganizationsQuery {

@@ -69,8 +69,11 @@ impl<'a> Products<'a> {
     }
 }
 
-/// Optional query parameters of `/products` (operation `listProducts`).
+/// Optional query parameters of `/products` (operation `listProducts`): start from `default()` and set
+/// what you need (`ListProductsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListProductsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -80,6 +83,32 @@ pub struct ListProductsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListProductsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `sku`.
+    pub fn sku(mut self, value: impl Into<String>) -> Self {
+        self.sku = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListProductsQuery {

@@ -128,8 +128,11 @@ impl<'a> Receipts<'a> {
     }
 }
 
-/// Optional query parameters of `/receipts` (operation `listReceipts`).
+/// Optional query parameters of `/receipts` (operation `listReceipts`): start from `default()` and set
+/// what you need (`ListReceiptsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListReceiptsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -145,6 +148,50 @@ pub struct ListReceiptsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListReceiptsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `customer`.
+    pub fn customer(mut self, value: impl Into<String>) -> Self {
+        self.customer = Some(value.into());
+        self
+    }
+
+    /// Sets `payment_form`.
+    pub fn payment_form(mut self, value: impl Into<String>) -> Self {
+        self.payment_form = Some(value.into());
+        self
+    }
+
+    /// Sets `invoice`.
+    pub fn invoice(mut self, value: impl Into<String>) -> Self {
+        self.invoice = Some(value.into());
+        self
+    }
+
+    /// Sets `date`.
+    pub fn date(mut self, value: impl Into<models::DateRange>) -> Self {
+        self.date = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListReceiptsQuery {

@@ -110,8 +110,11 @@ impl<'a> Retentions<'a> {
     }
 }
 
-/// Optional query parameters of `/retentions` (operation `listRetentions`).
+/// Optional query parameters of `/retentions` (operation `listRetentions`): start from `default()` and set
+/// what you need (`ListRetentionsQuery::default().q(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListRetentionsQuery {
     /// `q` (form style).
     pub q: Option<String>,
@@ -125,6 +128,44 @@ pub struct ListRetentionsQuery {
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListRetentionsQuery {
+    /// Sets `q`.
+    pub fn q(mut self, value: impl Into<String>) -> Self {
+        self.q = Some(value.into());
+        self
+    }
+
+    /// Sets `customer`.
+    pub fn customer(mut self, value: impl Into<String>) -> Self {
+        self.customer = Some(value.into());
+        self
+    }
+
+    /// Sets `status`.
+    pub fn status(mut self, value: impl Into<Vec<models::ListRetentionsStatusItem>>) -> Self {
+        self.status = Some(value.into());
+        self
+    }
+
+    /// Sets `date`.
+    pub fn date(mut self, value: impl Into<models::DateRange>) -> Self {
+        self.date = Some(value.into());
+        self
+    }
+
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListRetentionsQuery {
@@ -149,13 +190,30 @@ impl PagedQuery for ListRetentionsQuery {
     }
 }
 
-/// Optional query parameters of `/retentions/{retention_id}` (operation `cancelRetention`).
+/// Optional query parameters of `/retentions/{retention_id}` (operation `cancelRetention`): start from `default()` and set
+/// what you need (`CancelRetentionQuery::default().motive(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CancelRetentionQuery {
     /// `motive` (form style).
     pub motive: Option<models::CancelRetentionMotive>,
     /// `substitution` (form style).
     pub substitution: Option<String>,
+}
+
+impl CancelRetentionQuery {
+    /// Sets `motive`.
+    pub fn motive(mut self, value: impl Into<models::CancelRetentionMotive>) -> Self {
+        self.motive = Some(value.into());
+        self
+    }
+
+    /// Sets `substitution`.
+    pub fn substitution(mut self, value: impl Into<String>) -> Self {
+        self.substitution = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for CancelRetentionQuery {

@@ -76,13 +76,30 @@ impl<'a> Webhooks<'a> {
     }
 }
 
-/// Optional query parameters of `/webhooks` (operation `listWebhooks`).
+/// Optional query parameters of `/webhooks` (operation `listWebhooks`): start from `default()` and set
+/// what you need (`ListWebhooksQuery::default().page(…)`); a parameter the API adds later
+/// is a new setter, not a breaking change.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListWebhooksQuery {
     /// `page` (form style).
     pub page: Option<i64>,
     /// `limit` (form style).
     pub limit: Option<i64>,
+}
+
+impl ListWebhooksQuery {
+    /// Sets `page`.
+    pub fn page(mut self, value: impl Into<i64>) -> Self {
+        self.page = Some(value.into());
+        self
+    }
+
+    /// Sets `limit`.
+    pub fn limit(mut self, value: impl Into<i64>) -> Self {
+        self.limit = Some(value.into());
+        self
+    }
 }
 
 impl QueryParams for ListWebhooksQuery {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{ClassLimits, LimitChange};
-use crate::governor::Class;
+use crate::limits::Class;
 
 fn index(class: Class) -> usize {
     Class::ALL.iter().position(|c| *c == class).unwrap_or(0)

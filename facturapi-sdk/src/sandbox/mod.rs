@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::governor::Class;
+use crate::limits::Class;
 
 /// What the sandbox does; [`SandboxConfig::default`] is a well-behaved API: no limits, no
 /// faults, no service time, and one key of each kind.
