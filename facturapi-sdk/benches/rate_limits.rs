@@ -497,10 +497,13 @@ fn runner(strategy: Strategy, t: &Target, processes: usize) -> Runner {
     match strategy {
         Strategy::Adaptive | Strategy::Static => {
             let client = || {
+                // Each client learns alone, as each process of a fleet does until they share
+                // their limits.
                 let builder = Client::builder()
                     .api_key(&t.key)
                     .base_url(&t.base_url)
-                    .timeout(timeout);
+                    .timeout(timeout)
+                    .own_limits();
                 let builder = if strategy == Strategy::Static {
                     builder.static_limits()
                 } else {

@@ -114,6 +114,7 @@ pub struct ClientBuilder {
     http: Option<reqwest::Client>,
     policies: [ClassPolicy; 5],
     adaptive: bool,
+    own_limits: bool,
     max_body_size: usize,
     stream_idle_timeout: Duration,
     allow_insecure_http: bool,
@@ -134,6 +135,7 @@ impl Default for ClientBuilder {
             http: None,
             policies: Class::ALL.map(ClassPolicy::default_for),
             adaptive: true,
+            own_limits: false,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             stream_idle_timeout: Duration::from_secs(30),
             allow_insecure_http: false,
@@ -151,6 +153,16 @@ impl ClientBuilder {
     /// [`Client::learned`] and `BENCHMARKS.md`.
     pub fn static_limits(mut self) -> Self {
         self.adaptive = false;
+        self
+    }
+
+    /// Limits of this client's own. By default every client of one key in the process (same
+    /// base URL, mode and policies) shares one set of limits, learned once: Facturapi limits
+    /// the key, not the client, and two clients learning apart would each spend the other's
+    /// share. This client keeps its own instead, as a separate process would: for tests and
+    /// benchmarks that play several processes in one.
+    pub fn own_limits(mut self) -> Self {
+        self.own_limits = true;
         self
     }
 
@@ -279,6 +291,16 @@ impl ClientBuilder {
         };
         let user_agent = HeaderValue::from_str(&self.user_agent)
             .map_err(|_| invalid("invalid user agent".into()))?;
+        let governor = if self.own_limits {
+            Arc::new(Governor::new(&self.policies, self.adaptive))
+        } else {
+            crate::governor::shared(
+                key.secret(),
+                base_url.as_str(),
+                &self.policies,
+                self.adaptive,
+            )
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 key,
@@ -287,7 +309,7 @@ impl ClientBuilder {
                 user_agent,
                 headers: self.headers,
                 http,
-                governor: Governor::new(&self.policies, self.adaptive),
+                governor,
                 max_body_size: self.max_body_size,
                 stream_idle_timeout: self.stream_idle_timeout,
             }),
@@ -302,12 +324,14 @@ pub(crate) struct Inner {
     pub(crate) user_agent: HeaderValue,
     pub(crate) headers: HeaderMap,
     pub(crate) http: reqwest::Client,
-    pub(crate) governor: Governor,
+    pub(crate) governor: Arc<Governor>,
     pub(crate) max_body_size: usize,
     pub(crate) stream_idle_timeout: Duration,
 }
 
 /// A Facturapi client. Cheap to clone: clones share connections and the per-class limits.
+/// Clients built apart with the same key (and base URL, mode and policies) share the limits
+/// too, unless built with [`ClientBuilder::own_limits`].
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -357,8 +381,8 @@ impl Client {
         self.inner.governor.concurrency(class)
     }
 
-    /// Changes the concurrency limit of a class at runtime (at least 1). Shrinking lets
-    /// requests in flight finish.
+    /// Changes the concurrency limit of a class at runtime (at least 1), for every client that
+    /// shares this one's limits. Shrinking lets requests in flight finish.
     pub fn set_concurrency(&self, class: Class, limit: usize) {
         self.inner.governor.set_concurrency(class, limit);
     }
@@ -401,4 +425,35 @@ impl<T: AsClient + ?Sized> AsClient for &T {
 
 pub(crate) fn auth_header(client: &Client) -> (HeaderName, HeaderValue) {
     (AUTHORIZATION, client.inner.key.header.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(key: &str, url: &str) -> ClientBuilder {
+        Client::builder().api_key(key).base_url(url)
+    }
+
+    #[test]
+    fn clients_of_one_key_share_their_limits_unless_told_otherwise() {
+        const KEY: &str = "sk_test_shared00000000000000000000";
+        let url = "https://limits.example/v2";
+        let a = client(KEY, url).build().unwrap();
+        let b = client(KEY, url).build().unwrap();
+        a.set_concurrency(Class::Create, 3);
+        assert_eq!(b.concurrency(Class::Create), 3, "one key: one set of limits");
+
+        let own = client(KEY, url).own_limits().build().unwrap();
+        let other_key = client("sk_test_other000000000000000000000", url).build().unwrap();
+        let other_url = client(KEY, "https://elsewhere.example/v2").build().unwrap();
+        let fixed = client(KEY, url).static_limits().build().unwrap();
+        for c in [&own, &other_key, &other_url, &fixed] {
+            assert_eq!(c.concurrency(Class::Create), 4, "{c:?}");
+        }
+
+        // When the last client of a scope is gone, the next one starts afresh.
+        drop((a, b));
+        assert_eq!(client(KEY, url).build().unwrap().concurrency(Class::Create), 4);
+    }
 }

@@ -24,6 +24,49 @@ use tokio::time::Instant;
 use crate::adaptive::{Cut, Learner};
 use crate::limits::{Class, ClassPolicy, Learned};
 
+/// Which clients share one governor: the same key (by digest), base URL, mode and policies.
+#[derive(PartialEq)]
+struct Scope {
+    key: [u8; 32],
+    base_url: String,
+    adaptive: bool,
+    policies: [ClassPolicy; 5],
+}
+
+/// The governors of this process, one per scope, held weakly: a scope's limits live as long
+/// as a client uses them, and the next client after the last one starts afresh.
+static REGISTRY: Mutex<Vec<(Scope, std::sync::Weak<Governor>)>> = Mutex::new(Vec::new());
+
+/// The governor of the clients of `secret` at `base_url`: shared with every live client of the
+/// same key, base URL, mode and policies in this process (the server limits the key, not the
+/// client). Only a digest of the key is kept.
+pub(crate) fn shared(
+    secret: &str,
+    base_url: &str,
+    policies: &[ClassPolicy; 5],
+    adaptive: bool,
+) -> Arc<Governor> {
+    use sha2::Digest as _;
+    let scope = Scope {
+        key: sha2::Sha256::digest(secret.as_bytes()).into(),
+        base_url: base_url.to_owned(),
+        adaptive,
+        policies: policies.clone(),
+    };
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    registry.retain(|(_, governor)| governor.strong_count() > 0);
+    if let Some(governor) = registry
+        .iter()
+        .find(|(s, _)| *s == scope)
+        .and_then(|(_, governor)| governor.upgrade())
+    {
+        return governor;
+    }
+    let governor = Arc::new(Governor::new(policies, adaptive));
+    registry.push((scope, Arc::downgrade(&governor)));
+    governor
+}
+
 /// Full jitter: a uniform delay in `[0, delay]`. backon's own jitter adds `U(0, delay)` on top
 /// of the delay, which keeps synchronized clients closer together; full jitter spreads them.
 pub(crate) fn full_jitter(delay: Duration) -> Duration {
