@@ -442,10 +442,16 @@ mod tests {
         let a = client(KEY, url).build().unwrap();
         let b = client(KEY, url).build().unwrap();
         a.set_concurrency(Class::Create, 3);
-        assert_eq!(b.concurrency(Class::Create), 3, "one key: one set of limits");
+        assert_eq!(
+            b.concurrency(Class::Create),
+            3,
+            "one key: one set of limits"
+        );
 
         let own = client(KEY, url).own_limits().build().unwrap();
-        let other_key = client("sk_test_other000000000000000000000", url).build().unwrap();
+        let other_key = client("sk_test_other000000000000000000000", url)
+            .build()
+            .unwrap();
         let other_url = client(KEY, "https://elsewhere.example/v2").build().unwrap();
         let fixed = client(KEY, url).static_limits().build().unwrap();
         for c in [&own, &other_key, &other_url, &fixed] {
@@ -454,6 +460,9 @@ mod tests {
 
         // When the last client of a scope is gone, the next one starts afresh.
         drop((a, b));
-        assert_eq!(client(KEY, url).build().unwrap().concurrency(Class::Create), 4);
+        assert_eq!(
+            client(KEY, url).build().unwrap().concurrency(Class::Create),
+            4
+        );
     }
 }
