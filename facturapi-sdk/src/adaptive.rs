@@ -25,10 +25,9 @@
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
 //!   each of those cuts 27 % for one event. Unless the cut was not deep enough: with
-//!   [`MIN_SAMPLES`] 429s of requests sent after it, 2 × [`MOMENT`] after it at least, while
-//!   the class is paced and accepts less than the new rate by more than [`SAME_LIMIT`]
-//!   (measured from the first success after the cut to the last), it cuts again to what is
-//!   accepted: a limit that halved. The first cut is measured over at least a
+//!   [`MIN_SAMPLES`] 429s of requests sent after it, while the class is paced and accepts
+//!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
+//!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The first cut is measured over at least a
 //!   second, keeps [`FIRST_BETA`] and is followed by a slow start (×[`SLOW_START`] per
 //!   second until the next cut, which reads the accepted rate of the last second, then
 //!   ×[`SLOW_START_AGAIN`] until the one after). A first 429 with too few successes to
@@ -102,7 +101,7 @@ pub(crate) mod constants {
     /// and a cubic aimed at 20.75 was over the limit 2 s after each cut), and a fixed window
     /// refuses a paced client at its exact rate whenever a send is late. The margin starts
     /// at `MARGIN`; a cut before the probe phase at the same limit (the plateau itself was
-    /// over; a cut on the cubic, not in a slow start) widens it by `MARGIN`, up to `MARGIN_MAX`; a cut while probing narrows it by a
+    /// over) widens it by `MARGIN`, up to `MARGIN_MAX`; a cut while probing narrows it by a
     /// fifth of `MARGIN`, down to half of it.
     pub(crate) const MARGIN: f64 = 0.025;
     /// The widest margin.
@@ -300,23 +299,6 @@ impl Learner {
             .max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
         let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
         samples as f64 / now.saturating_duration_since(from).as_secs_f64().max(0.25)
-    }
-
-    /// Successes per second since `from`, from the first of them to the last (`None` with
-    /// fewer than [`MIN_SAMPLES`] + 1 of them).
-    fn accepted_between(&self, from: Instant) -> Option<f64> {
-        let first = self.successes.partition_point(|s| s.at < from);
-        let count = self.successes.len() - first;
-        if count <= MIN_SAMPLES {
-            return None;
-        }
-        let span = self
-            .successes
-            .back()?
-            .at
-            .saturating_duration_since(self.successes.get(first)?.at)
-            .as_secs_f64();
-        (span > 0.0).then(|| (count - 1) as f64 / span)
     }
 
     /// Takes the next pacing slot: the instant this request may be sent.
@@ -589,21 +571,19 @@ impl Learner {
             // The aftermath of the last cut, unless the cut was not deep enough: requests
             // sent after it are refused again and again while the server accepts well below
             // the new rate (a limit that halved, read over the window at its old value).
-            // The acceptance since the cut is measured from its first success to its last:
-            // a full fixed window refuses everything until it ends, and that stretch is no
-            // low rate (counted in, it cut a window of 10/s to 6/s).
+            // Measured since the cut, over half a second at least: a fixed window's lumps
+            // read anything over less.
             if sent_at >= cut {
                 self.refused_since_cut += 1;
             }
             let since = now.saturating_duration_since(cut);
-            let between = self.accepted_between(cut);
             let still_over = self.refused_since_cut >= MIN_SAMPLES
                 && since >= 2 * MOMENT
+                && measured
                 && self.paced(now)
-                && between.is_some_and(|a| a * (1.0 + SAME_LIMIT) < self.rate);
-            match between {
-                Some(between) if still_over => accepted = between,
-                _ => return Cut::None,
+                && accepted * (1.0 + SAME_LIMIT) < self.rate;
+            if !still_over {
+                return Cut::None;
             }
         }
         // The first rate cut needs a measured rate; later ones cut the paced rate. The
@@ -626,12 +606,7 @@ impl Learner {
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
-        // Only a cut on the cubic says where the plateau stands: one in a slow start says
-        // the climb went over (widening for those, a window of 10/s was paced at 9/s).
-        if same_limit
-            && self.rate_slow_start.is_none()
-            && let Some(cut) = self.rate_cut_at
-        {
+        if same_limit && let Some(cut) = self.rate_cut_at {
             self.margin = if now.saturating_duration_since(cut).as_secs_f64() < self.k {
                 (self.margin + MARGIN).min(MARGIN_MAX)
             } else {
@@ -841,15 +816,14 @@ mod tests {
         }
         // The first cut (to 0.85 × 20) reads as a new limit; from the second on, the same.
         assert_eq!(ks, [K_MIN, K_MIN, 2.0 * K_MIN, K_MAX, K_MAX]);
-        // Each cut came 2 s after the last, before the probe phase: once the slow starts
-        // are over (the first three cuts), the plateau was over the limit, so its margin
-        // widens.
+        // Each cut came 2 s after the last, before the probe phase: the plateau was over
+        // the limit, so its margin widens, up to MARGIN_MAX.
         assert_eq!(
             margins
                 .iter()
                 .map(|m| (m * 1000.0).round() / 1000.0)
                 .collect::<Vec<_>>(),
-            [0.025, 0.025, 0.025, 0.05, 0.075]
+            [0.025, 0.025, 0.05, 0.075, MARGIN_MAX]
         );
         // A limit that moved: back to probing soon.
         for _ in 0..20 {
