@@ -115,6 +115,8 @@ pub struct ClientBuilder {
     policies: [ClassPolicy; 5],
     adaptive: bool,
     own_limits: bool,
+    #[cfg(feature = "redis")]
+    shared_limits: Option<crate::fleet::SharedLimits>,
     max_body_size: usize,
     stream_idle_timeout: Duration,
     allow_insecure_http: bool,
@@ -136,6 +138,8 @@ impl Default for ClientBuilder {
             policies: Class::ALL.map(ClassPolicy::default_for),
             adaptive: true,
             own_limits: false,
+            #[cfg(feature = "redis")]
+            shared_limits: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             stream_idle_timeout: Duration::from_secs(30),
             allow_insecure_http: false,
@@ -163,6 +167,20 @@ impl ClientBuilder {
     /// benchmarks that play several processes in one.
     pub fn own_limits(mut self) -> Self {
         self.own_limits = true;
+        self
+    }
+
+    /// Limits shared by every process of the organization (feature `redis`): each request is
+    /// admitted through Redis, so the fleet as a whole paces at one learned rate, holds at
+    /// most one learned cap in flight, and learns from every process's 429s at once (one cut
+    /// per congestion event, not one per process). Adaptive mode only: with
+    /// [`static_limits`](Self::static_limits) it is ignored. While Redis does not answer
+    /// (within 250 ms), the process keeps to its own learned limits and tries Redis again a
+    /// second later; Redis never fails a call. The API key never reaches Redis: see
+    /// [`SharedLimits`](crate::SharedLimits).
+    #[cfg(feature = "redis")]
+    pub fn shared_limits(mut self, shared: crate::fleet::SharedLimits) -> Self {
+        self.shared_limits = Some(shared);
         self
     }
 
@@ -291,14 +309,25 @@ impl ClientBuilder {
         };
         let user_agent = HeaderValue::from_str(&self.user_agent)
             .map_err(|_| invalid("invalid user agent".into()))?;
+        #[cfg(feature = "redis")]
+        let fleet = match self.shared_limits.filter(|_| self.adaptive) {
+            Some(shared) => Some(Arc::new(
+                crate::fleet::Fleet::new(&shared, key.secret(), base_url.as_str())
+                    .map_err(invalid)?,
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let fleet: crate::governor::FleetArg = None;
         let governor = if self.own_limits {
-            Arc::new(Governor::new(&self.policies, self.adaptive))
+            Arc::new(Governor::with_fleet(&self.policies, self.adaptive, fleet))
         } else {
             crate::governor::shared(
                 key.secret(),
                 base_url.as_str(),
                 &self.policies,
                 self.adaptive,
+                fleet,
             )
         };
         Ok(Client {

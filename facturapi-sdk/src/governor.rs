@@ -31,20 +31,29 @@ struct Scope {
     base_url: String,
     adaptive: bool,
     policies: [ClassPolicy; 5],
+    /// The Redis keys' prefix, when the limits are shared (the fleet's own scope).
+    fleet: Option<String>,
 }
 
 /// The governors of this process, one per scope, held weakly: a scope's limits live as long
 /// as a client uses them, and the next client after the last one starts afresh.
 static REGISTRY: Mutex<Vec<(Scope, std::sync::Weak<Governor>)>> = Mutex::new(Vec::new());
 
+/// The fleet of shared limits, or nothing (without the `redis` feature it never exists).
+#[cfg(feature = "redis")]
+pub(crate) type FleetArg = Option<Arc<crate::fleet::Fleet>>;
+#[cfg(not(feature = "redis"))]
+pub(crate) type FleetArg = Option<std::convert::Infallible>;
+
 /// The governor of the clients of `secret` at `base_url`: shared with every live client of the
-/// same key, base URL, mode and policies in this process (the server limits the key, not the
-/// client). Only a digest of the key is kept.
+/// same key, base URL, mode, policies and shared limits in this process (the server limits
+/// the key, not the client). Only a digest of the key is kept.
 pub(crate) fn shared(
     secret: &str,
     base_url: &str,
     policies: &[ClassPolicy; 5],
     adaptive: bool,
+    fleet: FleetArg,
 ) -> Arc<Governor> {
     use sha2::Digest as _;
     let scope = Scope {
@@ -52,6 +61,10 @@ pub(crate) fn shared(
         base_url: base_url.to_owned(),
         adaptive,
         policies: policies.clone(),
+        #[cfg(feature = "redis")]
+        fleet: fleet.as_ref().map(|f| f.scope()),
+        #[cfg(not(feature = "redis"))]
+        fleet: None,
     };
     let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     registry.retain(|(_, governor)| governor.strong_count() > 0);
@@ -62,7 +75,7 @@ pub(crate) fn shared(
     {
         return governor;
     }
-    let governor = Arc::new(Governor::new(policies, adaptive));
+    let governor = Arc::new(Governor::with_fleet(policies, adaptive, fleet));
     registry.push((scope, Arc::downgrade(&governor)));
     governor
 }
@@ -112,6 +125,9 @@ struct ClassState {
     policy: ClassPolicy,
     /// Adaptive mode only.
     learner: Option<Mutex<Learner>>,
+    /// Shared limits: the fleet admits each request while Redis answers.
+    #[cfg(feature = "redis")]
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     in_flight: AtomicUsize,
     /// Requests waiting for the gate, a permit or a pacing slot.
     queued: AtomicUsize,
@@ -119,6 +135,38 @@ struct ClassState {
 }
 
 impl ClassState {
+    /// The most requests in flight the class may ever have.
+    #[cfg(feature = "redis")]
+    fn ceiling(&self) -> usize {
+        self.policy
+            .max_concurrency
+            .max(self.policy.concurrency)
+            .max(1)
+    }
+
+    /// The fleet, when the class's limits are shared and Redis answers.
+    #[cfg(feature = "redis")]
+    fn fleet(&self) -> Option<&Arc<crate::fleet::Fleet>> {
+        self.fleet.as_ref().filter(|f| f.available())
+    }
+
+    /// Waits for the fleet to admit a request (its lease and pacing slot); `None` when the
+    /// limits are not shared or Redis does not answer (the local limits apply).
+    #[cfg(feature = "redis")]
+    async fn admitted(&self) -> Option<crate::fleet::Lease> {
+        use crate::fleet::Admit;
+        loop {
+            let fleet = self.fleet()?;
+            match fleet.admit(self.class, self.ceiling()).await? {
+                Admit::Go { wait, lease } => {
+                    tokio::time::sleep(wait).await;
+                    return Some(lease);
+                }
+                Admit::Later(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
     fn learner(&self) -> Option<std::sync::MutexGuard<'_, Learner>> {
         let learner = self.learner.as_ref()?;
         Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
@@ -213,6 +261,12 @@ pub(crate) struct Permit {
     sent: Instant,
     /// The request succeeded: reported to the learner when the permit finishes.
     served: bool,
+    /// Admitted by the fleet (shared limits): its lease, released when it finishes.
+    #[cfg(feature = "redis")]
+    lease: Option<crate::fleet::Lease>,
+    /// Admitted by the fleet: the local learner does not hear of it.
+    #[cfg(feature = "redis")]
+    shared: bool,
 }
 
 impl fmt::Debug for Permit {
@@ -236,7 +290,22 @@ impl Permit {
             level,
             sent: Instant::now(),
             served: false,
+            #[cfg(feature = "redis")]
+            lease: None,
+            #[cfg(feature = "redis")]
+            shared: false,
         }
+    }
+
+    /// Admitted by the fleet under `lease` (or, with `None`, by the local limits).
+    #[cfg(feature = "redis")]
+    fn with_lease(mut self, lease: Option<crate::fleet::Lease>) -> Self {
+        self.shared = lease.is_some();
+        if let Some(lease) = &lease {
+            self.level = lease.level as usize;
+        }
+        self.lease = lease;
+        self
     }
 
     /// The request is no longer in flight: the learner hears how it ended (a 429 waiting
@@ -248,6 +317,13 @@ impl Permit {
         }
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         let served = std::mem::replace(&mut self.served, false);
+        #[cfg(feature = "redis")]
+        if self.shared {
+            if let Some(lease) = self.lease.take() {
+                lease.release(served);
+            }
+            return;
+        }
         let size = self.state.size();
         let cut = match self.state.learner() {
             Some(mut learner) => learner.on_finish(self.sent, Instant::now(), served, size),
@@ -329,6 +405,45 @@ impl Drop for Queued<'_> {
 
 impl Governor {
     pub(crate) fn new(policies: &[ClassPolicy; 5], adaptive: bool) -> Self {
+        Self::build(
+            policies,
+            adaptive,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    /// A governor of its own limits, or of limits shared through `fleet`.
+    pub(crate) fn with_fleet(policies: &[ClassPolicy; 5], adaptive: bool, fleet: FleetArg) -> Self {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = fleet.filter(|_| adaptive) {
+            return Self::shared_through(policies, fleet);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = fleet;
+        Self::new(policies, adaptive)
+    }
+
+    /// A governor whose limits are shared through `fleet` while Redis answers (adaptive
+    /// mode). Its local limits, used when Redis does not answer, start at each class's
+    /// ceiling: the fleet's cap is what binds.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared_through(
+        policies: &[ClassPolicy; 5],
+        fleet: Arc<crate::fleet::Fleet>,
+    ) -> Self {
+        let governor = Self::build(policies, true, Some(fleet));
+        for state in &governor.classes {
+            state.resize(state.ceiling());
+        }
+        governor
+    }
+
+    fn build(
+        policies: &[ClassPolicy; 5],
+        adaptive: bool,
+        #[cfg(feature = "redis")] fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Self {
         let now = Instant::now();
         let classes = Class::ALL
             .iter()
@@ -349,6 +464,8 @@ impl Governor {
                         ))
                     }),
                     policy: policy.clone(),
+                    #[cfg(feature = "redis")]
+                    fleet: fleet.clone(),
                     in_flight: AtomicUsize::new(0),
                     queued: AtomicUsize::new(0),
                     rate_limited: AtomicU64::new(0),
@@ -370,6 +487,10 @@ impl Governor {
     /// a served request when it finishes.
     pub(crate) fn on_success(&self, class: Class, permit: &mut Permit) {
         permit.served = true;
+        #[cfg(feature = "redis")]
+        if permit.shared {
+            return;
+        }
         let state = self.state(class);
         let size = state.size();
         let grown = {
@@ -436,6 +557,17 @@ impl Governor {
         mut permit: Permit,
         until: Instant,
     ) -> After429 {
+        #[cfg(feature = "redis")]
+        if permit.shared {
+            let state = self.state(class);
+            state.rate_limited.fetch_add(1, Ordering::Relaxed);
+            if let Some(lease) = permit.lease.take() {
+                let retry_after = until.saturating_duration_since(Instant::now());
+                lease.refused(retry_after, state.ceiling());
+            }
+            permit.idle();
+            return After429::Hold(permit);
+        }
         permit.idle();
         self.on_rate_limited(class, sent_at, &mut permit, until);
         if !self.adaptive(class) || permit.level() <= self.concurrency(class) {
@@ -460,6 +592,15 @@ impl Governor {
             if let Some(until) = self.gate(class) {
                 tokio::time::sleep_until(until).await;
             }
+            #[cfg(feature = "redis")]
+            {
+                let lease = self.state(class).admitted().await;
+                permit.shared = lease.is_some();
+                if lease.is_some() {
+                    permit.active();
+                    return permit.with_lease(lease);
+                }
+            }
             let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
             if let Some(slot) = slot {
                 tokio::time::sleep_until(slot).await;
@@ -482,6 +623,21 @@ impl Governor {
             ),
             None => (None, 0, 0),
         };
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = state.fleet() {
+            let seen = fleet.seen(class);
+            return Learned {
+                rate: seen.rate,
+                concurrency: seen.cap.max(1),
+                in_flight: state.in_flight.load(Ordering::Relaxed),
+                queued: state.queued.load(Ordering::Relaxed),
+                paused_until: self.gate(class),
+                rate_limited: state.rate_limited.load(Ordering::Relaxed),
+                rate_cuts,
+                concurrency_cuts,
+                shared: !fleet.degraded(),
+            };
+        }
         Learned {
             rate,
             concurrency: self.concurrency(class),
@@ -491,6 +647,7 @@ impl Governor {
             rate_limited: state.rate_limited.load(Ordering::Relaxed),
             rate_cuts,
             concurrency_cuts,
+            shared: false,
         }
     }
 
@@ -517,6 +674,10 @@ impl Governor {
             return None;
         }
         let state = self.state(class);
+        #[cfg(feature = "redis")]
+        if state.fleet.is_some() && state.fleet().is_some() {
+            return None; // the fleet admits it, asynchronously
+        }
         let mut learner = state.learner();
         if let Some(l) = &learner
             && !l.slot_free(Instant::now())
@@ -545,6 +706,10 @@ impl Governor {
             let Ok(permit) = state.limit.semaphore.clone().acquire_owned().await else {
                 continue;
             };
+            #[cfg(feature = "redis")]
+            if let Some(lease) = state.admitted().await {
+                return Permit::new(permit, state).with_lease(Some(lease));
+            }
             let slot = state.learner().map(|mut l| l.slot(Instant::now()));
             if let Some(slot) = slot {
                 tokio::time::sleep_until(slot).await;

@@ -51,6 +51,8 @@ mod classify;
 pub mod client;
 mod datetime;
 pub mod error;
+#[cfg(feature = "redis")]
+mod fleet;
 mod generated;
 mod governor;
 pub mod limits;
@@ -69,6 +71,8 @@ pub use error::{
     ApiError, DecodeError, DetailCode, Error, ErrorCode, ErrorDetail, RateLimitedBecause, Result,
     Source,
 };
+#[cfg(feature = "redis")]
+pub use fleet::SharedLimits;
 pub use limits::{Class, ClassPolicy, Learned, Operation, operations};
 pub use raw::{RawCall, RawResponse};
 pub use request::{Multipart, QueryParams, Resend};

@@ -234,4 +234,8 @@ pub struct Learned {
     pub rate_cuts: u64,
     /// Concurrency cuts made (adaptive mode).
     pub concurrency_cuts: u64,
+    /// The limits are the fleet's, shared through Redis (see
+    /// [`ClientBuilder::shared_limits`](crate::ClientBuilder::shared_limits)); false without
+    /// shared limits and while Redis does not answer (the process's own limits apply).
+    pub shared: bool,
 }

@@ -2,7 +2,7 @@
 //! at `facturapi-sdk/public-api.txt`, so that an item that appears or disappears is seen in
 //! review.
 //!
-//! The listing is read off rustdoc's HTML for the features users turn on (`sandbox`,
+//! The listing is read off rustdoc's HTML for the features users turn on (`sandbox`, `redis`,
 //! `indicatif`): every item reachable from the crate root (rustdoc's `all.html`), then on
 //! each item's page its fields, variants and inherent methods, and the traits it implements
 //! (auto and blanket implementations left out). Generated models are listed by name only:
@@ -17,7 +17,7 @@ use std::process::Command;
 pub const LISTING: &str = "facturapi-sdk/public-api.txt";
 
 /// The features whose API users see.
-const FEATURES: &str = "sandbox,indicatif";
+const FEATURES: &str = "sandbox,indicatif,redis";
 
 /// Item kinds as rustdoc names their pages.
 const KINDS: [&str; 9] = [

@@ -1,0 +1,503 @@
+//! Limits shared by every process of one organization, through Redis (feature `redis`).
+//!
+//! Facturapi limits the key, not the process: replicas, workers and cron jobs on one key
+//! spend one budget. With [`SharedLimits`] every process admits each request through three
+//! Lua scripts that run atomically on Redis, per (key digest, class):
+//!
+//! - **admit** (`admit.lua`): a lease, so the fleet as a whole holds at most the learned cap
+//!   in flight (leases expire after [`LEASE_TTL`] unless their process renews them: a crashed
+//!   process's leases stop counting within seconds), and a pacing slot on one GCRA schedule
+//!   at the fleet's learned rate (the next free send time, on Redis's clock).
+//! - **release** (`release.lua`): the lease ends; a success is counted, so the accepted rate
+//!   a cut reads is the fleet's.
+//! - **refuse** (`refuse.lua`): a 429 is one congestion event for the fleet. Each admission
+//!   carries the epoch of the last cut; a 429 of a request admitted before it is that cut's
+//!   aftermath, so processes refused together make one cut, not one each. The rules follow
+//!   the local learner's ([`crate::adaptive`]): the rate is cut to a share of the accepted
+//!   rate, slow start ×2 then ×1.25 per second while the limit is being found, then a cubic
+//!   back to a plateau below the last cut and probes beyond it (growth time runs only while
+//!   the schedule is booked ahead, so an idle fleet does not grow); the cap is cut to the
+//!   most served at once lately when requests above it are refused at two moments apart,
+//!   and grows back by one after a hold that doubles with each cut.
+//!
+//! **Degraded mode.** Each Redis call is bounded by [`REDIS_TIMEOUT`]. A call that fails or
+//! times out sends the process to its local limits (the per-process learner) for
+//! [`RETRY_REDIS`]; it logs the change, counts it in `facturapi_fleet_degraded_total`,
+//! and tries Redis again after that. Redis never fails a call.
+//!
+//! **The key never goes to Redis**: keys are named by an HMAC-SHA-256 of the API key under a
+//! salt ([`SharedLimits::salt`]), truncated to 128 bits.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::time::Instant;
+
+use crate::adaptive::constants;
+use crate::limits::Class;
+
+/// Longest a call waits for Redis before going on without it.
+pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// After a failed Redis call, the process keeps to its local limits this long before it
+/// tries Redis again.
+pub(crate) const RETRY_REDIS: Duration = Duration::from_secs(1);
+/// A lease lives this long unless its process renews it.
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a process renews the leases it holds.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+/// How long a request waits before asking again when the fleet's cap is full.
+const FULL_POLL: Duration = Duration::from_millis(5);
+/// How far ahead a slot on the fleet's schedule is booked at most (or one slot, if longer).
+const HORIZON: Duration = Duration::from_millis(50);
+
+/// Where the processes of one organization share their learned limits: a Redis server
+/// (feature `redis`). Give it to [`ClientBuilder::shared_limits`](crate::ClientBuilder::shared_limits)
+/// in every process that uses the key.
+#[derive(Clone)]
+pub struct SharedLimits {
+    url: String,
+    salt: String,
+}
+
+impl SharedLimits {
+    /// Shares through the Redis server at `url` (`redis://host:port/db`, with a password if
+    /// the server wants one).
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            salt: "facturapi-rs shared limits".to_owned(),
+        }
+    }
+
+    /// The salt of the key digest that names the Redis keys (default: a fixed string). Every
+    /// process of a fleet must use the same salt; a secret salt keeps whoever reads Redis
+    /// from testing guesses of the API key against the names.
+    pub fn salt(mut self, salt: impl Into<String>) -> Self {
+        self.salt = salt.into();
+        self
+    }
+
+    /// The URL without its password, for logs and `Debug`.
+    fn redacted_url(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("redacted"));
+                }
+                url.to_string()
+            }
+            Err(_) => "(invalid URL)".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("url", &self.redacted_url())
+            .field("salt", &"redacted")
+            .finish()
+    }
+}
+
+/// A request's place in the fleet: its lease, and what the fleet knew when it was admitted.
+/// Dropped unused (its call gave up while it waited for its slot), it is released.
+pub(crate) struct Lease {
+    id: String,
+    class: Class,
+    epoch: u64,
+    /// Leases of the fleet held at its admission, itself included.
+    pub(crate) level: u32,
+    fleet: Option<Arc<Fleet>>,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("class", &self.class)
+            .field("epoch", &self.epoch)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// The request ended (`served`: it succeeded).
+    pub(crate) fn release(mut self, served: bool) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.release(&self, served);
+        }
+    }
+
+    /// The request got a 429 and waits `retry_after`.
+    pub(crate) fn refused(mut self, retry_after: Duration, ceiling: usize) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.refused(&self, retry_after, ceiling);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.release(self, false);
+        }
+    }
+}
+
+/// What the fleet answered to an admission.
+#[derive(Debug)]
+pub(crate) enum Admit {
+    /// Admitted: send after `wait` (its pacing slot).
+    Go { wait: Duration, lease: Lease },
+    /// Not now (the fleet's cap is full, or the fleet is paused): ask again after this.
+    Later(Duration),
+}
+
+/// What the fleet knows of one class, as last seen by this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seen {
+    pub(crate) rate: Option<f64>,
+    pub(crate) cap: usize,
+}
+
+/// The Lua scripts, loaded once per connection (by digest, then by source if Redis lacks it).
+struct Scripts {
+    admit: redis::Script,
+    release: redis::Script,
+    refuse: redis::Script,
+}
+
+/// One process's side of the shared limits.
+pub(crate) struct Fleet {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+    /// `facturapi:{<digest>`: the rest of each key names the class.
+    prefix: String,
+    process: String,
+    next_id: AtomicU64,
+    /// Set while the process keeps to its local limits.
+    down_until: Mutex<Option<Instant>>,
+    degraded: AtomicBool,
+    /// Leases held by this process, renewed every [`RENEW_EVERY`].
+    live: Mutex<HashMap<String, Class>>,
+    renewing: AtomicBool,
+    seen: Mutex<[Seen; 5]>,
+    scripts: Scripts,
+    url: String,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("url", &self.url)
+            .field("degraded", &self.degraded.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// The fleet side of `secret`'s limits at `base_url` (the URL names the API, so a sandbox
+    /// and production never share). Fails only on a malformed Redis URL: the connection is
+    /// made on first use.
+    pub(crate) fn new(config: &SharedLimits, secret: &str, base_url: &str) -> Result<Self, String> {
+        use hmac::Mac as _;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| format!("invalid Redis URL {}: {e}", config.redacted_url()))?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(config.salt.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(secret.as_bytes());
+        mac.update(b"\n");
+        mac.update(base_url.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        Ok(Self {
+            client,
+            conn: tokio::sync::OnceCell::new(),
+            prefix: format!("facturapi:{{{}", hex::encode(&digest[..16])),
+            process: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            next_id: AtomicU64::new(0),
+            down_until: Mutex::new(None),
+            degraded: AtomicBool::new(false),
+            live: Mutex::new(HashMap::new()),
+            renewing: AtomicBool::new(false),
+            seen: Mutex::new([Seen::default(); 5]),
+            scripts: Scripts {
+                admit: redis::Script::new(include_str!("admit.lua")),
+                release: redis::Script::new(include_str!("release.lua")),
+                refuse: redis::Script::new(include_str!("refuse.lua")),
+            },
+            url: config.redacted_url(),
+        })
+    }
+
+    /// What names this fleet in the process's registry: the server and the key prefix.
+    pub(crate) fn scope(&self) -> String {
+        format!("{} {}", self.url, self.prefix)
+    }
+
+    /// The Redis keys of `class`: state, leases, starts, successes (one hash tag, so a
+    /// cluster keeps them on one node).
+    fn keys(&self, class: Class) -> [String; 4] {
+        let base = format!("{}:{}}}", self.prefix, class.as_str());
+        [
+            format!("{base}:state"),
+            format!("{base}:leases"),
+            format!("{base}:starts"),
+            format!("{base}:ok"),
+        ]
+    }
+
+    /// Whether the process uses the fleet's limits now (not in degraded mode).
+    pub(crate) fn available(&self) -> bool {
+        let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        match *down {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                *down = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether the last Redis call failed (the process runs on its local limits).
+    pub(crate) fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn seen(&self, class: Class) -> Seen {
+        self.seen
+            .lock()
+            .map(|s| s[class.index()])
+            .unwrap_or_default()
+    }
+
+    fn failed(&self, error: &str) {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + RETRY_REDIS);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(redis = %self.url, error, "shared limits unavailable; using this process's own limits");
+            metrics::counter!("facturapi_fleet_degraded_total").increment(1);
+            metrics::gauge!("facturapi_fleet_degraded").set(1.0);
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(redis = %self.url, "shared limits available again");
+            metrics::gauge!("facturapi_fleet_degraded").set(0.0);
+        }
+    }
+
+    /// Runs one script, bounded by [`REDIS_TIMEOUT`]; a failure starts degraded mode.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        let call = async {
+            let conn = self
+                .conn
+                .get_or_try_init(|| async {
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(REDIS_TIMEOUT))
+                        .set_response_timeout(Some(REDIS_TIMEOUT))
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_with_config(self.client.clone(), config).await
+                })
+                .await?;
+            let mut conn = conn.clone();
+            invocation.invoke_async::<T>(&mut conn).await
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(Ok(value)) => {
+                self.succeeded();
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("timed out");
+                None
+            }
+        }
+    }
+
+    /// Asks the fleet to admit a request of `class`; `None` when Redis is unavailable (the
+    /// caller uses its local limits).
+    pub(crate) async fn admit(self: &Arc<Self>, class: Class, ceiling: usize) -> Option<Admit> {
+        if !self.available() {
+            return None;
+        }
+        self.start_renewing();
+        let id = format!(
+            "{}:{}",
+            self.process,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let keys = self.keys(class);
+        let mut invocation = self.scripts.admit.prepare_invoke();
+        for key in &keys {
+            invocation.key(key);
+        }
+        invocation
+            .arg(&id)
+            .arg(micros(LEASE_TTL))
+            .arg(ceiling)
+            .arg(constants::K_MIN * 1e6)
+            .arg(constants::MARGIN)
+            .arg(constants::PROBE)
+            .arg(micros(constants::HOLD))
+            .arg(micros(HORIZON));
+        let (admitted, wait, epoch, rate, level, cap): (u8, i64, u64, String, u32, usize) =
+            self.run(invocation).await?;
+        let rate = rate.parse::<f64>().ok().filter(|r| *r > 0.0);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen[class.index()] = Seen { rate, cap };
+        }
+        if admitted == 0 {
+            // Spread the waiters, so one slot does not wake them all at once.
+            let wait = u64::try_from(wait).map_or(FULL_POLL, Duration::from_micros);
+            return Some(Admit::Later(wait + crate::governor::full_jitter(HORIZON)));
+        }
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(id.clone(), class);
+        }
+        Some(Admit::Go {
+            wait: Duration::from_micros(wait.max(0) as u64),
+            lease: Lease {
+                id,
+                class,
+                epoch,
+                level,
+                fleet: Some(self.clone()),
+            },
+        })
+    }
+
+    /// The request of `lease` ended (`served`: it succeeded). Runs in the background: a
+    /// lease that cannot be released expires.
+    fn release(self: &Arc<Self>, lease: &Lease, served: bool) {
+        self.forget(lease);
+        let (id, class) = (lease.id.clone(), lease.class);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let fleet = self.clone();
+        runtime.spawn(async move {
+            let keys = fleet.keys(class);
+            let mut invocation = fleet.scripts.release.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation
+                .arg(&id)
+                .arg(u8::from(served))
+                .arg(micros(constants::LEVEL_WINDOW));
+            let _: Option<i64> = fleet.run(invocation).await;
+        });
+    }
+
+    /// The request of `lease` got a 429 (`retry_after`: how long the server asked it to
+    /// wait). Runs in the background; the next admissions see what it decided.
+    fn refused(self: &Arc<Self>, lease: &Lease, retry_after: Duration, ceiling: usize) {
+        self.forget(lease);
+        let (id, class, epoch) = (lease.id.clone(), lease.class, lease.epoch);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let fleet = self.clone();
+        runtime.spawn(async move {
+            let keys = fleet.keys(class);
+            let mut invocation = fleet.scripts.refuse.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation
+                .arg(&id)
+                .arg(epoch)
+                .arg(micros(retry_after))
+                .arg(ceiling)
+                .arg(constants::BETA)
+                .arg(constants::FIRST_BETA)
+                .arg(micros(constants::WINDOW))
+                .arg(micros(constants::GRACE))
+                .arg(constants::MIN_SAMPLES)
+                .arg(micros(constants::HOLD))
+                .arg(micros(constants::MAX_HOLD))
+                .arg(micros(constants::MOMENT))
+                .arg(micros(constants::LEVEL_WINDOW));
+            let decided: Option<(u8, u64)> = fleet.run(invocation).await;
+            if let Some((what @ 1..=3, epoch)) = decided {
+                let what = ["", "rate cut", "cap cut", "pause"][usize::from(what)];
+                tracing::debug!(class = class.as_str(), what, epoch, "shared limits");
+            }
+        });
+    }
+
+    fn forget(&self, lease: &Lease) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&lease.id);
+        }
+    }
+
+    /// Renews this process's leases every [`RENEW_EVERY`] while the fleet is in use.
+    fn start_renewing(self: &Arc<Self>) {
+        if self.renewing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.renewing.store(false, Ordering::Relaxed);
+            return;
+        };
+        let fleet: Weak<Fleet> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let Some(fleet) = fleet.upgrade() else { return };
+                let held: Vec<(String, Class)> = match fleet.live.lock() {
+                    Ok(live) => live.iter().map(|(id, c)| (id.clone(), *c)).collect(),
+                    Err(_) => continue,
+                };
+                if held.is_empty() || !fleet.available() {
+                    continue;
+                }
+                let Some(conn) = fleet.conn.get() else {
+                    continue;
+                };
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                // Redis's own clock: the expiry is set relative to its time by a script-free
+                // pipeline, so the renewal reads TIME first.
+                let Ok(Ok((secs, micros_part))) = tokio::time::timeout(
+                    REDIS_TIMEOUT,
+                    redis::cmd("TIME").query_async::<(u64, u64)>(&mut conn),
+                )
+                .await
+                else {
+                    continue;
+                };
+                let expiry = secs * 1_000_000 + micros_part + micros(LEASE_TTL);
+                for (id, class) in &held {
+                    pipe.cmd("ZADD")
+                        .arg(&fleet.keys(*class)[1])
+                        .arg("XX")
+                        .arg(expiry)
+                        .arg(id)
+                        .ignore();
+                }
+                let _ =
+                    tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+            }
+        });
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros() as u64
+}

@@ -1,0 +1,104 @@
+-- A 429 seen by one process: one congestion event for the whole fleet. A request admitted
+-- before the last cut (an older epoch) is that cut's aftermath and changes nothing, so N
+-- processes refused together make one cut, not N.
+--
+-- KEYS: state hash, leases, starts, successes
+-- ARGV: lease id, epoch at admission, retry-after µs, ceiling, beta, first beta,
+--       window, grace, min samples, hold, max hold, moment, level window
+-- Returns {what (0 nothing, 1 rate cut, 2 cap cut, 3 pause), epoch}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = KEYS[1]
+-- Its level: the fleet's requests sent and not finished, itself included (a 429 is quick).
+local level = redis.call('ZCOUNT', KEYS[3], '-inf', now)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+local st = redis.call('HMGET', s, 'epoch', 'phase', 'cut', 'cur', 'r0', 'peak', 'peak_at',
+  'top_at', 'cap', 'hold', 'paused', 'born')
+local epoch = tonumber(st[1]) or 0
+if tonumber(ARGV[2]) < epoch then
+  return {0, epoch}
+end
+local phase = tonumber(st[2]) or 0
+local cut = tonumber(st[3]) or 0
+local ceiling = tonumber(ARGV[4])
+local min_samples = tonumber(ARGV[9])
+local peak = tonumber(st[6]) or 0
+if now - (tonumber(st[7]) or 0) > tonumber(ARGV[13]) then
+  peak = 0
+end
+
+-- A cap refuses above the most the server served at once lately, and does so at two
+-- moments apart (one burst into a token bucket is refused above it too, but only at once).
+if phase > 0 and peak > 0 and level > peak then
+  local top_at = tonumber(st[8]) or 0
+  if top_at > 0 and now - top_at >= tonumber(ARGV[12]) and now - top_at <= 10000000 then
+    local old = tonumber(st[9]) or ceiling
+    if peak < old then
+      local hold = math.min((tonumber(st[10]) or tonumber(ARGV[10]) / 2) * 2, tonumber(ARGV[11]))
+      redis.call('HSET', s, 'cap', peak, 'cap_at', now, 'hold', hold, 'top_at', 0)
+      redis.call('HINCRBY', s, 'cap_cuts', 1)
+      return {2, epoch}
+    end
+  elseif top_at == 0 or now - top_at > 10000000 then
+    redis.call('HSET', s, 'top_at', now)
+  end
+  return {0, epoch}
+end
+
+-- A rate limit. Requests admitted after the cut but refused within its grace cut again only
+-- when the cut was not deep enough (the fleet accepts well below the new rate).
+if phase > 0 and now - cut < tonumber(ARGV[8]) then
+  local refused = redis.call('HINCRBY', s, 'refused', 1)
+  local span = now - cut
+  local n = redis.call('ZCOUNT', KEYS[4], cut, now)
+  local accepted = n * 1000000 / math.max(span, 1)
+  local r0 = tonumber(st[5])
+  if refused >= min_samples and span >= 2 * tonumber(ARGV[12]) and accepted * 1.1 < r0 then
+    local r = math.max(tonumber(ARGV[5]) * accepted, 0.1)
+    redis.call('HSET', s, 'epoch', epoch + 1, 'cut', now, 'busy', 0, 'last', now, 'tat', now,
+      'refused', 0, 'w', accepted, 'r0', r, 'cur', r)
+    redis.call('HINCRBY', s, 'rate_cuts', 1)
+    return {1, epoch + 1}
+  end
+  return {0, epoch}
+end
+
+-- The accepted rate: over the last second while the rate is still being found, since the
+-- cut (up to the window) after that.
+-- Before the first cut, since the fleet's first request (up to 2 s): its first 429s come
+-- back before the requests served with them.
+local from = now - 1000000
+if phase == 0 then
+  from = math.max(tonumber(st[12]) or now, now - 2000000)
+elseif phase > 2 then
+  from = math.max(cut, now - tonumber(ARGV[7]))
+end
+local n = redis.call('ZCOUNT', KEYS[4], from, now)
+local accepted = n * 1000000 / math.max(now - from, 1000000)
+if phase == 0 and n < min_samples and not st[11] then
+  -- Nothing to measure yet: the fleet waits out this Retry-After, once.
+  redis.call('HSET', s, 'pause', now + tonumber(ARGV[3]), 'paused', 1, 'epoch', epoch + 1)
+  return {3, epoch + 1}
+end
+local cur = tonumber(st[4]) or 0
+local w
+local beta = tonumber(ARGV[5])
+local next_phase = 3
+if phase == 0 then
+  w = math.max(accepted, 1)
+  beta = tonumber(ARGV[6])
+  next_phase = 1
+elseif phase == 1 then
+  w = math.max(accepted, 1)
+  next_phase = 2
+elseif n >= min_samples then
+  w = math.min(cur, accepted)
+else
+  w = cur
+end
+local r = math.max(beta * w, 0.1)
+redis.call('HSET', s, 'epoch', epoch + 1, 'phase', next_phase, 'cut', now, 'busy', 0,
+  'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r)
+redis.call('HINCRBY', s, 'rate_cuts', 1)
+return {1, epoch + 1}

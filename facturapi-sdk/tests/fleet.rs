@@ -1,0 +1,376 @@
+//! Four processes on one key, one sandbox with hidden limits, each creating invoices as fast
+//! as its workers can: once with their limits shared through a real Redis, once each
+//! learning alone, printed side by side. Then a fault: Redis killed mid-run and restarted.
+//!
+//! This binary is its own child (`harness = false`): with `FACTURAPI_FLEET_CHILD` set it is
+//! one process of the fleet; without, it owns the sandbox and Redis, starts the children and
+//! reads the sandbox's ledger. It needs `redis-server` (see `support/redis.rs`).
+//!
+//! `FLEET_SECS=30 cargo test --release --test fleet` runs longer; the default is the CI size.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use facturapi_sdk::sandbox::{ClassLimits, Sandbox, SandboxConfig, ServiceTime};
+use facturapi_sdk::{Class, Client, SharedLimits, models};
+use serde_json::json;
+
+#[path = "support/redis.rs"]
+mod redis_server;
+
+const CHILD: &str = "FACTURAPI_FLEET_CHILD";
+const PROCESSES: usize = 4;
+const WORKERS: usize = 8;
+/// The hidden creation limits: 20/s with a burst of 5, at most 6 at once.
+const RATE: f64 = 20.0;
+const BURST: f64 = 5.0;
+const CAP: u32 = 6;
+/// The first seconds, in which the fleet finds the limit, are left out of the steady state.
+const WARM_UP: Duration = Duration::from_secs(3);
+
+fn main() -> ExitCode {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
+    }
+    let secs = std::env::var("FLEET_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10u64);
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match rt.block_on(parent(Duration::from_secs(secs))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleet: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What one run of the fleet came to.
+#[derive(Debug, Default)]
+struct Run {
+    created: u64,
+    failed: u64,
+    attempts: u64,
+    rate_limited: u64,
+    steady_rate_limited: u64,
+    steady_created: u64,
+    duplicated: u64,
+    max_in_flight: u32,
+    degraded: u64,
+    shared_at_end: u64,
+    secs: f64,
+}
+
+impl Run {
+    /// Successes over what a client that knew the limit could have had: the burst, then the
+    /// rate.
+    fn efficiency(&self) -> f64 {
+        self.created as f64 / (RATE * self.secs + BURST)
+    }
+
+    fn share_429(&self) -> f64 {
+        100.0 * self.rate_limited as f64 / self.attempts.max(1) as f64
+    }
+
+    fn steady_share_429(&self) -> f64 {
+        let steady_attempts = self.steady_created + self.steady_rate_limited;
+        100.0 * self.steady_rate_limited as f64 / steady_attempts.max(1) as f64
+    }
+}
+
+async fn parent(secs: Duration) -> Result<(), String> {
+    let (url, _own) = redis_server::shared_or_own()?;
+    let shared = fleet_run(Some(&url), secs, None).await?;
+    if std::env::var_os("FLEET_ONLY_SHARED").is_some() {
+        println!("{shared:?} {:.2}", shared.efficiency());
+        return Ok(());
+    }
+    let independent = fleet_run(None, secs, None).await?;
+    println!(
+        "fleet of {PROCESSES} processes × {WORKERS} workers, {:.0} s, hidden limit {RATE}/s (burst {BURST}, cap {CAP}):",
+        secs.as_secs_f64()
+    );
+    println!(
+        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>6} {:>5}",
+        "limits", "created", "of oracle", "429s", "429s steady", "in flight", "lost", "dup"
+    );
+    for (name, run) in [("shared", &shared), ("independent", &independent)] {
+        println!(
+            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>6} {:>5}",
+            run.created,
+            run.efficiency(),
+            run.share_429(),
+            run.steady_share_429(),
+            run.max_in_flight,
+            run.failed,
+            run.duplicated
+        );
+    }
+    let mut problems = Vec::new();
+    for (name, run) in [("shared", &shared), ("independent", &independent)] {
+        if run.failed > 0 || run.duplicated > 0 {
+            problems.push(format!(
+                "{name}: {} lost, {} duplicated",
+                run.failed, run.duplicated
+            ));
+        }
+        if run.max_in_flight > CAP {
+            problems.push(format!("{name}: {} in flight at once", run.max_in_flight));
+        }
+    }
+    // The issue's target is 0.93 of the oracle with at most 1 % 429s; this floor catches a
+    // regression without failing on a loaded machine's variance.
+    if shared.efficiency() < 0.9 {
+        problems.push(format!(
+            "shared: {:.2} of the oracle (< 0.9)",
+            shared.efficiency()
+        ));
+    }
+    if shared.steady_share_429() >= independent.steady_share_429() {
+        problems.push(format!(
+            "shared: {:.1} % 429s in steady state, no fewer than independent learners ({:.1} %)",
+            shared.steady_share_429(),
+            independent.steady_share_429()
+        ));
+    }
+    if shared.shared_at_end != PROCESSES as u64 {
+        problems.push(format!(
+            "shared: {} of {PROCESSES} processes ended on the shared limits",
+            shared.shared_at_end
+        ));
+    }
+
+    // Redis killed a third of the way in and restarted a third later: calls go on, on each
+    // process's own limits, and every process is back on the shared ones by the end.
+    let mut server = redis_server::RedisServer::start()?;
+    let fault = fleet_run(Some(&server.url()), secs, Some(&mut server)).await?;
+    println!(
+        "  Redis killed at {:.0} s and restarted at {:.0} s: {} created ({:.2} of the oracle), {:.1}% 429s, \
+         {} processes degraded, {} back on the shared limits at the end, {} lost, {} duplicated",
+        secs.as_secs_f64() / 3.0,
+        secs.as_secs_f64() * 2.0 / 3.0,
+        fault.created,
+        fault.efficiency(),
+        fault.share_429(),
+        fault.degraded,
+        fault.shared_at_end,
+        fault.failed,
+        fault.duplicated
+    );
+    if fault.failed > 0 || fault.duplicated > 0 {
+        problems.push(format!(
+            "Redis fault: {} lost, {} duplicated",
+            fault.failed, fault.duplicated
+        ));
+    }
+    if fault.degraded != PROCESSES as u64 || fault.shared_at_end != PROCESSES as u64 {
+        problems.push(format!(
+            "Redis fault: {} processes degraded, {} rejoined (of {PROCESSES})",
+            fault.degraded, fault.shared_at_end
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// One run of the fleet: `PROCESSES` children for `secs`, sharing through `redis` (or each
+/// alone); with `fault`, that Redis is killed and restarted during the run.
+async fn fleet_run(
+    redis: Option<&str>,
+    secs: Duration,
+    fault: Option<&mut redis_server::RedisServer>,
+) -> Result<Run, String> {
+    let config = SandboxConfig::default()
+        .seed(11)
+        .limit(
+            Class::Create,
+            ClassLimits::rate(RATE, BURST).concurrent(CAP),
+        )
+        .service_time(ServiceTime::uniform(Duration::from_millis(60), 0.3));
+    let sandbox = Sandbox::start(config).await.map_err(|e| e.to_string())?;
+    let setup = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .own_limits()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reuse = facturapi_sdk::bulk::Reuse::new(&setup);
+    let customer: models::CustomerCreateInput = serde_json::from_value(json!({
+        "legal_name": "PUBLICO EN GENERAL", "tax_id": "XAXX010101000",
+        "tax_system": "616", "address": {"zip": "86500"},
+    }))
+    .map_err(|e| e.to_string())?;
+    let product: models::ProductCreateBody = serde_json::from_value(json!({
+        "description": "Servicio", "price": 100.0, "product_key": "81112100", "sku": "fleet",
+    }))
+    .map_err(|e| e.to_string())?;
+    let customer = reuse.customer(&customer).await.map_err(|e| e.to_string())?;
+    let product = reuse.product(&product).await.map_err(|e| e.to_string())?;
+    // The bucket refills after the setup.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = sandbox.ledger();
+
+    let start_ms = unix_ms() + 500;
+    // A salt of the run's own: each run starts with nothing learned in Redis.
+    let salt = uuid::Uuid::new_v4().to_string();
+    let children = (0..PROCESSES)
+        .map(|index| {
+            let spec = json!({
+                "base_url": sandbox.base_url(), "key": sandbox.test_key(), "redis": redis,
+                "salt": salt, "start_ms": start_ms, "secs": secs.as_secs_f64(), "index": index,
+                "customer": customer, "product": product,
+            });
+            Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                .env(CHILD, spec.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if let Some(server) = fault {
+        let until_start = Duration::from_millis(start_ms.saturating_sub(unix_ms()));
+        tokio::time::sleep(until_start + secs / 3).await;
+        server.kill();
+        tokio::time::sleep(secs / 3).await;
+        server.restart()?;
+    }
+    let mut run = Run {
+        secs: secs.as_secs_f64(),
+        ..Run::default()
+    };
+    for child in children {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(format!("a child failed: {}", output.status));
+        }
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).map_err(|e| format!("a child's report: {e}"))?;
+        let n = |k: &str| report[k].as_u64().unwrap_or_default();
+        run.created += n("ok");
+        run.failed += n("failed");
+        run.steady_created += n("steady_ok");
+        run.steady_rate_limited += n("steady_429");
+        run.degraded += n("degraded");
+        run.shared_at_end += n("shared");
+    }
+    let ledger = sandbox.ledger();
+    let get = |m: &std::collections::BTreeMap<Class, u64>| m.get(&Class::Create).copied();
+    run.attempts = get(&ledger.requests).unwrap_or(0) - get(&before.requests).unwrap_or(0);
+    run.rate_limited =
+        get(&ledger.rate_limited).unwrap_or(0) - get(&before.rate_limited).unwrap_or(0);
+    run.duplicated = ledger.duplicates;
+    run.max_in_flight = ledger
+        .max_in_flight
+        .get(&Class::Create)
+        .copied()
+        .unwrap_or(0);
+    sandbox.shutdown().await;
+    Ok(run)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One process of the fleet: `WORKERS` workers creating invoices until the run ends; prints
+/// its report as JSON.
+fn child(spec: &str) -> ExitCode {
+    let spec: serde_json::Value = serde_json::from_str(spec).expect("the parent's spec");
+    let text = |k: &str| spec[k].as_str().expect("a text field").to_owned();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    rt.block_on(async {
+        let mut builder = Client::builder()
+            .api_key(text("key"))
+            .base_url(text("base_url"))
+            .timeout(Duration::from_secs(5));
+        if let Some(url) = spec["redis"].as_str() {
+            builder = builder.shared_limits(SharedLimits::redis(url).salt(text("salt")));
+        }
+        let client = builder.build().expect("a client");
+        let index = spec["index"].as_u64().expect("index");
+        let start_ms = spec["start_ms"].as_u64().expect("start");
+        let secs = Duration::from_secs_f64(spec["secs"].as_f64().expect("secs"));
+        tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(unix_ms()))).await;
+        let start = tokio::time::Instant::now();
+        let end = start + secs;
+        let (customer, product) = (text("customer"), text("product"));
+        // Whether the client ever ran on its own limits (Redis down).
+        let degraded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let (client, degraded) = (client.clone(), degraded.clone());
+            tokio::spawn(async move {
+                let mut at_warm_up = None;
+                loop {
+                    let learned = client.learned(Class::Create);
+                    if !learned.shared {
+                        degraded.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if at_warm_up.is_none() && start.elapsed() >= WARM_UP {
+                        at_warm_up = Some(learned.rate_limited);
+                    }
+                    if tokio::time::Instant::now() >= end {
+                        return at_warm_up.unwrap_or(0);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let workers = (0..WORKERS).map(|w| {
+            let (client, customer, product) = (client.clone(), customer.clone(), product.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut steady_ok) = (0u64, 0u64, 0u64);
+                let mut n = 0;
+                while tokio::time::Instant::now() < end {
+                    let id = format!("fleet-{index}-{w}-{n}");
+                    n += 1;
+                    let body: models::InvoiceCreateInput = serde_json::from_value(json!({
+                        "customer": customer, "payment_form": "03", "external_id": id,
+                        "items": [{"product": product, "quantity": 1}],
+                    }))
+                    .expect("an invoice body");
+                    match client.invoices().create(&body, &Default::default()).await {
+                        Ok(_) => {
+                            ok += 1;
+                            if start.elapsed() >= WARM_UP {
+                                steady_ok += 1;
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("fleet child {index}: {e}");
+                            failed += 1;
+                        }
+                    }
+                }
+                (ok, failed, steady_ok)
+            })
+        });
+        let (mut ok, mut failed, mut steady_ok) = (0, 0, 0);
+        for worker in futures_util::future::join_all(workers).await {
+            let (o, f, s) = worker.expect("a worker");
+            ok += o;
+            failed += f;
+            steady_ok += s;
+        }
+        let at_warm_up = watch.await.expect("the watch");
+        let learned = client.learned(Class::Create);
+        let report = json!({
+            "ok": ok, "failed": failed, "steady_ok": steady_ok,
+            "steady_429": learned.rate_limited - at_warm_up.min(learned.rate_limited),
+            "degraded": u64::from(degraded.load(std::sync::atomic::Ordering::Relaxed)),
+            "shared": u64::from(learned.shared),
+            "rate": learned.rate, "cap": learned.concurrency,
+        });
+        println!("{report}");
+        ExitCode::SUCCESS
+    })
+}
