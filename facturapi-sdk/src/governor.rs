@@ -623,31 +623,24 @@ impl Governor {
             ),
             None => (None, 0, 0),
         };
+        #[allow(unused_mut)] // without the `redis` feature nothing overrides them
+        let (mut rate, mut concurrency, mut shared) = (rate, self.concurrency(class), false);
         #[cfg(feature = "redis")]
         if let Some(fleet) = state.fleet() {
+            // The fleet's numbers, as this process last saw them.
             let seen = fleet.seen(class);
-            return Learned {
-                rate: seen.rate,
-                concurrency: seen.cap.max(1),
-                in_flight: state.in_flight.load(Ordering::Relaxed),
-                queued: state.queued.load(Ordering::Relaxed),
-                paused_until: self.gate(class),
-                rate_limited: state.rate_limited.load(Ordering::Relaxed),
-                rate_cuts,
-                concurrency_cuts,
-                shared: !fleet.degraded(),
-            };
+            (rate, concurrency, shared) = (seen.rate, seen.cap.max(1), !fleet.degraded());
         }
         Learned {
             rate,
-            concurrency: self.concurrency(class),
+            concurrency,
             in_flight: state.in_flight.load(Ordering::Relaxed),
             queued: state.queued.load(Ordering::Relaxed),
             paused_until: self.gate(class),
             rate_limited: state.rate_limited.load(Ordering::Relaxed),
             rate_cuts,
             concurrency_cuts,
-            shared: false,
+            shared,
         }
     }
 

@@ -383,58 +383,52 @@ impl Fleet {
     /// The request of `lease` ended (`served`: it succeeded). Runs in the background: a
     /// lease that cannot be released expires.
     fn release(self: &Arc<Self>, lease: &Lease, served: bool) {
-        self.forget(lease);
-        let (id, class) = (lease.id.clone(), lease.class);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let fleet = self.clone();
-        runtime.spawn(async move {
-            let keys = fleet.keys(class);
-            let mut invocation = fleet.scripts.release.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            invocation
-                .arg(&id)
-                .arg(u8::from(served))
-                .arg(micros(constants::LEVEL_WINDOW));
-            let _: Option<i64> = fleet.run(invocation).await;
-        });
+        let args = [u64::from(served), micros(constants::LEVEL_WINDOW)];
+        self.in_background(lease, |s| &s.release, args.map(|a| a.to_string()).into());
     }
 
     /// The request of `lease` got a 429 (`retry_after`: how long the server asked it to
     /// wait). Runs in the background; the next admissions see what it decided.
     fn refused(self: &Arc<Self>, lease: &Lease, retry_after: Duration, ceiling: usize) {
+        let args = [
+            lease.epoch.to_string(),
+            micros(retry_after).to_string(),
+            ceiling.to_string(),
+            constants::BETA.to_string(),
+            constants::FIRST_BETA.to_string(),
+            micros(constants::WINDOW).to_string(),
+            micros(constants::GRACE).to_string(),
+            constants::MIN_SAMPLES.to_string(),
+            micros(constants::HOLD).to_string(),
+            micros(constants::MAX_HOLD).to_string(),
+            micros(constants::MOMENT).to_string(),
+            micros(constants::LEVEL_WINDOW).to_string(),
+        ];
+        self.in_background(lease, |s| &s.refuse, args.into());
+    }
+
+    /// Runs a script on the lease's keys with its id and `args`, in a task of its own (a
+    /// permit ends in `Drop`, which cannot wait for Redis).
+    fn in_background(
+        self: &Arc<Self>,
+        lease: &Lease,
+        script: fn(&Scripts) -> &redis::Script,
+        args: Vec<String>,
+    ) {
         self.forget(lease);
-        let (id, class, epoch) = (lease.id.clone(), lease.class, lease.epoch);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let fleet = self.clone();
+        let (fleet, id, class) = (self.clone(), lease.id.clone(), lease.class);
         runtime.spawn(async move {
-            let keys = fleet.keys(class);
-            let mut invocation = fleet.scripts.refuse.prepare_invoke();
-            for key in &keys {
+            let mut invocation = script(&fleet.scripts).prepare_invoke();
+            for key in &fleet.keys(class) {
                 invocation.key(key);
             }
-            invocation
-                .arg(&id)
-                .arg(epoch)
-                .arg(micros(retry_after))
-                .arg(ceiling)
-                .arg(constants::BETA)
-                .arg(constants::FIRST_BETA)
-                .arg(micros(constants::WINDOW))
-                .arg(micros(constants::GRACE))
-                .arg(constants::MIN_SAMPLES)
-                .arg(micros(constants::HOLD))
-                .arg(micros(constants::MAX_HOLD))
-                .arg(micros(constants::MOMENT))
-                .arg(micros(constants::LEVEL_WINDOW));
-            let decided: Option<(u8, u64)> = fleet.run(invocation).await;
-            if let Some((what @ 1..=3, epoch)) = decided {
-                let what = ["", "rate cut", "cap cut", "pause"][usize::from(what)];
+            invocation.arg(&id).arg(&args);
+            let decided: Option<Vec<i64>> = fleet.run(invocation).await;
+            if let Some(&[what @ 1..=3, epoch]) = decided.as_deref() {
+                let what = ["", "rate cut", "cap cut", "pause"][what as usize];
                 tracing::debug!(class = class.as_str(), what, epoch, "shared limits");
             }
         });

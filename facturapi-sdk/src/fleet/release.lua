@@ -3,6 +3,7 @@
 --
 -- KEYS: state hash, leases, starts, successes (member → time)
 -- ARGV: lease id, served (0/1), level window
+-- Returns {0, 0} (it decides nothing)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 -- Its level: the fleet's requests sent and not finished, itself included.
@@ -19,4 +20,4 @@ if ARGV[2] == '1' then
     redis.call('HSET', KEYS[1], 'peak', level, 'peak_at', now)
   end
 end
-return 1
+return {0, 0}
