@@ -157,7 +157,8 @@ impl ClassState {
         use crate::fleet::Admit;
         loop {
             let fleet = self.fleet()?;
-            match fleet.admit(self.class, self.ceiling()).await? {
+            let initial = self.policy.concurrency.max(1);
+            match fleet.admit(self.class, initial, self.ceiling()).await? {
                 Admit::Go { wait, lease } => {
                     tokio::time::sleep(wait).await;
                     return Some(lease);

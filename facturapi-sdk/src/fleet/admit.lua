@@ -2,15 +2,20 @@
 -- and a pacing slot (GCRA on the fleet's learned rate). Times are Redis's own clock, in µs.
 --
 -- KEYS: state hash, leases (member → expiry), starts (member → slot time), successes
--- ARGV: lease id, lease ttl, ceiling, k, margin, probe, hold, horizon
+-- ARGV: lease id, lease ttl, ceiling, k (first), margin, probe, hold, horizon, initial cap
 -- Returns {admitted (0/1), wait µs (-1: full, poll), epoch, rate, leases held, cap}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local s, leases, starts = KEYS[1], KEYS[2], KEYS[3]
 local st = redis.call('HMGET', s, 'pause', 'cap', 'epoch', 'phase', 'tat', 'last', 'busy',
-  'cur', 'w', 'r0', 'cap_at', 'hold')
+  'cur', 'w', 'r0', 'cap_at', 'hold', 'k', 'cap_cut')
 local ceiling = tonumber(ARGV[3])
-local cap = tonumber(st[2]) or ceiling
+local cap = tonumber(st[2])
+if not cap then
+  -- The fleet starts at the policy's concurrency, not at its ceiling.
+  cap = math.min(tonumber(ARGV[9]), ceiling)
+  redis.call('HSET', s, 'cap', cap, 'cap_at', now)
+end
 local epoch = tonumber(st[3]) or 0
 local phase = tonumber(st[4]) or 0
 local cur = tonumber(st[8]) or 0
@@ -27,12 +32,17 @@ if #expired > 0 then
 end
 local held = redis.call('ZCARD', leases)
 if held >= cap then
-  -- A cut cap grows back by one after its hold, while requests wait for it.
-  local cap_at = tonumber(st[11]) or 0
-  local hold = tonumber(st[12]) or tonumber(ARGV[7])
-  if cap < ceiling and cap_at > 0 and now - cap_at >= hold then
-    cap = cap + 1
-    redis.call('HSET', s, 'cap', cap, 'cap_at', now)
+  -- While requests wait for it, the cap doubles each second until its first cut, then
+  -- grows back by one after a hold that doubles with each cut.
+  local cap_at = tonumber(st[11]) or now
+  if cap < ceiling then
+    if not st[14] and now - cap_at >= 1000000 then
+      cap = math.min(cap * 2, ceiling)
+      redis.call('HSET', s, 'cap', cap, 'cap_at', now)
+    elseif st[14] and now - cap_at >= (tonumber(st[12]) or tonumber(ARGV[7])) then
+      cap = cap + 1
+      redis.call('HSET', s, 'cap', cap, 'cap_at', now)
+    end
   end
   if held >= cap then
     return {0, -1, epoch, tostring(cur), held, cap}
@@ -57,7 +67,7 @@ if phase > 0 then
     r = r0 * 1.25 ^ x
   else
     local w = tonumber(st[9])
-    local k = tonumber(ARGV[4]) / 1000000
+    local k = (tonumber(st[13]) or tonumber(ARGV[4])) / 1000000
     local plateau = math.max(w * (1 - tonumber(ARGV[5])), r0)
     if x < k then
       r = plateau - (plateau - r0) * (1 - x / k) ^ 3

@@ -330,7 +330,12 @@ impl Fleet {
 
     /// Asks the fleet to admit a request of `class`; `None` when Redis is unavailable (the
     /// caller uses its local limits).
-    pub(crate) async fn admit(self: &Arc<Self>, class: Class, ceiling: usize) -> Option<Admit> {
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        class: Class,
+        initial: usize,
+        ceiling: usize,
+    ) -> Option<Admit> {
         if !self.available() {
             return None;
         }
@@ -353,7 +358,8 @@ impl Fleet {
             .arg(constants::MARGIN)
             .arg(constants::PROBE)
             .arg(micros(constants::HOLD))
-            .arg(micros(HORIZON));
+            .arg(micros(HORIZON))
+            .arg(initial);
         let (admitted, wait, epoch, rate, level, cap): (u8, i64, u64, String, u32, usize) =
             self.run(invocation).await?;
         let rate = rate.parse::<f64>().ok().filter(|r| *r > 0.0);
@@ -403,6 +409,9 @@ impl Fleet {
             micros(constants::MAX_HOLD).to_string(),
             micros(constants::MOMENT).to_string(),
             micros(constants::LEVEL_WINDOW).to_string(),
+            (constants::K_MIN * 1e6).to_string(),
+            (constants::K_MAX * 1e6).to_string(),
+            constants::SAME_LIMIT.to_string(),
         ];
         self.in_background(lease, |s| &s.refuse, args.into());
     }

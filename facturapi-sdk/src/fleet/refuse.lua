@@ -4,7 +4,8 @@
 --
 -- KEYS: state hash, leases, starts, successes
 -- ARGV: lease id, epoch at admission, retry-after µs, ceiling, beta, first beta,
---       window, grace, min samples, hold, max hold, moment, level window
+--       window, grace, min samples, hold, max hold, moment, level window, k min, k max,
+--       same limit
 -- Returns {what (0 nothing, 1 rate cut, 2 cap cut, 3 pause), epoch}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -14,7 +15,7 @@ local level = redis.call('ZCOUNT', KEYS[3], '-inf', now)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local st = redis.call('HMGET', s, 'epoch', 'phase', 'cut', 'cur', 'r0', 'peak', 'peak_at',
-  'top_at', 'cap', 'hold', 'paused', 'born')
+  'top_at', 'cap', 'hold', 'paused', 'born', 'w', 'k')
 local epoch = tonumber(st[1]) or 0
 if tonumber(ARGV[2]) < epoch then
   return {0, epoch}
@@ -30,24 +31,25 @@ end
 
 -- A cap refuses above the most the server served at once lately, and does so at two
 -- moments apart (one burst into a token bucket is refused above it too, but only at once).
+-- Evidence of a cap may cut the cap; the rate is judged all the same (paced at what a cap
+-- lets through, a fleet loses nothing).
 if phase > 0 and peak > 0 and level > peak then
   local top_at = tonumber(st[8]) or 0
   if top_at > 0 and now - top_at >= tonumber(ARGV[12]) and now - top_at <= 10000000 then
     local old = tonumber(st[9]) or ceiling
     if peak < old then
       local hold = math.min((tonumber(st[10]) or tonumber(ARGV[10]) / 2) * 2, tonumber(ARGV[11]))
-      redis.call('HSET', s, 'cap', peak, 'cap_at', now, 'hold', hold, 'top_at', 0)
+      redis.call('HSET', s, 'cap', peak, 'cap_at', now, 'hold', hold, 'top_at', 0, 'cap_cut', 1)
       redis.call('HINCRBY', s, 'cap_cuts', 1)
-      return {2, epoch}
     end
   elseif top_at == 0 or now - top_at > 10000000 then
     redis.call('HSET', s, 'top_at', now)
   end
-  return {0, epoch}
 end
 
--- A rate limit. Requests admitted after the cut but refused within its grace cut again only
--- when the cut was not deep enough (the fleet accepts well below the new rate).
+-- A rate limit. 429s within a cut's grace cut again only when the cut was not deep enough
+-- (the fleet accepts well below the new rate): what a bucket the fleet drained still
+-- refuses after the cut is not a new event.
 if phase > 0 and now - cut < tonumber(ARGV[8]) then
   local refused = redis.call('HINCRBY', s, 'refused', 1)
   local span = now - cut
@@ -57,7 +59,7 @@ if phase > 0 and now - cut < tonumber(ARGV[8]) then
   if refused >= min_samples and span >= 2 * tonumber(ARGV[12]) and accepted * 1.1 < r0 then
     local r = math.max(tonumber(ARGV[5]) * accepted, 0.1)
     redis.call('HSET', s, 'epoch', epoch + 1, 'cut', now, 'busy', 0, 'last', now, 'tat', now,
-      'refused', 0, 'w', accepted, 'r0', r, 'cur', r)
+      'refused', 0, 'w', accepted, 'r0', r, 'cur', r, 'k', tonumber(ARGV[14]))
     redis.call('HINCRBY', s, 'rate_cuts', 1)
     return {1, epoch + 1}
   end
@@ -75,7 +77,14 @@ elseif phase > 2 then
   from = math.max(cut, now - tonumber(ARGV[7]))
 end
 local n = redis.call('ZCOUNT', KEYS[4], from, now)
-local accepted = n * 1000000 / math.max(now - from, 1000000)
+-- Over a second at least; the first cut over a quarter of one at least: a fleet's first
+-- 429 comes within its first round trips, and a second's floor read a 20/s limit as 3/s
+-- (its slow start then took 4 s). What the burst credit adds, the next cut takes back.
+local floor = 1000000
+if phase == 0 then
+  floor = 250000
+end
+local accepted = n * 1000000 / math.max(now - from, floor)
 if phase == 0 and n < min_samples and not st[11] then
   -- Nothing to measure yet: the fleet waits out this Retry-After, once.
   redis.call('HSET', s, 'pause', now + tonumber(ARGV[3]), 'paused', 1, 'epoch', epoch + 1)
@@ -98,7 +107,14 @@ else
   w = cur
 end
 local r = math.max(beta * w, 0.1)
+-- The cubic's time k doubles (up to its longest) while cuts find the same limit: a stable
+-- limit is probed, and refused, less often. A limit that moved resets it.
+local k = tonumber(ARGV[14])
+local old_w = tonumber(st[13])
+if phase > 2 and old_w and math.abs(w - old_w) <= tonumber(ARGV[16]) * old_w then
+  k = math.min(2 * (tonumber(st[14]) or k), tonumber(ARGV[15]))
+end
 redis.call('HSET', s, 'epoch', epoch + 1, 'phase', next_phase, 'cut', now, 'busy', 0,
-  'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r)
+  'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r, 'k', k)
 redis.call('HINCRBY', s, 'rate_cuts', 1)
 return {1, epoch + 1}
