@@ -36,9 +36,14 @@ use facturapi_sdk::sandbox::{ClassLimits, Sandbox, SandboxConfig, ServiceTime};
 use facturapi_sdk::{Class, Client, Error, models};
 use serde_json::json;
 
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Strategy {
     Adaptive,
+    /// SDK adaptive with its limits shared through Redis (the fleet scenarios).
+    Shared,
     Static,
     Recipe,
     ReqwestRetry,
@@ -53,10 +58,18 @@ const STRATEGIES: [Strategy; 5] = [
     Strategy::Oracle,
 ];
 
+/// The fleet scenarios: several processes on one key, their limits shared through Redis,
+/// each learning alone, and the oracle (last: the yardstick).
+const FLEET: [Strategy; 3] = [Strategy::Shared, Strategy::Adaptive, Strategy::Oracle];
+
+/// The Redis the shared strategy uses (started by `main` when a fleet scenario runs).
+static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 impl Strategy {
     fn name(self) -> &'static str {
         match self {
             Strategy::Adaptive => "SDK adaptive",
+            Strategy::Shared => "SDK shared",
             Strategy::Static => "SDK static",
             Strategy::Recipe => "docs recipe",
             Strategy::ReqwestRetry => "reqwest-retry",
@@ -108,6 +121,8 @@ struct Scenario {
     /// Clients on the one key, each with its own learned limits (the SDK strategies; the
     /// others hold no state between calls); worker `w` calls through client `w % processes`.
     processes: usize,
+    /// The strategies run side by side, the oracle last.
+    strategies: &'static [Strategy],
 }
 
 /// The seed of the sandboxes and of the open-loop arrivals (`--seed`).
@@ -135,6 +150,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         duration,
         changes: vec![],
         processes: 1,
+        strategies: &STRATEGIES,
     };
     let mut list = vec![
         creates("rate-bound", ClassLimits::rate(20.0, 5.0), 20.0, 32, closed),
@@ -166,6 +182,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             duration: closed,
             changes: vec![],
             processes: 1,
+            strategies: &STRATEGIES,
         },
         Scenario {
             name: "fixed window",
@@ -180,6 +197,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             duration: closed,
             changes: vec![],
             processes: 1,
+            strategies: &STRATEGIES,
         },
     ];
     let change = d(75, 21);
@@ -208,6 +226,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         duration: closed,
         changes: vec![],
         processes: 1,
+        strategies: &STRATEGIES,
     });
     list.push(Scenario {
         name: "backlog + faults",
@@ -223,6 +242,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         duration: d(150, 30),
         changes: vec![],
         processes: 1,
+        strategies: &STRATEGIES,
     });
     // Limits that move several times, down and up.
     let steps = d(100, 25);
@@ -249,6 +269,25 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             ..creates(name, ClassLimits::rate(20.0, 5.0), 20.0, 32, closed)
         });
     }
+    // A fleet on one key: 32 workers split among 1, 4 or 16 processes, whose limits are
+    // shared through Redis or learned by each alone.
+    for (name, processes) in [
+        ("fleet, 1 process", 1),
+        ("fleet, 4 processes", 4),
+        ("fleet, 16 processes", 16),
+    ] {
+        list.push(Scenario {
+            processes,
+            strategies: &FLEET,
+            ..creates(
+                name,
+                ClassLimits::rate(20.0, 5.0).concurrent(8),
+                20.0,
+                32,
+                closed,
+            )
+        });
+    }
     for fraction in [0.5, 0.9, 1.5] {
         list.push(Scenario {
             name: match fraction {
@@ -264,6 +303,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             duration: d(30, 8),
             changes: vec![],
             processes: 1,
+            strategies: &STRATEGIES,
         });
     }
     list
@@ -495,7 +535,9 @@ fn runner(strategy: Strategy, t: &Target, processes: usize) -> Runner {
             .expect("http client")
     };
     match strategy {
-        Strategy::Adaptive | Strategy::Static => {
+        Strategy::Adaptive | Strategy::Static | Strategy::Shared => {
+            // One salt per run: each run starts with nothing learned in Redis.
+            let salt = uuid::Uuid::new_v4().to_string();
             let client = || {
                 // Each client learns alone, as each process of a fleet does until they share
                 // their limits.
@@ -504,10 +546,15 @@ fn runner(strategy: Strategy, t: &Target, processes: usize) -> Runner {
                     .base_url(&t.base_url)
                     .timeout(timeout)
                     .own_limits();
-                let builder = if strategy == Strategy::Static {
-                    builder.static_limits()
-                } else {
-                    builder
+                let builder = match strategy {
+                    Strategy::Static => builder.static_limits(),
+                    Strategy::Shared => builder.shared_limits(
+                        facturapi_sdk::SharedLimits::redis(
+                            REDIS_URL.get().expect("main starts a Redis for the fleet"),
+                        )
+                        .salt(&salt),
+                    ),
+                    _ => builder,
                 };
                 builder.build().expect("client")
             };
@@ -691,7 +738,7 @@ fn run_scenario(main: &tokio::runtime::Runtime, scenario: &Arc<Scenario>) -> Vec
     // each, and the last strategies started seconds late with their limit changes shifted.
     let targets: Vec<Target> = main.block_on(async {
         let mut sandboxes = Vec::new();
-        for _ in STRATEGIES {
+        for _ in scenario.strategies {
             let mut config = scenario.config.clone();
             for (at, factor) in &scenario.changes {
                 config = config.change_limits(SETTLE + *at, *factor);
@@ -727,7 +774,8 @@ fn run_scenario(main: &tokio::runtime::Runtime, scenario: &Arc<Scenario>) -> Vec
             })
         })
         .collect();
-    let threads: Vec<_> = STRATEGIES
+    let threads: Vec<_> = scenario
+        .strategies
         .iter()
         .zip(&targets)
         .map(|(strategy, t)| {
@@ -843,7 +891,7 @@ fn rate_limited_per_second(o: &Outcome, seconds: usize) -> Vec<f64> {
 fn timeline_of(scenario: &Scenario, outcomes: &[Outcome]) -> String {
     let seconds = scenario.duration.as_secs() as usize;
     let adaptive = &outcomes[0];
-    let oracle = &outcomes[STRATEGIES.len() - 1];
+    let oracle = outcomes.last().expect("the oracle runs last");
     let (good, limited) = (
         per_second(adaptive, seconds),
         rate_limited_per_second(adaptive, seconds),
@@ -899,8 +947,9 @@ fn rows(scenario: &Scenario, outcomes: &[Outcome]) -> Vec<Row> {
                 / (duration - warm)
         }
     };
-    let oracle = goodput(&outcomes[STRATEGIES.len() - 1]);
-    STRATEGIES
+    let oracle = goodput(outcomes.last().expect("the oracle runs last"));
+    scenario
+        .strategies
         .iter()
         .zip(outcomes)
         .map(|(strategy, o)| {
@@ -1017,6 +1066,9 @@ fn verdicts(rows: &[Row]) -> String {
             v.iter().sum::<f64>() / v.len().max(1) as f64
         };
         for other in [Strategy::Recipe, Strategy::ReqwestRetry] {
+            if !rows.iter().any(|r| r.strategy == other) {
+                continue; // not run (`--only`)
+            }
             let _ = writeln!(
                 out,
                 "- mean 429 ratio, {} ÷ SDK adaptive: {:.1}× (target ≥ 10×)",
@@ -1025,8 +1077,23 @@ fn verdicts(rows: &[Row]) -> String {
             );
         }
     }
+    for fleet in ["fleet, 4 processes", "fleet, 16 processes"] {
+        if let (Some(shared), Some(alone)) = (
+            find(fleet, Strategy::Shared),
+            find(fleet, Strategy::Adaptive),
+        ) {
+            let _ = writeln!(
+                out,
+                "- {fleet}: shared {:.2} of the oracle with {:.1} % 429s (target ≥ 0.93, ≤ 1 %); each learning alone {:.2} with {:.1} %",
+                shared.efficiency,
+                shared.all_429 * 100.0,
+                alone.efficiency,
+                alone.all_429 * 100.0
+            );
+        }
+    }
     let sdk = |s: Strategy| rows.iter().filter(move |r| r.strategy == s);
-    for s in [Strategy::Adaptive, Strategy::Static] {
+    for s in [Strategy::Adaptive, Strategy::Shared, Strategy::Static] {
         let lost: u64 = sdk(s).map(|r| r.lost).sum();
         let dup: u64 = sdk(s).map(|r| r.duplicated).sum();
         let _ = writeln!(
@@ -1155,6 +1222,7 @@ fn plot_runs(path: &std::path::Path, per_seed: &[(u64, Vec<Row>)]) -> Result<(),
         .map_err(|e| e.to_string())?;
     for (strategy, color, offset) in [
         (Strategy::Adaptive, RGBColor(0, 114, 178), -0.12),
+        (Strategy::Shared, RGBColor(0, 158, 115), 0.0),
         (Strategy::Static, RGBColor(230, 159, 0), 0.12),
     ] {
         let dots: Vec<(f64, f64)> = per_seed
@@ -1322,6 +1390,17 @@ fn main() {
     // `--timeline`: each second of each run, SDK adaptive beside the oracle (while tuning).
     let timeline = args.iter().any(|a| a == "--timeline");
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // A Redis for the shared strategy, stopped when the run ends.
+    let wants_redis = scenarios(quick).iter().any(|s| {
+        s.strategies.contains(&Strategy::Shared)
+            && only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))
+    });
+    let _redis = wants_redis.then(|| {
+        let (url, server) = redis_server::shared_or_own()
+            .unwrap_or_else(|e| panic!("the fleet scenarios need Redis: {e}"));
+        REDIS_URL.set(url).expect("set once");
+        server
+    });
     let mut all = Vec::new();
     let mut learned = String::new();
     let mut per_seed: Vec<(u64, Vec<Row>)> = Vec::new();
@@ -1389,7 +1468,9 @@ fn main() {
             "# Rate-limit benchmark\n\n\
              Generated by `cargo bench -p facturapi-sdk --bench rate_limits` on {date}, {machine}; \
              the whole run took {elapsed:.0} s. Do not edit: run the command again.\n\n\
-             Each scenario runs five strategies at once, each against its own sandbox with the \
+             Each scenario runs five strategies at once (the fleet scenarios three: SDK shared, \
+             whose processes share their limits through a real Redis; SDK adaptive, each \
+             process learning alone; the oracle), each against its own sandbox with the \
              same hidden limits and seed (see the comments in `facturapi-sdk/benches/rate_limits.rs`). \
              Efficiency is goodput ÷ the oracle's goodput, after the first quarter of the run \
              (for the backlog: jobs ÷ time to finish them). 429 ratios are the sandbox's own \
