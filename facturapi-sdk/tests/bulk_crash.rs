@@ -28,10 +28,15 @@ fn main() -> ExitCode {
     let count = env_number("BULK_CRASH_COUNT", 200);
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let mut failures = 0;
-    for scenario in [Scenario::Light, Scenario::Faulty] {
-        for run in 0..runs {
-            let seed = 0xC0FFEE + run as u64 * 7919 + scenario as u64;
-            match rt.block_on(parent(scenario, seed, count)) {
+    for run in 0..runs {
+        // Both scenarios at once, each with its own sandbox, journal and children.
+        let seeds = [Scenario::Light, Scenario::Faulty]
+            .map(|scenario| (scenario, 0xC0FFEE + run as u64 * 7919 + scenario as u64));
+        let reports = rt.block_on(futures_util::future::join_all(
+            seeds.map(|(scenario, seed)| parent(scenario, seed, count)),
+        ));
+        for ((scenario, seed), report) in seeds.into_iter().zip(reports) {
+            match report {
                 Ok(report) => println!("{report}"),
                 Err(e) => {
                     failures += 1;

@@ -81,12 +81,15 @@ impl Run {
 
 async fn parent(secs: Duration) -> Result<(), String> {
     let (url, _own) = redis_server::shared_or_own()?;
-    let shared = fleet_run(Some(&url), secs, None).await?;
-    if std::env::var_os("FLEET_ONLY_SHARED").is_some() {
-        println!("{shared:?} {:.2}", shared.efficiency());
-        return Ok(());
-    }
-    let independent = fleet_run(None, secs, None).await?;
+    // The three runs at once, each on its own sandbox (and the fault on its own Redis).
+    let mut server = redis_server::RedisServer::start()?;
+    let fault_url = server.url();
+    let (shared, independent, fault) = tokio::join!(
+        fleet_run(Some(&url), secs, None),
+        fleet_run(None, secs, None),
+        fleet_run(Some(&fault_url), secs, Some(&mut server)),
+    );
+    let (shared, independent, fault) = (shared?, independent?, fault?);
     println!(
         "fleet of {PROCESSES} processes × {WORKERS} workers, {:.0} s, hidden limit {RATE}/s (burst {BURST}, cap {CAP}):",
         secs.as_secs_f64()
@@ -134,6 +137,20 @@ async fn parent(secs: Duration) -> Result<(), String> {
             independent.steady_share_429()
         ));
     }
+    // Every lease the fleet took was given back: none is left in Redis once the processes
+    // have ended (a crashed one's would expire).
+    let leases: usize = redis_server::command(&url, &["KEYS", "facturapi:*:leases"])?
+        .iter()
+        .map(|key| {
+            redis_server::command(&url, &["ZCARD", key])
+                .map(|n| n.first().and_then(|n| n.parse().ok()).unwrap_or(0))
+        })
+        .sum::<Result<usize, String>>()?;
+    if leases > 0 {
+        problems.push(format!(
+            "shared: {leases} leases left in Redis after the run"
+        ));
+    }
     if shared.shared_at_end != PROCESSES as u64 {
         problems.push(format!(
             "shared: {} of {PROCESSES} processes ended on the shared limits",
@@ -143,8 +160,6 @@ async fn parent(secs: Duration) -> Result<(), String> {
 
     // Redis killed a third of the way in and restarted a third later: calls go on, on each
     // process's own limits, and every process is back on the shared ones by the end.
-    let mut server = redis_server::RedisServer::start()?;
-    let fault = fleet_run(Some(&server.url()), secs, Some(&mut server)).await?;
     println!(
         "  Redis killed at {:.0} s and restarted at {:.0} s: {} created ({:.2} of the oracle), {:.1}% 429s, \
          {} processes degraded, {} back on the shared limits at the end, {} lost, {} duplicated",
@@ -243,6 +258,7 @@ async fn fleet_run(
         secs: secs.as_secs_f64(),
         ..Run::default()
     };
+
     for child in children {
         let output = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
@@ -374,6 +390,9 @@ fn child(spec: &str) -> ExitCode {
             "rate": learned.rate, "cap": learned.concurrency,
         });
         println!("{report}");
+        // A graceful exit: the releases of the last leases reach Redis (a process that dies
+        // leaves its leases to expire).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         ExitCode::SUCCESS
     })
 }

@@ -85,8 +85,14 @@ if phase == 0 then
   floor = 250000
 end
 local accepted = n * 1000000 / math.max(now - from, floor)
+if phase == 0 and n < min_samples and now - (tonumber(st[12]) or now) < 1000000 then
+  -- The first 429s come back before the requests served with them: within the fleet's
+  -- first second, they wait for those (the refused request waits out its own Retry-After;
+  -- the fleet's cap, still small, bounds how many are refused meanwhile).
+  return {0, epoch}
+end
 if phase == 0 and n < min_samples and not st[11] then
-  -- Nothing to measure yet: the fleet waits out this Retry-After, once.
+  -- Still nothing to measure: the fleet waits out this Retry-After, once.
   redis.call('HSET', s, 'pause', now + tonumber(ARGV[3]), 'paused', 1, 'epoch', epoch + 1)
   return {3, epoch + 1}
 end

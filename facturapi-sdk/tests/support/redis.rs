@@ -99,3 +99,53 @@ pub(crate) fn shared_or_own() -> Result<(String, Option<RedisServer>), String> {
         }
     }
 }
+
+/// Sends one command to the Redis at `url` (`redis://host:port/`) and returns its answer's
+/// integers and strings, flattened (enough for `KEYS`, `ZCARD` and `HGET`). Hand-written:
+/// the tests read a few numbers and need no client of their own.
+#[allow(dead_code)] // not every binary that includes this module asks Redis directly
+pub(crate) fn command(url: &str, args: &[&str]) -> Result<Vec<String>, String> {
+    use std::io::BufRead as _;
+    let address = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    (&stream)
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reader = std::io::BufReader::new(&stream);
+    let mut line = || -> Result<String, String> {
+        let mut l = String::new();
+        reader.read_line(&mut l).map_err(|e| e.to_string())?;
+        Ok(l.trim_end().to_owned())
+    };
+    let first = line()?;
+    let (kind, rest) = first.split_at(1);
+    match kind {
+        ":" | "+" => Ok(vec![rest.to_owned()]),
+        "$" if rest == "-1" => Ok(vec![]),
+        "$" => Ok(vec![line()?]),
+        "*" => {
+            let n: usize = rest.parse().map_err(|_| first.clone())?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                let header = line()?;
+                if header.starts_with('$') && header != "$-1" {
+                    items.push(line()?);
+                } else if let Some(v) = header.strip_prefix(':') {
+                    items.push(v.to_owned());
+                }
+            }
+            Ok(items)
+        }
+        _ => Err(format!("Redis answered {first}")),
+    }
+}
