@@ -626,11 +626,14 @@ impl Governor {
         };
         #[allow(unused_mut)] // without the `redis` feature nothing overrides them
         let (mut rate, mut concurrency, mut shared) = (rate, self.concurrency(class), false);
+        #[allow(unused_mut)]
+        let (mut rate_cuts, mut concurrency_cuts) = (rate_cuts, concurrency_cuts);
         #[cfg(feature = "redis")]
         if let Some(fleet) = state.fleet() {
             // The fleet's numbers, as this process last saw them.
             let seen = fleet.seen(class);
             (rate, concurrency, shared) = (seen.rate, seen.cap.max(1), !fleet.degraded());
+            (rate_cuts, concurrency_cuts) = (seen.rate_cuts, seen.cap_cuts);
         }
         Learned {
             rate,

@@ -218,11 +218,12 @@ impl ClassPolicy {
 #[non_exhaustive]
 pub struct Learned {
     /// The paced rate, requests per second (`None` while not paced: in static mode, and in
-    /// adaptive mode until the first rate cut).
+    /// adaptive mode until the first rate cut). With shared limits: the fleet's, as this
+    /// process last saw it, and likewise the concurrency limit and the cuts below.
     pub rate: Option<f64>,
     /// The concurrency limit.
     pub concurrency: usize,
-    /// Requests in flight now.
+    /// Requests of this client in flight now.
     pub in_flight: usize,
     /// Requests waiting for the gate, a permit or a pacing slot.
     pub queued: usize,

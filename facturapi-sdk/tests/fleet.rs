@@ -59,6 +59,10 @@ struct Run {
     max_in_flight: u32,
     degraded: u64,
     shared_at_end: u64,
+    /// Rate cuts: the most any process counted (with shared limits each counts the fleet's),
+    /// and their sum (each process learning alone counts its own).
+    cuts_max: u64,
+    cuts_sum: u64,
     secs: f64,
 }
 
@@ -95,16 +99,28 @@ async fn parent(secs: Duration) -> Result<(), String> {
         secs.as_secs_f64()
     );
     println!(
-        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>6} {:>5}",
-        "limits", "created", "of oracle", "429s", "429s steady", "in flight", "lost", "dup"
+        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>10} {:>6} {:>5}",
+        "limits",
+        "created",
+        "of oracle",
+        "429s",
+        "429s steady",
+        "rate cuts",
+        "in flight",
+        "lost",
+        "dup"
     );
-    for (name, run) in [("shared", &shared), ("independent", &independent)] {
+    for (name, run, cuts) in [
+        ("shared", &shared, shared.cuts_max),
+        ("independent", &independent, independent.cuts_sum),
+    ] {
         println!(
-            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>6} {:>5}",
+            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>10} {:>6} {:>5}",
             run.created,
             run.efficiency(),
             run.share_429(),
             run.steady_share_429(),
+            cuts,
             run.max_in_flight,
             run.failed,
             run.duplicated
@@ -135,6 +151,13 @@ async fn parent(secs: Duration) -> Result<(), String> {
             "shared: {:.1} % 429s in steady state, no fewer than independent learners ({:.1} %)",
             shared.steady_share_429(),
             independent.steady_share_429()
+        ));
+    }
+    // A 429 is one event for the fleet: its processes make one cut together, not one each.
+    if shared.cuts_max >= independent.cuts_sum {
+        problems.push(format!(
+            "shared: {} rate cuts, no fewer than the {} of independent learners",
+            shared.cuts_max, independent.cuts_sum
         ));
     }
     // Every lease the fleet took was given back: none is left in Redis once the processes
@@ -276,6 +299,8 @@ async fn fleet_run(
         run.steady_rate_limited += n("steady_429");
         run.degraded += n("degraded");
         run.shared_at_end += n("shared");
+        run.cuts_max = run.cuts_max.max(n("rate_cuts"));
+        run.cuts_sum += n("rate_cuts");
     }
     let ledger = sandbox.ledger();
     let get = |m: &std::collections::BTreeMap<Class, u64>| m.get(&Class::Create).copied();
@@ -387,7 +412,7 @@ fn child(spec: &str) -> ExitCode {
             "steady_429": learned.rate_limited - at_warm_up.min(learned.rate_limited),
             "degraded": u64::from(degraded.load(std::sync::atomic::Ordering::Relaxed)),
             "shared": u64::from(learned.shared),
-            "rate": learned.rate, "cap": learned.concurrency,
+            "rate": learned.rate, "cap": learned.concurrency, "rate_cuts": learned.rate_cuts,
         });
         println!("{report}");
         // A graceful exit: the releases of the last leases reach Redis (a process that dies

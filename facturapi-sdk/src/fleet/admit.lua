@@ -3,12 +3,14 @@
 --
 -- KEYS: state hash, leases (member → expiry), starts (member → slot time), successes
 -- ARGV: lease id, lease ttl, ceiling, k (first), margin, probe, hold, horizon, initial cap
--- Returns {admitted (0/1), wait µs (-1: full, poll), epoch, rate, leases held, cap}
+-- Returns {admitted (0/1), wait µs (-1: full, poll), epoch, rate, leases held, cap,
+--          rate cuts, cap cuts}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local s, leases, starts = KEYS[1], KEYS[2], KEYS[3]
 local st = redis.call('HMGET', s, 'pause', 'cap', 'epoch', 'phase', 'tat', 'last', 'busy',
-  'cur', 'w', 'r0', 'cap_at', 'hold', 'k', 'cap_cut')
+  'cur', 'w', 'r0', 'cap_at', 'hold', 'k', 'cap_cut', 'rate_cuts', 'cap_cuts')
+local rate_cuts, cap_cuts = tonumber(st[15]) or 0, tonumber(st[16]) or 0
 local ceiling = tonumber(ARGV[3])
 local cap = tonumber(st[2])
 if not cap then
@@ -21,7 +23,7 @@ local phase = tonumber(st[4]) or 0
 local cur = tonumber(st[8]) or 0
 local pause = tonumber(st[1]) or 0
 if pause > now then
-  return {0, pause - now, epoch, tostring(cur), 0, cap}
+  return {0, pause - now, epoch, tostring(cur), 0, cap, rate_cuts, cap_cuts}
 end
 
 -- Leases of crashed processes expire.
@@ -45,7 +47,7 @@ if held >= cap then
     end
   end
   if held >= cap then
-    return {0, -1, epoch, tostring(cur), held, cap}
+    return {0, -1, epoch, tostring(cur), held, cap, rate_cuts, cap_cuts}
   end
 end
 
@@ -81,7 +83,7 @@ if phase > 0 then
   -- slow slot after the rate grows. The others come back when the schedule nears.
   local horizon = math.max(tonumber(ARGV[8]), 1000000 / r)
   if tat > now + horizon then
-    return {0, tat - now - horizon, epoch, tostring(cur), held, cap}
+    return {0, tat - now - horizon, epoch, tostring(cur), held, cap, rate_cuts, cap_cuts}
   end
   slot = math.max(tat, now)
   redis.call('HSET', s, 'tat', slot + 1000000 / r)
@@ -89,4 +91,4 @@ end
 redis.call('HSETNX', s, 'born', now)
 redis.call('ZADD', leases, now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZADD', starts, slot, ARGV[1])
-return {1, slot - now, epoch, tostring(cur), held + 1, cap}
+return {1, slot - now, epoch, tostring(cur), held + 1, cap, rate_cuts, cap_cuts}

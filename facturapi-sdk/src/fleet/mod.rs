@@ -163,6 +163,9 @@ pub(crate) enum Admit {
 pub(crate) struct Seen {
     pub(crate) rate: Option<f64>,
     pub(crate) cap: usize,
+    /// The fleet's cuts so far.
+    pub(crate) rate_cuts: u64,
+    pub(crate) cap_cuts: u64,
 }
 
 /// The Lua scripts, loaded once per connection (by digest, then by source if Redis lacks it).
@@ -360,11 +363,17 @@ impl Fleet {
             .arg(micros(constants::HOLD))
             .arg(micros(HORIZON))
             .arg(initial);
-        let (admitted, wait, epoch, rate, level, cap): (u8, i64, u64, String, u32, usize) =
+        type Answer = (u8, i64, u64, String, u32, usize, u64, u64);
+        let (admitted, wait, epoch, rate, level, cap, rate_cuts, cap_cuts): Answer =
             self.run(invocation).await?;
         let rate = rate.parse::<f64>().ok().filter(|r| *r > 0.0);
         if let Ok(mut seen) = self.seen.lock() {
-            seen[class.index()] = Seen { rate, cap };
+            seen[class.index()] = Seen {
+                rate,
+                cap,
+                rate_cuts,
+                cap_cuts,
+            };
         }
         if admitted == 0 {
             // Spread the waiters, so one slot does not wake them all at once.
