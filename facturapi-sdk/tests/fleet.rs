@@ -88,10 +88,11 @@ async fn parent(secs: Duration) -> Result<(), String> {
     // The three runs at once, each on its own sandbox (and the fault on its own Redis).
     let mut server = redis_server::RedisServer::start()?;
     let fault_url = server.url();
-    let (shared, independent, fault) = tokio::join!(
+    let (shared, independent, fault, expiry) = tokio::join!(
         fleet_run(Some(&url), secs, None),
         fleet_run(None, secs, None),
         fleet_run(Some(&fault_url), secs, Some(&mut server)),
+        crashed_leases_expire(&url),
     );
     let (shared, independent, fault) = (shared?, independent?, fault?);
     println!(
@@ -208,6 +209,13 @@ async fn parent(secs: Duration) -> Result<(), String> {
             fault.degraded, fault.shared_at_end
         ));
     }
+    match expiry {
+        Ok(blocked) => println!(
+            "  a process killed holding the fleet's {HOLD} leases: a new request waited {:.1} s for them to expire",
+            blocked.as_secs_f64()
+        ),
+        Err(e) => problems.push(e),
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -317,6 +325,118 @@ async fn fleet_run(
     Ok(run)
 }
 
+/// Leases the crashed process holds: the fleet's whole cap in [`crashed_leases_expire`].
+const HOLD: usize = 4;
+
+/// The creation policy of [`crashed_leases_expire`]: a fixed cap of [`HOLD`].
+fn fixed_cap() -> facturapi_sdk::ClassPolicy {
+    let mut policy = facturapi_sdk::ClassPolicy::default_for(Class::Create).with_concurrency(HOLD);
+    policy.max_concurrency = HOLD;
+    policy
+}
+
+/// A process killed while its requests hold the fleet's every lease: a request of another
+/// process waits for them to expire (they counted, as a live process's would), and no longer
+/// than the lease lifetime after the dead process's last renewal (they do not leak). The
+/// server is a black hole: it reads requests and never answers, so a lease is held for as
+/// long as its process lives.
+async fn crashed_leases_expire(url: &str) -> Result<Duration, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base_url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hole = tokio::spawn({
+        let received = received.clone();
+        async move {
+            let mut open = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let received = received.clone();
+                open.push(tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt as _;
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            seen.drain(..end + 4);
+                        }
+                    }
+                }));
+            }
+        }
+    });
+    let count = || received.load(std::sync::atomic::Ordering::SeqCst);
+    let salt = uuid::Uuid::new_v4().to_string();
+    let spec = json!({"hold": true, "base_url": base_url, "redis": url, "salt": salt});
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .env(CHILD, spec.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count() < HOLD && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if count() < HOLD {
+        let _ = child.kill();
+        return Err(format!(
+            "the holding process sent {} requests of {HOLD}",
+            count()
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().map_err(|e| e.to_string())?; // SIGKILL: no release, no renewal
+    let _ = child.wait();
+    let killed = tokio::time::Instant::now();
+    let client = Client::builder()
+        .api_key("sk_test_fleet_lease_expiry")
+        .base_url(&base_url)
+        .class_policy(Class::Create, fixed_cap())
+        .shared_limits(SharedLimits::redis(url).salt(salt))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let call = tokio::spawn(async move {
+        let body: models::InvoiceCreateInput = serde_json::from_value(json!({
+            "customer": "c", "payment_form": "03", "items": [{"product": "p", "quantity": 1}],
+        }))
+        .expect("an invoice body");
+        let _ = client.invoices().create(&body, &Default::default()).await;
+    });
+    let limit = fleet_lease_ttl() + Duration::from_secs(3);
+    while count() <= HOLD && killed.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let blocked = killed.elapsed();
+    call.abort();
+    hole.abort();
+    // The aborted call's lease is released in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if count() <= HOLD {
+        return Err(format!(
+            "a killed process's leases still blocked the fleet {:.1} s later",
+            blocked.as_secs_f64()
+        ));
+    }
+    if blocked < Duration::from_secs(3) {
+        return Err(format!(
+            "a new request went out {:.1} s after the kill: the dead process's leases did not count",
+            blocked.as_secs_f64()
+        ));
+    }
+    Ok(blocked)
+}
+
+/// How long a lease lives without renewal (`LEASE_TTL` in the SDK's fleet module).
+fn fleet_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -329,6 +449,31 @@ fn child(spec: &str) -> ExitCode {
     let spec: serde_json::Value = serde_json::from_str(spec).expect("the parent's spec");
     let text = |k: &str| spec[k].as_str().expect("a text field").to_owned();
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    if spec["hold"].as_bool() == Some(true) {
+        // Holds the fleet's every lease until it is killed.
+        rt.block_on(async {
+            let client = Client::builder()
+                .api_key("sk_test_fleet_lease_expiry")
+                .base_url(text("base_url"))
+                .class_policy(Class::Create, fixed_cap())
+                .shared_limits(SharedLimits::redis(text("redis")).salt(text("salt")))
+                .build()
+                .expect("a client");
+            for _ in 0..HOLD {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let body: models::InvoiceCreateInput = serde_json::from_value(json!({
+                        "customer": "c", "payment_form": "03",
+                        "items": [{"product": "p", "quantity": 1}],
+                    }))
+                    .expect("an invoice body");
+                    let _ = client.invoices().create(&body, &Default::default()).await;
+                });
+            }
+            std::future::pending::<()>().await;
+        });
+        return ExitCode::SUCCESS;
+    }
     rt.block_on(async {
         let mut builder = Client::builder()
             .api_key(text("key"))
