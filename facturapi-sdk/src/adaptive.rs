@@ -265,6 +265,26 @@ impl Learner {
         }
     }
 
+    /// Starts from a rate learned elsewhere (with shared limits: this process's share of the
+    /// fleet's, while Redis does not answer), as after a cut at that limit: paced just
+    /// under it, growing back along the cubic, its cap grown one at a time.
+    pub(crate) fn seed(&mut self, rate: f64, now: Instant) {
+        if !(rate.is_finite() && rate > 0.0) {
+            return;
+        }
+        self.w = rate;
+        self.rate = (BETA * rate).max(0.01);
+        self.cut_to = self.rate;
+        self.rate_cut_at = Some(now);
+        self.rate_slow_start = None;
+        self.k = K_MIN;
+        self.measured_from = now;
+        self.refused_since_cut = 0;
+        self.paused = true;
+        self.concurrency_slow_start = false;
+        self.last_concurrency_change = now;
+    }
+
     fn forget_old(&mut self, now: Instant) {
         while self
             .successes
@@ -733,6 +753,19 @@ mod tests {
 
     fn at(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_seeded_learner_paces_at_once_just_under_its_share() {
+        let now = Instant::now();
+        let mut learner = Learner::new(32, now);
+        learner.seed(10.0, now);
+        assert!((learner.rate - BETA * 10.0).abs() < 1e-9);
+        let (a, b) = (learner.slot(now), learner.slot(now));
+        assert_eq!(b - a, Duration::from_secs_f64(1.0 / (BETA * 10.0)));
+        let rate = learner.rate;
+        learner.seed(f64::NAN, now);
+        assert_eq!(learner.rate, rate, "a rate that is not one seeds nothing");
     }
 
     #[test]

@@ -128,6 +128,9 @@ struct ClassState {
     /// Shared limits: the fleet admits each request while Redis answers.
     #[cfg(feature = "redis")]
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The last outage of Redis whose start seeded the local limits.
+    #[cfg(feature = "redis")]
+    seeded: AtomicU64,
     in_flight: AtomicUsize,
     /// Requests waiting for the gate, a permit or a pacing slot.
     queued: AtomicUsize,
@@ -156,16 +159,52 @@ impl ClassState {
     async fn admitted(&self) -> Option<crate::fleet::Lease> {
         use crate::fleet::Admit;
         loop {
-            let fleet = self.fleet()?;
+            let Some(fleet) = self.fleet() else {
+                self.degraded();
+                return None;
+            };
             let initial = self.policy.concurrency.max(1);
-            match fleet.admit(self.class, initial, self.ceiling()).await? {
+            let Some(admit) = fleet.admit(self.class, initial, self.ceiling()).await else {
+                self.degraded();
+                return None;
+            };
+            match admit {
                 Admit::Go { wait, lease } => {
+                    // Back from an outage that seeded the local cap: the fleet's cap binds.
+                    if self.size() != self.ceiling() {
+                        self.resize(self.ceiling());
+                    }
                     tokio::time::sleep(wait).await;
                     return Some(lease);
                 }
                 Admit::Later(wait) => tokio::time::sleep(wait).await,
             }
         }
+    }
+
+    /// Redis does not answer: at the start of each outage, with a fleet size, the local
+    /// limits start at this process's share of the fleet's last-seen ones.
+    #[cfg(feature = "redis")]
+    fn degraded(&self) {
+        let Some(fleet) = &self.fleet else { return };
+        let (outage, size) = fleet.outages();
+        let Some(size) = size else { return };
+        if self.seeded.swap(outage, Ordering::Relaxed) == outage {
+            return;
+        }
+        let seen = fleet.seen(self.class);
+        if let (Some(rate), Some(mut learner)) = (seen.rate, self.learner()) {
+            learner.seed(rate / size as f64, Instant::now());
+        }
+        if seen.cap > 0 {
+            self.resize(seen.cap.div_ceil(size));
+        }
+        tracing::info!(
+            class = self.class.as_str(),
+            rate = ?seen.rate.map(|r| r / size as f64),
+            concurrency = seen.cap.div_ceil(size).max(1),
+            "own limits seeded from this process's share of the fleet's"
+        );
     }
 
     fn learner(&self) -> Option<std::sync::MutexGuard<'_, Learner>> {
@@ -467,6 +506,8 @@ impl Governor {
                     policy: policy.clone(),
                     #[cfg(feature = "redis")]
                     fleet: fleet.clone(),
+                    #[cfg(feature = "redis")]
+                    seeded: AtomicU64::new(0),
                     in_flight: AtomicUsize::new(0),
                     queued: AtomicUsize::new(0),
                     rate_limited: AtomicU64::new(0),

@@ -480,7 +480,11 @@ fn child(spec: &str) -> ExitCode {
             .base_url(text("base_url"))
             .timeout(Duration::from_secs(5));
         if let Some(url) = spec["redis"].as_str() {
-            builder = builder.shared_limits(SharedLimits::redis(url).salt(text("salt")));
+            // While Redis is down, each process starts at its share of the fleet's limits.
+            let shared = SharedLimits::redis(url)
+                .salt(text("salt"))
+                .fleet_size(PROCESSES);
+            builder = builder.shared_limits(shared);
         }
         let client = builder.build().expect("a client");
         let index = spec["index"].as_u64().expect("index");

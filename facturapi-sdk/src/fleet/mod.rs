@@ -61,6 +61,7 @@ const HORIZON: Duration = Duration::from_millis(50);
 pub struct SharedLimits {
     url: String,
     salt: String,
+    fleet_size: Option<usize>,
 }
 
 impl SharedLimits {
@@ -70,7 +71,17 @@ impl SharedLimits {
         Self {
             url: url.into(),
             salt: "facturapi-rs shared limits".to_owned(),
+            fleet_size: None,
         }
+    }
+
+    /// How many processes share the key. While Redis does not answer, each process then
+    /// starts its own limits at its share of the fleet's, as last seen (the rate and the cap
+    /// divided by `processes`), instead of unpaced at the policy's concurrency. Without it,
+    /// each process learns its share again from 429s.
+    pub fn fleet_size(mut self, processes: usize) -> Self {
+        self.fleet_size = Some(processes.max(1));
+        self
     }
 
     /// The salt of the key digest that names the Redis keys (default: a fixed string). Every
@@ -100,6 +111,7 @@ impl fmt::Debug for SharedLimits {
         f.debug_struct("SharedLimits")
             .field("url", &self.redacted_url())
             .field("salt", &"redacted")
+            .field("fleet_size", &self.fleet_size)
             .finish()
     }
 }
@@ -192,6 +204,9 @@ pub(crate) struct Fleet {
     seen: Mutex<[Seen; 5]>,
     scripts: Scripts,
     url: String,
+    fleet_size: Option<usize>,
+    /// Times Redis stopped answering (each starts degraded mode once).
+    outages: AtomicU64,
 }
 
 impl fmt::Debug for Fleet {
@@ -234,6 +249,8 @@ impl Fleet {
                 refuse: redis::Script::new(include_str!("refuse.lua")),
             },
             url: config.redacted_url(),
+            fleet_size: config.fleet_size,
+            outages: AtomicU64::new(0),
         })
     }
 
@@ -272,6 +289,11 @@ impl Fleet {
         self.degraded.load(Ordering::Relaxed)
     }
 
+    /// Outages so far, and the fleet size to divide the last-seen limits by in each.
+    pub(crate) fn outages(&self) -> (u64, Option<usize>) {
+        (self.outages.load(Ordering::Relaxed), self.fleet_size)
+    }
+
     pub(crate) fn seen(&self, class: Class) -> Seen {
         self.seen
             .lock()
@@ -283,6 +305,7 @@ impl Fleet {
         *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Instant::now() + RETRY_REDIS);
         if !self.degraded.swap(true, Ordering::Relaxed) {
+            self.outages.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(redis = %self.url, error, "shared limits unavailable; using this process's own limits");
             metrics::counter!("facturapi_fleet_degraded_total").increment(1);
             metrics::gauge!("facturapi_fleet_degraded").set(1.0);
