@@ -7,26 +7,33 @@
 //! - **admit** (`admit.lua`): a lease, so the fleet as a whole holds at most the learned cap
 //!   in flight (leases expire after [`LEASE_TTL`] unless their process renews them: a crashed
 //!   process's leases stop counting within seconds), and a pacing slot on one GCRA schedule
-//!   at the fleet's learned rate (the next free send time, on Redis's clock).
+//!   at the fleet's learned rate (the next free send time, on Redis's clock), booked at most
+//!   [`HORIZON`] (or one slot) ahead: the others ask again as the schedule nears them, so a
+//!   rate that grows is not held back by slots booked at the old one. The cap starts at the
+//!   policy's `concurrency` and doubles each second while requests wait for it, until its
+//!   first cut; after that it grows back by one after a hold that doubles with each cut.
 //! - **release** (`release.lua`): the lease ends; a success is counted, so the accepted rate
 //!   a cut reads is the fleet's.
 //! - **refuse** (`refuse.lua`): a 429 is one congestion event for the fleet. Each admission
 //!   carries the epoch of the last cut; a 429 of a request admitted before it is that cut's
 //!   aftermath, so processes refused together make one cut, not one each. The rules follow
 //!   the local learner's ([`crate::adaptive`]): the rate is cut to a share of the accepted
-//!   rate, slow start ×2 then ×1.25 per second while the limit is being found, then a cubic
-//!   back to a plateau below the last cut and probes beyond it (growth time runs only while
-//!   the schedule is booked ahead, so an idle fleet does not grow); the cap is cut to the
-//!   most served at once lately when requests above it are refused at two moments apart,
-//!   and grows back by one after a hold that doubles with each cut.
+//!   rate (the first cut reads it over a quarter second at least, later ones over a second
+//!   or since the cut), slow start ×2 then ×1.25 per second while the limit is being found,
+//!   then a cubic back to a plateau below the last cut and probes beyond it; `k` doubles
+//!   while cuts find the same limit. Growth time runs only while requests wait for the
+//!   schedule, so an idle fleet does not grow. The cap is cut to the most served at once
+//!   lately when requests above it are refused at two moments apart.
 //!
 //! **Degraded mode.** Each Redis call is bounded by [`REDIS_TIMEOUT`]. A call that fails or
 //! times out sends the process to its local limits (the per-process learner) for
 //! [`RETRY_REDIS`]; it logs the change, counts it in `facturapi_fleet_degraded_total`,
-//! and tries Redis again after that. Redis never fails a call.
+//! and tries Redis again after that. Redis never fails a call. With
+//! [`SharedLimits::fleet_size`], the local limits start at this process's share of the
+//! fleet's, as last seen.
 //!
-//! **The key never goes to Redis**: keys are named by an HMAC-SHA-256 of the API key under a
-//! salt ([`SharedLimits::salt`]), truncated to 128 bits.
+//! **The key never goes to Redis**: keys are named by an HMAC-SHA-256 of the API key (and
+//! the base URL) under a salt ([`SharedLimits::salt`]), truncated to 128 bits.
 
 use std::collections::HashMap;
 use std::fmt;
