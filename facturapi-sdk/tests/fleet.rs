@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let secs = std::env::var("FLEET_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10u64);
+        .unwrap_or(12u64);
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match rt.block_on(parent(Duration::from_secs(secs))) {
         Ok(()) => ExitCode::SUCCESS,
