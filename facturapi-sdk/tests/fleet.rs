@@ -49,6 +49,8 @@ fn main() -> ExitCode {
 /// What one run of the fleet came to.
 #[derive(Debug, Default)]
 struct Run {
+    /// The API key the processes used.
+    key: String,
     created: u64,
     failed: u64,
     attempts: u64,
@@ -175,6 +177,31 @@ async fn parent(secs: Duration) -> Result<(), String> {
             "shared: {leases} leases left in Redis after the run"
         ));
     }
+    // The API key never reaches Redis: not in a key's name, a hash's values or a set's
+    // members (the secret part, after its prefix, is what must not leak).
+    let secret = shared.key.trim_start_matches("sk_test_");
+    let keys = redis_server::command(&url, &["KEYS", "*"])?;
+    println!(
+        "  the API key in none of the {} keys the fleet left in Redis",
+        keys.len()
+    );
+    if keys.is_empty() {
+        problems.push("shared: nothing in Redis after the run".into());
+    }
+    for key in keys {
+        let mut seen = vec![key.clone()];
+        match redis_server::command(&url, &["TYPE", &key])?
+            .first()
+            .map(String::as_str)
+        {
+            Some("hash") => seen.extend(redis_server::command(&url, &["HGETALL", &key])?),
+            Some("zset") => seen.extend(redis_server::command(&url, &["ZRANGE", &key, "0", "-1"])?),
+            _ => {}
+        }
+        if secret.is_empty() || seen.iter().any(|text| text.contains(secret)) {
+            problems.push(format!("the API key is in Redis, under {key}"));
+        }
+    }
     if shared.shared_at_end != PROCESSES as u64 {
         problems.push(format!(
             "shared: {} of {PROCESSES} processes ended on the shared limits",
@@ -286,6 +313,7 @@ async fn fleet_run(
         server.restart()?;
     }
     let mut run = Run {
+        key: sandbox.test_key().to_owned(),
         secs: secs.as_secs_f64(),
         ..Run::default()
     };
