@@ -543,3 +543,72 @@ impl Fleet {
 fn micros(d: Duration) -> u64 {
     d.as_micros() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_neither_the_redis_password_nor_the_salt() {
+        let shared = SharedLimits::redis("redis://fleet:hunter2@10.0.0.5:6379/0")
+            .salt("pepper-of-the-fleet")
+            .fleet_size(4);
+        let shown = format!("{shared:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pepper"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("10.0.0.5") && shown.contains("fleet_size: Some(4)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_a_typed_error_when_the_client_is_built() {
+        for url in ["not a url", "rediss://10.0.0.5:6379/", "http://10.0.0.5/"] {
+            let built = crate::Client::builder()
+                .api_key("sk_test_fleet")
+                .shared_limits(SharedLimits::redis(url))
+                .build();
+            match built {
+                Err(crate::Error::InvalidInput { message, .. }) => {
+                    assert!(message.contains("Redis URL"), "{url}: {message}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn key_names_carry_a_salted_digest_of_the_key_and_never_the_key() {
+        let secret = "sk_test_0123456789abcdef";
+        let a = Fleet::new(
+            &SharedLimits::redis("redis://127.0.0.1/"),
+            secret,
+            "https://x/v2",
+        )
+        .expect("a fleet");
+        let b = Fleet::new(
+            &SharedLimits::redis("redis://127.0.0.1/").salt("another"),
+            secret,
+            "https://x/v2",
+        )
+        .expect("a fleet");
+        let names = a.keys(Class::Create);
+        assert!(
+            names.iter().all(|n| !n.contains("0123456789abcdef")),
+            "{names:?}"
+        );
+        assert_ne!(
+            a.keys(Class::Create),
+            b.keys(Class::Create),
+            "the salt changes the names"
+        );
+        assert_ne!(
+            names[0],
+            a.keys(Class::Write)[0],
+            "one set of keys per class"
+        );
+    }
+}
