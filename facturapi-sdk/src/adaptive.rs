@@ -268,6 +268,7 @@ impl Learner {
     /// Starts from a rate learned elsewhere (with shared limits: this process's share of the
     /// fleet's, while Redis does not answer), as after a cut at that limit: paced just
     /// under it, growing back along the cubic, its cap grown one at a time.
+    #[cfg(any(feature = "redis", test))]
     pub(crate) fn seed(&mut self, rate: f64, now: Instant) {
         if !(rate.is_finite() && rate > 0.0) {
             return;

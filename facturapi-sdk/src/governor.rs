@@ -337,14 +337,12 @@ impl Permit {
         }
     }
 
-    /// Admitted by the fleet under `lease` (or, with `None`, by the local limits).
+    /// Admitted by the fleet under `lease`.
     #[cfg(feature = "redis")]
-    fn with_lease(mut self, lease: Option<crate::fleet::Lease>) -> Self {
-        self.shared = lease.is_some();
-        if let Some(lease) = &lease {
-            self.level = lease.level as usize;
-        }
-        self.lease = lease;
+    fn with_lease(mut self, lease: crate::fleet::Lease) -> Self {
+        self.shared = true;
+        self.level = lease.level as usize;
+        self.lease = Some(lease);
         self
     }
 
@@ -468,10 +466,7 @@ impl Governor {
     /// mode). Its local limits, used when Redis does not answer, start at each class's
     /// ceiling: the fleet's cap is what binds.
     #[cfg(feature = "redis")]
-    pub(crate) fn shared_through(
-        policies: &[ClassPolicy; 5],
-        fleet: Arc<crate::fleet::Fleet>,
-    ) -> Self {
+    fn shared_through(policies: &[ClassPolicy; 5], fleet: Arc<crate::fleet::Fleet>) -> Self {
         let governor = Self::build(policies, true, Some(fleet));
         for state in &governor.classes {
             state.resize(state.ceiling());
@@ -635,13 +630,12 @@ impl Governor {
                 tokio::time::sleep_until(until).await;
             }
             #[cfg(feature = "redis")]
-            {
-                let lease = self.state(class).admitted().await;
-                permit.shared = lease.is_some();
-                if lease.is_some() {
+            match self.state(class).admitted().await {
+                Some(lease) => {
                     permit.active();
                     return permit.with_lease(lease);
                 }
+                None => permit.shared = false,
             }
             let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
             if let Some(slot) = slot {
@@ -666,15 +660,24 @@ impl Governor {
             None => (None, 0, 0),
         };
         #[allow(unused_mut)] // without the `redis` feature nothing overrides them
-        let (mut rate, mut concurrency, mut shared) = (rate, self.concurrency(class), false);
-        #[allow(unused_mut)]
-        let (mut rate_cuts, mut concurrency_cuts) = (rate_cuts, concurrency_cuts);
+        let (mut rate, mut concurrency, mut rate_cuts, mut concurrency_cuts, mut shared) = (
+            rate,
+            self.concurrency(class),
+            rate_cuts,
+            concurrency_cuts,
+            false,
+        );
         #[cfg(feature = "redis")]
         if let Some(fleet) = state.fleet() {
             // The fleet's numbers, as this process last saw them.
             let seen = fleet.seen(class);
-            (rate, concurrency, shared) = (seen.rate, seen.cap.max(1), !fleet.degraded());
-            (rate_cuts, concurrency_cuts) = (seen.rate_cuts, seen.cap_cuts);
+            (rate, concurrency, rate_cuts, concurrency_cuts, shared) = (
+                seen.rate,
+                seen.cap.max(1),
+                seen.rate_cuts,
+                seen.cap_cuts,
+                !fleet.degraded(),
+            );
         }
         Learned {
             rate,
@@ -713,7 +716,7 @@ impl Governor {
         }
         let state = self.state(class);
         #[cfg(feature = "redis")]
-        if state.fleet.is_some() && state.fleet().is_some() {
+        if state.fleet().is_some() {
             return None; // the fleet admits it, asynchronously
         }
         let mut learner = state.learner();
@@ -746,7 +749,7 @@ impl Governor {
             };
             #[cfg(feature = "redis")]
             if let Some(lease) = state.admitted().await {
-                return Permit::new(permit, state).with_lease(Some(lease));
+                return Permit::new(permit, state).with_lease(lease);
             }
             let slot = state.learner().map(|mut l| l.slot(Instant::now()));
             if let Some(slot) = slot {
