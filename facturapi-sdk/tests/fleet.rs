@@ -58,6 +58,8 @@ struct Run {
     steady_rate_limited: u64,
     steady_created: u64,
     duplicated: u64,
+    /// The most creations the sandbox served at once. It refuses above its cap, so this is
+    /// printed, not checked: what the fleet sends beyond the cap shows as 429s.
     max_in_flight: u32,
     degraded: u64,
     shared_at_end: u64,
@@ -102,14 +104,14 @@ async fn parent(secs: Duration) -> Result<(), String> {
         secs.as_secs_f64()
     );
     println!(
-        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>10} {:>6} {:>5}",
+        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>14} {:>6} {:>5}",
         "limits",
         "created",
         "of oracle",
         "429s",
         "429s steady",
         "rate cuts",
-        "in flight",
+        "served at once",
         "lost",
         "dup"
     );
@@ -118,7 +120,7 @@ async fn parent(secs: Duration) -> Result<(), String> {
         ("independent", &independent, independent.cuts_sum),
     ] {
         println!(
-            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>10} {:>6} {:>5}",
+            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>14} {:>6} {:>5}",
             run.created,
             run.efficiency(),
             run.share_429(),
@@ -136,9 +138,6 @@ async fn parent(secs: Duration) -> Result<(), String> {
                 "{name}: {} lost, {} duplicated",
                 run.failed, run.duplicated
             ));
-        }
-        if run.max_in_flight > CAP {
-            problems.push(format!("{name}: {} in flight at once", run.max_in_flight));
         }
     }
     // The target is 0.93 of the oracle with at most 1 % 429s; this floor catches a
