@@ -3,7 +3,9 @@
 //!
 //! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
-//!   limit would only add latency (the rate starts at infinity, not at a guess).
+//!   limit would only add latency (the rate starts at infinity, not at a guess). A rate cut
+//!   starts the schedule again one slot after it: the requests waiting for slots booked at
+//!   the old rate book again on the new schedule when they wake.
 //! - **Judging a 429.** A 429 is judged once the requests that were in flight when it came
 //!   back have finished (or after [`SETTLE`]): by then the learner knows how many of them
 //!   succeeded, that is, how many the server was serving when it refused (`served`). It also
@@ -37,7 +39,9 @@
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
-//!   is found in seconds, not minutes); never above `2 × accepted + 1`. A cut that finds the
+//!   is found in seconds, not minutes); never above `2 × accepted + 1`. A probe refused at
+//!   the limit found before (the same `W`, read from what was accepted since the probe
+//!   began) returns to the plateau within [`RETURN`] and holds it until the next probe. A cut that finds the
 //!   limit more than [`SAME_LIMIT`] above the last one starts a slow start again
 //!   (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb reads low. `k` doubles (up to
 //!   [`K_MAX`]) while successive cuts find the same `W`, and falls back to [`K_MIN`] when `W`
@@ -76,6 +80,12 @@ pub(crate) mod constants {
     /// the rate was still climbing: a 20/s bucket of 1 met while doubling read as 13/s,
     /// and a cubic back to that plateau held the class at two thirds of its limit.
     pub(crate) const SLOW_START_AGAIN: f64 = 1.25;
+    /// Seconds the rate takes back to its plateau after a probe was refused at the limit it
+    /// had found before: the limit is where it was, so the plateau is known to hold. The
+    /// cut still goes to β × `W` first: the probe drained the server's burst credit, and
+    /// a rate a hair under the limit refills it too slowly to absorb a send that is a few
+    /// milliseconds early. Two seconds at β rebuild about a token of a 20/s bucket.
+    pub(crate) const RETURN: f64 = 2.0;
     /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
     pub(crate) const K_MIN: f64 = 4.0;
     /// Longest: while the limit stays where it was. It bounds how long a raised limit goes
@@ -205,12 +215,18 @@ pub(crate) struct Learner {
     paused: bool,
     /// GCRA: the next free slot.
     tat: Instant,
+    /// Rate cuts so far: a slot booked before the last one is booked again (see
+    /// [`Learner::rebook`]).
+    epoch: u64,
     /// The last slot taken.
     last_slot: Instant,
     /// Rate at the last rate cut (the cubic's plateau).
     w: f64,
-    /// Seconds the cubic takes back to its plateau.
+    /// Seconds from the last cut to the first probe.
     k: f64,
+    /// Seconds the cubic takes back to the plateau (`k`, or [`RETURN`] after a probe was
+    /// refused at the same limit); the rate holds the plateau from there to `k`.
+    back: f64,
     /// The plateau's margin below `w` (see [`MARGIN`]).
     margin: f64,
     /// After the first rate cut, growing by [`SLOW_START`] per second; after the second, by
@@ -246,9 +262,11 @@ impl Learner {
             refusals: VecDeque::new(),
             paused: false,
             tat: now,
+            epoch: 0,
             last_slot: now,
             w: f64::INFINITY,
             k: K_MIN,
+            back: K_MIN,
             margin: MARGIN,
             rate_slow_start: None,
             cut_to: f64::INFINITY,
@@ -275,10 +293,13 @@ impl Learner {
         }
         self.w = rate;
         self.rate = (BETA * rate).max(0.01);
+        self.tat = now;
+        self.epoch += 1;
         self.cut_to = self.rate;
         self.rate_cut_at = Some(now);
         self.rate_slow_start = None;
         self.k = K_MIN;
+        self.back = K_MIN;
         self.measured_from = now;
         self.refused_since_cut = 0;
         self.paused = true;
@@ -300,16 +321,7 @@ impl Learner {
     /// an older rate says nothing of the new one), over at most [`WINDOW`], and how many
     /// successes that is.
     pub(crate) fn accepted_rate(&mut self, now: Instant) -> (f64, usize) {
-        self.forget_old(now);
-        let from = self.measured_from;
-        // Time-ordered: a binary search, not a scan (up to WINDOW of successes).
-        let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
-        let span = now
-            .saturating_duration_since(from)
-            .min(WINDOW)
-            .as_secs_f64()
-            .max(0.25);
-        (samples as f64 / span, samples)
+        self.accepted_since(self.measured_from, now)
     }
 
     /// Successes per second over the last second (or since the measurement started, if
@@ -320,6 +332,35 @@ impl Learner {
             .max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
         let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
         samples as f64 / now.saturating_duration_since(from).as_secs_f64().max(0.25)
+    }
+
+    /// Successes per second since `from` (within [`WINDOW`]), over a quarter of a second at
+    /// least, and how many successes that is.
+    fn accepted_since(&mut self, from: Instant, now: Instant) -> (f64, usize) {
+        self.forget_old(now);
+        // Time-ordered: a binary search, not a scan (up to WINDOW of successes).
+        let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
+        let span = now
+            .saturating_duration_since(from)
+            .min(WINDOW)
+            .as_secs_f64()
+            .max(0.25);
+        (samples as f64 / span, samples)
+    }
+
+    /// Takes the next pacing slot, with the schedule's epoch: a slot is valid until the
+    /// next rate cut (see [`Learner::rebook`]).
+    pub(crate) fn book(&mut self, now: Instant) -> (Instant, u64) {
+        (self.slot(now), self.epoch)
+    }
+
+    /// A request woke at a slot booked in `epoch`: if the rate was cut since, it books a
+    /// new one on the new schedule. The slots booked before a cut were spaced at the old
+    /// rate, the one just refused (up to a second of them, with a class's permits all
+    /// booked ahead): sent as booked, they kept the server refusing after the cut, and the
+    /// next 429 read as a second limit.
+    pub(crate) fn rebook(&mut self, epoch: u64, now: Instant) -> Option<(Instant, u64)> {
+        (epoch != self.epoch).then(|| self.book(now))
     }
 
     /// Takes the next pacing slot: the instant this request may be sent.
@@ -347,16 +388,18 @@ impl Learner {
     }
 
     /// The rate `t` seconds after the last rate cut: after the first, slow start; after the
-    /// others, a concave cubic back to the plateau over `k` seconds, then steps beyond it
-    /// that double each second.
+    /// others, a concave cubic back to the plateau over `back` seconds, the plateau until
+    /// `k`, then steps beyond it that double each second.
     fn grown(&self, t: f64) -> f64 {
         if let Some(factor) = self.rate_slow_start {
             return self.cut_to * factor.powf(t);
         }
         let plateau = (1.0 - self.margin) * self.w;
-        if t <= self.k {
-            let c = (plateau - BETA * self.w) / self.k.powi(3);
-            plateau + c * (t - self.k).powi(3)
+        if t <= self.back {
+            let c = (plateau - BETA * self.w) / self.back.powi(3);
+            plateau + c * (t - self.back).powi(3)
+        } else if t <= self.k {
+            plateau
         } else {
             plateau * (1.0 + PROBE * ((t - self.k).exp2() - 1.0))
         }
@@ -619,6 +662,22 @@ impl Learner {
             self.measured_from = self.measured_from.max(resume_at);
             return Cut::Unmeasured(resume_at);
         }
+        let probe_from = self
+            .rate_cut_at
+            .filter(|_| self.rate_slow_start.is_none())
+            .map(|cut| cut + Duration::from_secs_f64(self.k))
+            .filter(|&from| from <= now);
+        if let Some(from) = probe_from
+            && now.saturating_duration_since(from) >= Duration::from_secs(1)
+        {
+            // Refused while probing: the rate accepted since the probe began, not over the
+            // whole window, most of which the plateau filled (a fixed window of 10/s read as
+            // 9.2/s over 4 s, and the plateau sank under it by a margin each cycle).
+            let (probed, samples) = self.accepted_since(from, now);
+            if samples >= MIN_SAMPLES {
+                accepted = accepted.max(probed);
+            }
+        }
         let w = if measured {
             self.rate.min(accepted.max(0.01))
         } else {
@@ -627,6 +686,7 @@ impl Learner {
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
+        let probing = probe_from.is_some();
         if same_limit && let Some(cut) = self.rate_cut_at {
             self.margin = if now.saturating_duration_since(cut).as_secs_f64() < self.k {
                 (self.margin + MARGIN).min(MARGIN_MAX)
@@ -638,6 +698,13 @@ impl Learner {
             (self.k * 2.0).min(K_MAX)
         } else {
             K_MIN
+        };
+        // A probe refused at the limit found before: the plateau holds, so the rate is back
+        // on it soon and stays there until the next probe.
+        self.back = if same_limit && probing {
+            RETURN.min(self.k)
+        } else {
+            self.k
         };
         let beta = if self.rate.is_finite() {
             BETA
@@ -660,10 +727,11 @@ impl Learner {
         self.rate = (beta * w).max(0.01);
         self.cut_to = self.rate;
         self.rate_cut_at = Some(now);
-        // The slots already booked stand, and the next ones follow them at the new rate:
-        // restarting the schedule at now would book new slots among
-        // the old ones, a burst right after every cut, and 429s with it. The measurement
-        // starts again.
+        // The schedule starts again at the new rate, one slot from now: the requests that
+        // booked slots on the old one book again when they wake (`rebook`), in the order
+        // they booked. The measurement starts again.
+        self.tat = now + Duration::from_secs_f64(1.0 / self.rate);
+        self.epoch += 1;
         self.measured_from = now;
         self.refused_since_cut = 0;
         self.rate_cuts += 1;
@@ -818,11 +886,13 @@ mod tests {
             Cut::None,
             "sent just after it: the drained bucket, not a new event"
         );
-        // No pause of the whole class: the next slot is free at once, then paced at the
-        // new rate.
-        let next = at(t0, 1_020);
-        assert_eq!(l.slot(next), next);
-        assert_eq!(l.slot(next) - next, Duration::from_secs_f64(1.0 / r));
+        // No pause of the whole class: the schedule starts again one slot after the cut,
+        // paced at the new rate, and a slot booked before the cut is booked again on it.
+        let spacing = Duration::from_secs_f64(1.0 / r);
+        assert_eq!(l.slot(now), now + spacing);
+        assert_eq!(l.slot(now), now + 2 * spacing);
+        assert_eq!(l.rebook(0, now), Some((now + 3 * spacing, 1)));
+        assert_eq!(l.rebook(1, now), None, "booked on this schedule: it stands");
         // Still over once the grace is past: the paced rate is cut again, even before a new
         // measurement.
         let cut = l.on_rate_limited(at(t0, 2_200), at(t0, 2_150), 0, false, resume);

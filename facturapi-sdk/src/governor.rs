@@ -212,6 +212,18 @@ impl ClassState {
         Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Waits for a pacing slot (adaptive mode; at once otherwise), booking again when a rate
+    /// cut restarted the schedule while it waited.
+    async fn paced(&self) {
+        let mut booked = self.learner().map(|mut l| l.book(Instant::now()));
+        while let Some((slot, epoch)) = booked {
+            tokio::time::sleep_until(slot).await;
+            booked = self
+                .learner()
+                .and_then(|mut l| l.rebook(epoch, Instant::now()));
+        }
+    }
+
     /// Carries out what the learner decided: the semaphore follows its concurrency, a first
     /// unmeasured 429 closes the gate.
     fn apply(&self, cut: Cut) {
@@ -516,10 +528,6 @@ impl Governor {
         &self.classes[class.index()]
     }
 
-    fn learner(&self, class: Class) -> Option<std::sync::MutexGuard<'_, Learner>> {
-        self.state(class).learner()
-    }
-
     /// A success of `class` (its permit still held): adaptive growth, and the permit reports
     /// a served request when it finishes.
     pub(crate) fn on_success(&self, class: Class, permit: &mut Permit) {
@@ -637,10 +645,7 @@ impl Governor {
                 }
                 None => permit.shared = false,
             }
-            let slot = self.learner(class).map(|mut l| l.slot(Instant::now()));
-            if let Some(slot) = slot {
-                tokio::time::sleep_until(slot).await;
-            }
+            self.state(class).paced().await;
             if self.gate(class).is_none() {
                 permit.active();
                 return permit;
@@ -751,10 +756,7 @@ impl Governor {
             if let Some(lease) = state.admitted().await {
                 return Permit::new(permit, state).with_lease(lease);
             }
-            let slot = state.learner().map(|mut l| l.slot(Instant::now()));
-            if let Some(slot) = slot {
-                tokio::time::sleep_until(slot).await;
-            }
+            state.paced().await;
             if self.gate(class).is_none() {
                 return Permit::new(permit, state);
             }
@@ -853,7 +855,7 @@ mod tests {
             "unpaced: no replacement"
         );
         // Paced: it is replaced while it waits.
-        governor.learner(class).expect("adaptive").rate = 1_000.0;
+        governor.state(class).learner().expect("adaptive").rate = 1_000.0;
         parked.replace();
         let replacement = governor
             .try_acquire(class)
