@@ -130,6 +130,10 @@ pub(crate) mod constants {
     /// A cap shows at two moments at least this far apart: one burst against a token bucket
     /// refuses at the top too, but only at once.
     pub(crate) const MOMENT: Duration = Duration::from_millis(250);
+    /// Growth by this factor since the pacing schedule started starts a new one: the
+    /// requests waiting for slots booked at the old rate book again (a slow start from
+    /// 5/s held eight permits on slots 1.5 s ahead while the rate tripled).
+    pub(crate) const RESCHEDULE: f64 = 1.25;
     /// Most 429s waiting to be judged, and most judged ones remembered: a storm of 429s
     /// costs bounded memory and bounded work per event (the oldest is judged, or forgotten,
     /// early).
@@ -215,9 +219,11 @@ pub(crate) struct Learner {
     paused: bool,
     /// GCRA: the next free slot.
     tat: Instant,
-    /// Rate cuts so far: a slot booked before the last one is booked again (see
-    /// [`Learner::rebook`]).
-    epoch: u64,
+    /// Schedules so far (each rate cut starts one, and so does growth by [`RESCHEDULE`]):
+    /// a slot booked on an older one is booked again (see [`Learner::rebook`]).
+    pub(crate) epoch: u64,
+    /// The rate the current schedule started at.
+    scheduled_at: f64,
     /// The last slot taken.
     last_slot: Instant,
     /// Rate at the last rate cut (the cubic's plateau).
@@ -263,6 +269,7 @@ impl Learner {
             paused: false,
             tat: now,
             epoch: 0,
+            scheduled_at: f64::INFINITY,
             last_slot: now,
             w: f64::INFINITY,
             k: K_MIN,
@@ -295,6 +302,7 @@ impl Learner {
         self.rate = (BETA * rate).max(0.01);
         self.tat = now;
         self.epoch += 1;
+        self.scheduled_at = self.rate;
         self.cut_to = self.rate;
         self.rate_cut_at = Some(now);
         self.rate_slow_start = None;
@@ -361,6 +369,14 @@ impl Learner {
     /// next 429 read as a second limit.
     pub(crate) fn rebook(&mut self, epoch: u64, now: Instant) -> Option<(Instant, u64)> {
         (epoch != self.epoch).then(|| self.book(now))
+    }
+
+    /// Starts a new schedule at the current rate, one slot from now (or sooner, if the old
+    /// one's next slot is): the slots booked on the old one are booked again.
+    pub(crate) fn reschedule(&mut self, now: Instant) {
+        self.tat = self.tat.min(now + Duration::from_secs_f64(1.0 / self.rate));
+        self.scheduled_at = self.rate;
+        self.epoch += 1;
     }
 
     /// Takes the next pacing slot: the instant this request may be sent.
@@ -433,6 +449,11 @@ impl Learner {
             // Growth never takes the rate past twice what the server accepts, plus one.
             let ceiling = (2.0 * accepted + 1.0).max(self.rate);
             self.rate = grown.max(self.rate).min(ceiling);
+            if self.rate >= RESCHEDULE * self.scheduled_at {
+                // The slots booked so far are spaced at a rate well below this one (a
+                // class's permits book up to a second ahead): they are booked again.
+                self.reschedule(now);
+            }
         }
         // Concurrency grows when requests wait for a permit while all are in use.
         let at_cap = level >= concurrency;
@@ -706,11 +727,8 @@ impl Learner {
         } else {
             self.k
         };
-        let beta = if self.rate.is_finite() {
-            BETA
-        } else {
-            FIRST_BETA
-        };
+        let first = self.rate.is_infinite();
+        let beta = if first { FIRST_BETA } else { BETA };
         // A limit found well above the last one was raised: the probe that found it climbed
         // steeply, so the window's average reads it low (a limit raised from 18/s to 36/s
         // read as 29/s), and a cubic back to that would take a cycle per step. The rate
@@ -726,13 +744,24 @@ impl Learner {
         self.w = w;
         self.rate = (beta * w).max(0.01);
         self.cut_to = self.rate;
-        self.rate_cut_at = Some(now);
         // The schedule starts again at the new rate, one slot from now: the requests that
         // booked slots on the old one book again when they wake (`rebook`), in the order
-        // they booked. The measurement starts again.
-        self.tat = now + Duration::from_secs_f64(1.0 / self.rate);
+        // they booked. The first cut starts it at the end of its `Retry-After` instead,
+        // unless the class already paused for an unmeasured 429 (it pauses once): the
+        // unpaced burst took all the server had (a fixed window that was full refused the
+        // eight requests sent before its end). The cut, its grace, the growth and the
+        // measurement start there too: a pause is not a low rate.
+        let pause = first && !std::mem::replace(&mut self.paused, true);
+        let start = if pause { resume_at.max(now) } else { now };
+        self.rate_cut_at = Some(start);
+        self.tat = if pause {
+            start
+        } else {
+            now + Duration::from_secs_f64(1.0 / self.rate)
+        };
         self.epoch += 1;
-        self.measured_from = now;
+        self.scheduled_at = self.rate;
+        self.measured_from = start;
         self.refused_since_cut = 0;
         self.rate_cuts += 1;
         Cut::Rate(self.rate)
@@ -881,22 +910,28 @@ mod tests {
             Cut::None,
             "sent before the cut: under the old rate"
         );
+        // The first cut waits out its `Retry-After`: the new schedule starts at its end, paced
+        // at the new rate, and a slot booked before the cut is booked again on it.
+        let spacing = Duration::from_secs_f64(1.0 / r);
+        assert_eq!(l.slot(now), resume);
+        assert_eq!(l.slot(now), resume + spacing);
+        assert_eq!(l.rebook(0, now), Some((resume + 2 * spacing, 1)));
+        assert_eq!(l.rebook(1, now), None, "booked on this schedule: it stands");
         assert_eq!(
-            l.on_rate_limited(at(t0, 1_800), at(t0, 1_700), 0, false, resume),
+            l.on_rate_limited(at(t0, 2_800), at(t0, 2_700), 0, false, at(t0, 3_800)),
             Cut::None,
             "sent just after it: the drained bucket, not a new event"
         );
-        // No pause of the whole class: the schedule starts again one slot after the cut,
-        // paced at the new rate, and a slot booked before the cut is booked again on it.
-        let spacing = Duration::from_secs_f64(1.0 / r);
-        assert_eq!(l.slot(now), now + spacing);
-        assert_eq!(l.slot(now), now + 2 * spacing);
-        assert_eq!(l.rebook(0, now), Some((now + 3 * spacing, 1)));
-        assert_eq!(l.rebook(1, now), None, "booked on this schedule: it stands");
         // Still over once the grace is past: the paced rate is cut again, even before a new
-        // measurement.
-        let cut = l.on_rate_limited(at(t0, 2_200), at(t0, 2_150), 0, false, resume);
+        // measurement, and no later cut pauses the class: its schedule starts again one slot
+        // after the cut.
+        let later = at(t0, 3_200);
+        let cut = l.on_rate_limited(later, at(t0, 3_150), 0, false, at(t0, 4_200));
         assert_eq!(cut, Cut::Rate(BETA * r));
+        assert_eq!(
+            l.slot(later),
+            later + Duration::from_secs_f64(1.0 / (BETA * r))
+        );
     }
 
     #[test]
@@ -987,7 +1022,8 @@ mod tests {
         for i in 0..4 {
             l.on_success(at(t0, i * 10), at(t0, i * 10), false, 1);
         }
-        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 0, false, at(t0, 1_000));
+        // (No `Retry-After` to wait out: the growth starts at the cut.)
+        let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 0, false, at(t0, 100));
         assert_eq!(cut, Cut::Rate(FIRST_BETA * 4.0), "4 in a second, at least");
         let mut rate_at = |ms: u64| {
             for _ in 0..10 {
@@ -1200,7 +1236,9 @@ mod tests {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
         let resume = at(t0, 2_000);
-        let Cut::Rate(r) = l.on_rate_limited(at(t0, 1_000), at(t0, 990), 0, false, resume) else {
+        // (The first cut's `Retry-After` already over: the new schedule starts at once.)
+        let Cut::Rate(r) = l.on_rate_limited(at(t0, 1_000), at(t0, 990), 0, false, at(t0, 1_000))
+        else {
             panic!("a first cut")
         };
         // The limit halved: requests are booked at the new rate, and the server accepts

@@ -134,6 +134,8 @@ struct ClassState {
     in_flight: AtomicUsize,
     /// Requests waiting for the gate, a permit or a pacing slot.
     queued: AtomicUsize,
+    /// Wakes the requests waiting for pacing slots when the learner starts a new schedule.
+    rescheduled: tokio::sync::Notify,
     rate_limited: AtomicU64,
 }
 
@@ -193,8 +195,8 @@ impl ClassState {
             return;
         }
         let seen = fleet.seen(self.class);
-        if let (Some(rate), Some(mut learner)) = (seen.rate, self.learner()) {
-            learner.seed(rate / size as f64, Instant::now());
+        if let Some(rate) = seen.rate {
+            self.learning(|l| l.seed(rate / size as f64, Instant::now()));
         }
         if seen.cap > 0 {
             self.resize(seen.cap.div_ceil(size));
@@ -212,16 +214,48 @@ impl ClassState {
         Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Waits for a pacing slot (adaptive mode; at once otherwise), booking again when a rate
-    /// cut restarted the schedule while it waited.
+    /// Waits for a pacing slot (adaptive mode; at once otherwise), booking again as soon as
+    /// the learner starts a new schedule (a rate cut, or growth) while it waits.
     async fn paced(&self) {
-        let mut booked = self.learner().map(|mut l| l.book(Instant::now()));
-        while let Some((slot, epoch)) = booked {
-            tokio::time::sleep_until(slot).await;
-            booked = self
+        let Some(mut booked) = self.learner().map(|mut l| l.book(Instant::now())) else {
+            return;
+        };
+        loop {
+            let rescheduled = self.rescheduled.notified();
+            tokio::pin!(rescheduled);
+            rescheduled.as_mut().enable();
+            let (slot, epoch) = booked;
+            if let Some(again) = self
                 .learner()
-                .and_then(|mut l| l.rebook(epoch, Instant::now()));
+                .and_then(|mut l| l.rebook(epoch, Instant::now()))
+            {
+                booked = again;
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(slot) => {
+                    match self.learner().and_then(|mut l| l.rebook(epoch, Instant::now())) {
+                        Some(again) => booked = again,
+                        None => return,
+                    }
+                }
+                () = &mut rescheduled => {}
+            }
         }
+    }
+
+    /// Runs `f` on the learner; wakes the requests waiting for slots if it started a new
+    /// pacing schedule.
+    fn learning<T>(&self, f: impl FnOnce(&mut Learner) -> T) -> Option<T> {
+        let mut learner = self.learner()?;
+        let epoch = learner.epoch;
+        let out = f(&mut learner);
+        let rescheduled = learner.epoch != epoch;
+        drop(learner);
+        if rescheduled {
+            self.rescheduled.notify_waiters();
+        }
+        Some(out)
     }
 
     /// Carries out what the learner decided: the semaphore follows its concurrency, a first
@@ -375,9 +409,12 @@ impl Permit {
             return;
         }
         let size = self.state.size();
-        let cut = match self.state.learner() {
-            Some(mut learner) => learner.on_finish(self.sent, Instant::now(), served, size),
-            None => return,
+        let sent = self.sent;
+        let Some(cut) = self
+            .state
+            .learning(|l| l.on_finish(sent, Instant::now(), served, size))
+        else {
+            return;
         };
         self.state.apply(cut);
     }
@@ -517,6 +554,7 @@ impl Governor {
                     seeded: AtomicU64::new(0),
                     in_flight: AtomicUsize::new(0),
                     queued: AtomicUsize::new(0),
+                    rescheduled: tokio::sync::Notify::new(),
                     rate_limited: AtomicU64::new(0),
                 })
             })
@@ -538,26 +576,19 @@ impl Governor {
         }
         let state = self.state(class);
         let size = state.size();
-        let grown = {
-            let Some(mut learner) = state.learner() else {
-                return;
-            };
+        let queued = state.queued.load(Ordering::Relaxed) > 0;
+        // In flight as it came back, itself included (its permit still counts).
+        let level = state.in_flight.load(Ordering::Relaxed).max(1);
+        let grown = state.learning(|learner| {
             let before = learner.rate;
-            let grown = learner.on_success(
-                Instant::now(),
-                permit.sent,
-                state.queued.load(Ordering::Relaxed) > 0,
-                // In flight as it came back, itself included (its permit still counts).
-                state.in_flight.load(Ordering::Relaxed).max(1),
-                size,
-            );
+            let grown = learner.on_success(Instant::now(), permit.sent, queued, level, size);
             if learner.rate != before {
                 metrics::gauge!("facturapi_learned_rate", "class" => class.as_str())
                     .set(learner.rate);
             }
             grown
-        };
-        if let Some(size) = grown {
+        });
+        if let Some(Some(size)) = grown {
             state.resize(size);
         }
     }
@@ -573,17 +604,16 @@ impl Governor {
         let state = self.state(class);
         state.rate_limited.fetch_add(1, Ordering::Relaxed);
         let size = state.size();
-        let (cut, paced) = {
-            let Some(mut learner) = state.learner() else {
-                return;
-            };
-            // Every permit in use (this one included, until it is replaced): the caller
-            // offers the class more than its limit.
-            let saturated = state.limit.semaphore.available_permits() == 0;
-            let others = state.in_flight.load(Ordering::Relaxed);
+        // Every permit in use (this one included, until it is replaced): the caller offers
+        // the class more than its limit.
+        let saturated = state.limit.semaphore.available_permits() == 0;
+        let others = state.in_flight.load(Ordering::Relaxed);
+        let Some((cut, paced)) = state.learning(|learner| {
             let cut =
                 learner.on_rate_limited(Instant::now(), sent_at, others, saturated, until, size);
             (cut, learner.rate.is_finite())
+        }) else {
+            return;
         };
         if paced {
             permit.replace();
@@ -962,6 +992,49 @@ mod tests {
                 }
                 Ok(())
             })?;
+        }
+    }
+    #[tokio::test(start_paused = true)]
+    async fn a_new_pacing_schedule_wakes_the_requests_waiting_for_slots_of_the_old_one() {
+        let class = Class::Create;
+        let governor = Arc::new(Governor::new(
+            &Class::ALL.map(|c| ClassPolicy::default_for(c).with_concurrency(4)),
+            true,
+        ));
+        let start = Instant::now();
+        governor.state(class).learner().expect("adaptive").rate = 1.0;
+        // Four requests book the slots of a 1/s schedule: 0, 1, 2 and 3 s from now.
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let governor = governor.clone();
+                tokio::spawn(async move {
+                    let permit = governor.acquire(class).await;
+                    (Instant::now(), permit)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The learner starts a schedule at 10/s (as a growth by a quarter does).
+        governor.state(class).learning(|l| {
+            l.rate = 10.0;
+            l.reschedule(Instant::now());
+        });
+        let mut sent = Vec::new();
+        for task in waiting {
+            let (at, _permit) = task.await.expect("acquired");
+            sent.push(at - start);
+        }
+        sent.sort();
+        assert_eq!(sent[0], Duration::ZERO, "the first slot was free at once");
+        assert!(
+            sent[3] <= Duration::from_millis(450),
+            "booked again at 10/s, not waiting out the 1/s slots: {sent:?}"
+        );
+        for pair in sent[1..].windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(99),
+                "still paced: {sent:?}"
+            );
         }
     }
 }
