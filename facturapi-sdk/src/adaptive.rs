@@ -29,13 +29,15 @@
 //!   each of those cuts 27 % for one event. Unless the cut was not deep enough: with
 //!   [`MIN_SAMPLES`] 429s of requests sent after it, while the class is paced and accepts
 //!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
-//!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The first cut is measured over at least a
-//!   second, keeps [`FIRST_BETA`] and is followed by a slow start (×[`SLOW_START`] per
-//!   second until the next cut, which reads the accepted rate of the last second, then
-//!   ×[`SLOW_START_AGAIN`] until the one after). A first 429 with too few successes to
-//!   measure a rate cuts nothing: the class pauses for its `Retry-After` (once: later ones
-//!   only wait out their own), and the accepted rate is measured from the end of the pause
-//!   (a pause is not a low rate).
+//!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The
+//!   first cut is measured over at least a second, keeps [`FIRST_BETA`], starts its
+//!   schedule at the end of its `Retry-After` (the unpaced burst took all the server had)
+//!   and is followed by a slow start from there (×[`SLOW_START`] per second until the next
+//!   cut, which reads the accepted rate of the last second, then ×[`SLOW_START_AGAIN`]
+//!   until the one after). A first 429 with too few successes to measure a rate cuts
+//!   nothing: the class pauses for its `Retry-After` instead, and the first cut then starts
+//!   at once. The class pauses once: later 429s only wait out their own. The accepted rate
+//!   is measured from the end of a pause (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew

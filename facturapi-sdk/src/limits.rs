@@ -4,8 +4,10 @@
 //!
 //! Each class has a concurrency limit and, in adaptive mode (the default), a paced rate;
 //! both are learned from 429s, since Facturapi does not publish its limits and changes them.
-//! A class is not paced until its first rate cut, and only the first 429 it cannot measure
-//! pauses it. In static mode
+//! A class is not paced until its first rate cut, and only its first 429 pauses it, until
+//! that 429's `Retry-After` ends (the unpaced burst before it took all the server had: a
+//! measured one starts the paced schedule there, one too early to measure waits there
+//! before measuring). In static mode
 //! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
 //! the policies'.
 //!
