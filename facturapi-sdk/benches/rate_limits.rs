@@ -1059,26 +1059,28 @@ fn verdicts(rows: &[Row]) -> String {
     if !adaptive.is_empty() {
         let (one, alone): (Vec<&Row>, Vec<&Row>) =
             adaptive.iter().partition(|r| processes(r.scenario) == 1);
-        let worst = |rows: &[&Row]| {
+        for (label, rows, (steady_target, all_target)) in [
             (
-                rows.iter().map(|r| r.steady_429).fold(0.0, f64::max),
-                rows.iter().map(|r| r.all_429).fold(0.0, f64::max),
-            )
-        };
-        let (steady, all) = worst(&one);
-        let _ = writeln!(
-            out,
-            "- 429 ratio, worst scenario of one process: {:.1} % steady (target ≤ 0.5 %), {:.1} % whole run (target ≤ 2 %)",
-            steady * 100.0,
-            all * 100.0
-        );
-        if !alone.is_empty() {
-            let (steady, all) = worst(&alone);
+                "worst scenario of one process",
+                &one,
+                (" (target ≤ 0.5 %)", " (target ≤ 2 %)"),
+            ),
+            (
+                "several processes on one key each learning alone (no shared limits), worst",
+                &alone,
+                ("", ""),
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let steady = rows.iter().map(|r| r.steady_429).fold(0.0, f64::max);
+            let all = rows.iter().map(|r| r.all_429).fold(0.0, f64::max);
             let _ = writeln!(
                 out,
-                "- 429 ratio, several processes on one key each learning alone (no shared limits), worst: {:.1} % steady, {:.1} % whole run",
+                "- 429 ratio, {label}: {:.1} % steady{steady_target}, {:.1} % whole run{all_target}",
                 steady * 100.0,
-                all * 100.0
+                all * 100.0,
             );
         }
         let mean = |s: Strategy| {
