@@ -1385,6 +1385,56 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_refused_at_the_same_limit_is_back_on_its_plateau_within_two_seconds() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        l.rate_cut_at = Some(t0);
+        l.w = 10.0;
+        l.k = K_MAX;
+        l.rate = BETA * 10.0;
+        // The server accepts 9/s on the plateau (the client sends no more), then 10/s once
+        // the probe begins at k.
+        let probe = (K_MAX * 1_000.0) as u64;
+        let mut ms = 0;
+        while ms < probe + 1_500 {
+            ms += if ms < probe { 111 } else { 100 };
+            l.on_success(at(t0, ms), at(t0, ms), true, 1);
+        }
+        let now = at(t0, ms + 5);
+        let (window, _) = l.learner.accepted_rate(now);
+        assert!(window < 9.6, "the window reads the plateau: {window}");
+        let Cut::Rate(r) = l.on_rate_limited(now, at(t0, ms), 0, false, at(now, 1_000)) else {
+            panic!("a cut")
+        };
+        // W is read since the probe began, not over the window the plateau filled.
+        let w = r / BETA;
+        assert!((9.8..=10.5).contains(&w), "W: {w}");
+        assert_eq!(l.back, RETURN, "the plateau is known to hold");
+        assert_eq!(l.k, K_MAX, "the same limit: probed no sooner");
+        let plateau = (1.0 - l.margin) * l.w;
+        let rate_after = |l: &mut Sim, s: f64| {
+            let t = now + Duration::from_secs_f64(s);
+            for _ in 0..30 {
+                l.successes.push_back(Success {
+                    at: t,
+                    sent: t,
+                    overlap: 1,
+                }); // accepted: no ceiling
+            }
+            l.tat = t + Duration::from_millis(50); // paced
+            l.on_success(t, t, true, 1);
+            l.rate
+        };
+        assert!(rate_after(&mut l, 1.0) < plateau, "on its way back");
+        assert!((rate_after(&mut l, RETURN) - plateau).abs() < 1e-6);
+        assert!(
+            (rate_after(&mut l, K_MAX - 0.1) - plateau).abs() < 1e-6,
+            "and it holds there until the next probe"
+        );
+        assert!(rate_after(&mut l, K_MAX + 1.0) > plateau, "then probes");
+    }
+
+    #[test]
     fn concurrency_doubles_until_its_first_cut_then_probes_after_a_doubling_hold() {
         let t0 = Instant::now();
         let mut l = Sim::new(2, 64, t0);
