@@ -43,11 +43,11 @@
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
 //!   is found in seconds, not minutes); never above `2 × accepted + 1`. A probe refused at
 //!   the limit found before (the same `W`, read from what was accepted since the probe
-//!   began) returns to the plateau within [`RETURN`] and holds it until the next probe. A cut that finds the
-//!   limit more than [`SAME_LIMIT`] above the last one starts a slow start again
-//!   (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb reads low. `k` doubles (up to
-//!   [`K_MAX`]) while successive cuts find the same `W`, and falls back to [`K_MIN`] when `W`
-//!   moves: a stable limit is probed, and 429'd, less often. The cap doubles per second
+//!   began) returns to the plateau within [`RETURN`] and holds it until the next probe. A
+//!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
+//!   start again (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb
+//!   reads low. `k` doubles (up to [`K_MAX`]) while successive cuts find the same `W`, and
+//!   falls back to [`K_MIN`] when `W` moves: a stable limit is probed, and 429'd, less often. The cap doubles per second
 //!   until its first cut, then grows by one after a hold that doubles each time a probe is
 //!   cut back.
 //!
@@ -302,9 +302,7 @@ impl Learner {
         }
         self.w = rate;
         self.rate = (BETA * rate).max(0.01);
-        self.tat = now;
-        self.epoch += 1;
-        self.scheduled_at = self.rate;
+        self.new_schedule(now);
         self.cut_to = self.rate;
         self.rate_cut_at = Some(now);
         self.rate_slow_start = None;
@@ -359,14 +357,14 @@ impl Learner {
     }
 
     /// Takes the next pacing slot, with the schedule's epoch: a slot is valid until the
-    /// next rate cut (see [`Learner::rebook`]).
+    /// learner starts a new schedule (see [`Learner::rebook`]).
     pub(crate) fn book(&mut self, now: Instant) -> (Instant, u64) {
         (self.slot(now), self.epoch)
     }
 
-    /// A request woke at a slot booked in `epoch`: if the rate was cut since, it books a
-    /// new one on the new schedule. The slots booked before a cut were spaced at the old
-    /// rate, the one just refused (up to a second of them, with a class's permits all
+    /// A request woke at a slot booked in `epoch`: if a new schedule started since (a rate
+    /// cut, or growth by [`RESCHEDULE`]), it books a slot on it. The slots booked before a
+    /// cut were spaced at the old rate, the one just refused (up to a second of them, with a class's permits all
     /// booked ahead): sent as booked, they kept the server refusing after the cut, and the
     /// next 429 read as a second limit.
     pub(crate) fn rebook(&mut self, epoch: u64, now: Instant) -> Option<(Instant, u64)> {
@@ -376,7 +374,12 @@ impl Learner {
     /// Starts a new schedule at the current rate, one slot from now (or sooner, if the old
     /// one's next slot is): the slots booked on the old one are booked again.
     pub(crate) fn reschedule(&mut self, now: Instant) {
-        self.tat = self.tat.min(now + Duration::from_secs_f64(1.0 / self.rate));
+        self.new_schedule(self.tat.min(now + Duration::from_secs_f64(1.0 / self.rate)));
+    }
+
+    /// Starts a new schedule at the current rate whose first slot is `first`.
+    fn new_schedule(&mut self, first: Instant) {
+        self.tat = first;
         self.scheduled_at = self.rate;
         self.epoch += 1;
     }
@@ -756,13 +759,11 @@ impl Learner {
         let pause = first && !std::mem::replace(&mut self.paused, true);
         let start = if pause { resume_at.max(now) } else { now };
         self.rate_cut_at = Some(start);
-        self.tat = if pause {
+        self.new_schedule(if pause {
             start
         } else {
             now + Duration::from_secs_f64(1.0 / self.rate)
-        };
-        self.epoch += 1;
-        self.scheduled_at = self.rate;
+        });
         self.measured_from = start;
         self.refused_since_cut = 0;
         self.rate_cuts += 1;
