@@ -259,6 +259,8 @@ pub(crate) struct Learner {
     probe_at: Option<Instant>,
     pub(crate) rate_cuts: u64,
     pub(crate) concurrency_cuts: u64,
+    /// Static mode: paces at `rate` and learns nothing (see [`Learner::fixed`]).
+    fixed: bool,
 }
 
 impl Learner {
@@ -289,7 +291,25 @@ impl Learner {
             probe_at: None,
             rate_cuts: 0,
             concurrency_cuts: 0,
+            fixed: false,
         }
+    }
+
+    /// A pacer for static mode: its schedule at `rate` per second from `now`, and nothing
+    /// learned (successes and 429s change nothing).
+    pub(crate) fn fixed(rate: f64, now: Instant) -> Self {
+        let mut pacer = Self {
+            rate,
+            fixed: true,
+            ..Self::new(1, now)
+        };
+        pacer.new_schedule(now);
+        pacer
+    }
+
+    /// Whether it learns (adaptive mode), rather than pacing at a fixed rate.
+    pub(crate) fn learns(&self) -> bool {
+        !self.fixed
     }
 
     /// Starts from a rate learned elsewhere (with shared limits: this process's share of the
@@ -437,6 +457,9 @@ impl Learner {
         level: usize,
         concurrency: usize,
     ) -> Option<usize> {
+        if self.fixed {
+            return None;
+        }
         let overlap = self.overlap(sent, now);
         self.successes.push_back(Success {
             at: now,
@@ -488,6 +511,9 @@ impl Learner {
         served: bool,
         concurrency: usize,
     ) -> Cut {
+        if self.fixed {
+            return Cut::None;
+        }
         for pending in self.pending.iter_mut().filter(|p| sent <= p.at) {
             pending.outstanding = pending.outstanding.saturating_sub(1);
             pending.served += usize::from(served);
@@ -508,6 +534,9 @@ impl Learner {
         resume_at: Instant,
         concurrency: usize,
     ) -> Cut {
+        if self.fixed {
+            return Cut::None;
+        }
         self.pending.push_back(Pending {
             at: now,
             sent_at,

@@ -148,9 +148,11 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Static limits: each class keeps its policy's concurrency, is not paced and learns
-    /// nothing; a request that gets a 429 waits out its `Retry-After` keeping its permit, so
-    /// its class runs one request fewer meanwhile and the rest of the class goes on. For
+    /// Static limits: each class keeps its policy's concurrency, is paced at its policy's
+    /// [`rate`](ClassPolicy::rate) (not paced without one) and learns nothing. A request that
+    /// gets a 429 waits out its `Retry-After` keeping its place; the rest of the class goes
+    /// on. In a paced class its permit serves the next request meanwhile (the pacing is the
+    /// brake); in an unpaced one it stays taken, so the class runs one request fewer. For
     /// callers that size the limits themselves (e.g. a share of an organization's limits per
     /// process). Without it (the default) each class's paced rate and concurrency limit are
     /// learned from 429s, starting unpaced at the policy's `concurrency`; see
@@ -275,6 +277,15 @@ impl ClientBuilder {
             operation_id: "client",
             message,
         };
+        if let Some((class, rate)) = Class::ALL.iter().zip(&self.policies).find_map(|(c, p)| {
+            p.rate
+                .filter(|r| !(r.is_finite() && *r > 0.0))
+                .map(|r| (c, r))
+        }) {
+            return Err(invalid(format!(
+                "the {class} rate must be a positive number of requests per second, not {rate}"
+            )));
+        }
         let key = self.key.ok_or_else(|| {
             invalid("no API key: call .api_key(…) or use Client::from_env()".into())
         })??;

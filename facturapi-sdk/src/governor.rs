@@ -1,7 +1,7 @@
 //! The machinery behind the limits of [`crate::limits`]: per class, a resizable semaphore
 //! (the concurrency limit), a gate (a time before which no request of the class starts) and,
 //! in adaptive mode, the learner of [`crate::adaptive`], which paces the class and decides
-//! the cuts. The send path asks it for a [`Permit`] before each attempt and reports each
+//! the cuts (in static mode with a policy rate, a learner fixed at that rate paces it). The send path asks it for a [`Permit`] before each attempt and reports each
 //! attempt's end through it.
 //!
 //! How permits add up. `Limit::size` is the concurrency limit; the semaphore holds the
@@ -123,7 +123,7 @@ struct ClassState {
     limit: Limit,
     gate: Mutex<Option<Instant>>,
     policy: ClassPolicy,
-    /// Adaptive mode only.
+    /// Adaptive mode: the learner; static mode: a fixed pacer when the policy sets a rate.
     learner: Option<Mutex<Learner>>,
     /// Shared limits: the fleet admits each request while Redis answers.
     #[cfg(feature = "redis")]
@@ -214,7 +214,7 @@ impl ClassState {
         Some(learner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Waits for a pacing slot (adaptive mode; at once otherwise), booking again as soon as
+    /// Waits for a pacing slot (when the class is paced; at once otherwise), booking again as soon as
     /// the learner starts a new schedule (a rate cut, or growth) while it waits.
     async fn paced(&self) {
         let Some(mut booked) = self.learner().map(|mut l| l.book(Instant::now())) else {
@@ -541,12 +541,16 @@ impl Governor {
                         debt: AtomicUsize::new(0),
                     },
                     gate: Mutex::new(None),
-                    learner: adaptive.then(|| {
-                        Mutex::new(Learner::new(
+                    learner: if adaptive {
+                        Some(Mutex::new(Learner::new(
                             policy.max_concurrency.max(policy.concurrency),
                             now,
-                        ))
-                    }),
+                        )))
+                    } else {
+                        policy
+                            .rate
+                            .map(|rate| Mutex::new(Learner::fixed(rate, now)))
+                    },
                     policy: policy.clone(),
                     #[cfg(feature = "redis")]
                     fleet: fleet.clone(),
@@ -596,8 +600,9 @@ impl Governor {
     /// A 429 of a request of `class` sent at `sent_at`, its permit already idle.
     ///
     /// In static mode the limits are the caller's: nothing changes, and the request waits
-    /// out its `Retry-After` holding its permit, so the class runs one request fewer for that
-    /// long (the more 429s, the fewer in flight). In adaptive mode the learner hears it (see
+    /// out its `Retry-After` holding its permit; unpaced, the class runs one request fewer
+    /// for that long (the more 429s, the fewer in flight), and paced, the permit is replaced
+    /// meanwhile (the class keeps its rate). In adaptive mode the learner hears it (see
     /// the `adaptive` module): it judges the 429 once the requests in flight with it have
     /// finished, and its cut may come then.
     fn on_rate_limited(&self, class: Class, sent_at: Instant, permit: &mut Permit, until: Instant) {
@@ -655,7 +660,7 @@ impl Governor {
 
     /// Whether the learner paces or caps this class (adaptive mode).
     pub(crate) fn adaptive(&self, class: Class) -> bool {
-        self.state(class).learner.is_some()
+        self.state(class).learner().is_some_and(|l| l.learns())
     }
 
     /// Sends again a request that kept its permit through a 429: waits for `until` (its own
@@ -768,7 +773,7 @@ impl Governor {
         Some(Permit::new(permit, state))
     }
 
-    /// Waits for the gate, a permit and (adaptive mode) a pacing slot, in that order, so at
+    /// Waits for the gate, a permit and (a paced class) a pacing slot, in that order, so at
     /// most a class's permits are ever booked on the pacing schedule. Re-checks the gate
     /// after the slot: a 429 may have paused the class while this request queued.
     pub(crate) async fn acquire(&self, class: Class) -> Permit {
@@ -909,6 +914,52 @@ mod tests {
             "still a cap of 2: {:?}",
             governor.learned(class)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_static_rate_paces_the_class_and_its_429s_cut_nothing() {
+        let policies = Class::ALL.map(|c| {
+            ClassPolicy::default_for(c)
+                .with_concurrency(2)
+                .with_rate(4.0)
+        });
+        let governor = Governor::new(&policies, false);
+        let class = Class::Create;
+        let start = Instant::now();
+        let mut first = governor.acquire(class).await;
+        let second = governor.acquire(class).await;
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(250),
+            "1/4 s apart"
+        );
+        // A 429: no pause, no cut, and its permit serves the next request meanwhile.
+        let until = Instant::now() + Duration::from_secs(1);
+        first.idle();
+        governor.on_rate_limited(class, start, &mut first, until);
+        assert!(
+            governor.gate(class).is_none(),
+            "static mode never pauses the class"
+        );
+        let third = governor.acquire(class).await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(500));
+        let learned = governor.learned(class);
+        assert_eq!(
+            (learned.rate, learned.concurrency, learned.rate_cuts),
+            (Some(4.0), 2, 0)
+        );
+        assert!(!governor.adaptive(class));
+        drop((second, third));
+        let resumed = governor.resume(class, first, until).await;
+        assert_eq!(Instant::now(), until, "it waited out its own Retry-After");
+        drop(resumed);
+        assert_eq!(governor.learned(class).rate, Some(4.0), "nothing learned");
+        // Classes without a rate are not paced.
+        let unpaced = Governor::new(&Class::ALL.map(ClassPolicy::default_for), false);
+        let at = Instant::now();
+        let _a = unpaced.acquire(class).await;
+        let _b = unpaced.acquire(class).await;
+        assert_eq!((Instant::now(), unpaced.learned(class).rate), (at, None));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! measured one starts the paced schedule there, one too early to measure waits there
 //! before measuring). In static mode
 //! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
-//! the policies'.
+//! the policies': their concurrency, and their [`rate`](ClassPolicy::rate) when set (the
+//! class is paced at it from the first request).
 //!
 //! **The `Retry-After` rule**, in both modes: the request that got a 429 is not sent again
 //! before its `Retry-After` ends, even when the learner expects the server to take it sooner
@@ -117,6 +118,9 @@ pub struct ClassPolicy {
     pub concurrency: usize,
     /// Most requests in flight that adaptive mode ever grows to (at least `concurrency`).
     pub max_concurrency: usize,
+    /// Requests per second the class is paced at in static mode (`None`: not paced).
+    /// Adaptive mode learns its own rate and does not read it.
+    pub rate: Option<f64>,
     /// First retry delay (before jitter) after a 5xx, timeout or connection error, and after a
     /// 429 without `Retry-After`.
     pub min_delay: Duration,
@@ -139,6 +143,7 @@ impl ClassPolicy {
         let base = ClassPolicy {
             concurrency: 4,
             max_concurrency: 32,
+            rate: None,
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(8),
             factor: 2.0,
@@ -174,6 +179,13 @@ impl ClassPolicy {
     /// Sets the most requests in flight adaptive mode may grow to (at least `concurrency`).
     pub fn with_max_concurrency(mut self, max_concurrency: usize) -> Self {
         self.max_concurrency = max_concurrency.max(self.concurrency);
+        self
+    }
+
+    /// Sets the rate static mode paces the class at, in requests per second (a positive,
+    /// finite number: [`ClientBuilder::build`](crate::ClientBuilder::build) refuses others).
+    pub fn with_rate(mut self, per_second: f64) -> Self {
+        self.rate = Some(per_second);
         self
     }
 
@@ -219,8 +231,8 @@ impl ClassPolicy {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Learned {
-    /// The paced rate, requests per second (`None` while not paced: in static mode, and in
-    /// adaptive mode until the first rate cut). With shared limits: the fleet's, as this
+    /// The paced rate, requests per second (`None` while not paced: in static mode without
+    /// a policy [`rate`](ClassPolicy::rate), and in adaptive mode until the first rate cut). With shared limits: the fleet's, as this
     /// process last saw it, and likewise the concurrency limit and the cuts below.
     pub rate: Option<f64>,
     /// The concurrency limit.

@@ -11,7 +11,7 @@ use facturapi_sdk::resources::invoices::{
     CancelInvoiceQuery, CreateInvoiceQuery, ListInvoicesQuery,
 };
 use facturapi_sdk::sandbox::{ClassLimits, Faults, RetryAfter, Sandbox, SandboxConfig};
-use facturapi_sdk::{Class, Client, Error, ErrorCode, KeyKind, MaybePending};
+use facturapi_sdk::{Class, ClassPolicy, Client, Error, ErrorCode, KeyKind, MaybePending};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -945,6 +945,11 @@ async fn the_sandbox_never_shows_its_keys_in_debug_output() {
 async fn keyed_burst(client: &Client, sandbox: &Sandbox, n: usize, tag: &str) {
     let setup = self::client(sandbox, KeyKind::Test);
     let s = seed_minimal(&setup, tag).await;
+    keyed_creations(client, &s, n, tag).await;
+}
+
+/// `n` keyed creations of invoices for a customer and a product, by 24 callers at once.
+async fn keyed_creations(client: &Client, s: &(String, String), n: usize, tag: &str) {
     let jobs = futures_util::stream::iter(0..n).map(|i| {
         let client = client.clone();
         let (customer, product) = s.clone();
@@ -1076,6 +1081,64 @@ async fn adaptive_limits_learn_a_hidden_rate() {
         "static mode is not paced and keeps its policy's concurrency, 429s or not"
     );
     assert_eq!(sandbox.ledger().duplicates, 0);
+    sandbox.shutdown().await;
+}
+
+/// Static mode paces a class at its policy's rate from the first request: below a hidden
+/// token bucket of one, no request is refused. A rate that is not a positive number is
+/// refused when the client is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_limits_pace_a_class_at_its_policy_rate() {
+    let config = SandboxConfig::default().limit(Class::Create, ClassLimits::rate(20.0, 1.0));
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let builder = || {
+        Client::builder()
+            .api_key(sandbox.test_key())
+            .base_url(sandbox.base_url())
+            .static_limits()
+    };
+    let paced = builder()
+        .class_policy(
+            Class::Create,
+            ClassPolicy::default_for(Class::Create)
+                .with_concurrency(8)
+                .with_rate(12.0),
+        )
+        .build()
+        .unwrap();
+    let seeds = seed_minimal(&client(&sandbox, KeyKind::Test), "sr").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the bucket's token is back
+    let start = std::time::Instant::now();
+    keyed_creations(&paced, &seeds, 30, "sr").await;
+    let took = start.elapsed();
+    let learned = paced.learned(Class::Create);
+    assert_eq!(
+        (learned.rate, learned.rate_limited, learned.rate_cuts),
+        (Some(12.0), 0, 0),
+        "paced under the hidden 20/s, nothing is refused and nothing learned"
+    );
+    assert!(
+        took >= Duration::from_secs_f64(29.0 / 12.0),
+        "30 requests 1/12 s apart take 29/12 s at least, not {took:?}"
+    );
+    let ledger = sandbox.ledger();
+    let created = ledger
+        .created_by_external_id
+        .keys()
+        .filter(|k| k.starts_with("sr-"))
+        .count();
+    assert_eq!((created, ledger.duplicates), (30, 0));
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let policy = ClassPolicy::default_for(Class::Write).with_rate(bad);
+        let err = builder()
+            .class_policy(Class::Write, policy)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { message, .. } if message.contains("write rate")),
+            "{bad}: {err}"
+        );
+    }
     sandbox.shutdown().await;
 }
 
