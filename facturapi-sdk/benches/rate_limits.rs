@@ -15,8 +15,8 @@
 //!   at most 5 retries; nothing else is retried.
 //! - **reqwest-retry**: reqwest-middleware with reqwest-retry's exponential backoff (its
 //!   defaults, 5 retries), the off-the-shelf choice in Rust.
-//! - **oracle**: knows the hidden limits as they change; paces at 0.99 × the rate with the true
-//!   concurrency cap.
+//! - **oracle**: knows the hidden limits as they change; paces at 0.99 × the rate (each send
+//!   a slot after the last) with the true concurrency cap.
 //!
 //! A full run prints the table and writes it to `BENCHMARKS.md` at the workspace root, with
 //! `facturapi-sdk/benches/limit_change.svg` and `limit_steps.svg` (goodput and 429s per
@@ -376,9 +376,12 @@ fn retry_after(response: &reqwest::Response) -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_secs)
 }
 
-/// The oracle's knowledge: pacing at 0.99 × the rate in force, and the true cap.
+/// The oracle's knowledge: pacing at 0.99 × the rate in force, each send a slot after the
+/// last one (a timer that fires late delays the next send rather than bunching the two), and
+/// the true cap.
 struct Oracle {
-    next: Mutex<BTreeMap<Class, Instant>>,
+    /// Per class: the next slot, and when the last request went.
+    next: Mutex<BTreeMap<Class, (Instant, Instant)>>,
     caps: BTreeMap<Class, Arc<tokio::sync::Semaphore>>,
 }
 
@@ -418,14 +421,29 @@ impl Oracle {
         let Some(rate) = Self::rate(t, class) else {
             return;
         };
-        let at = {
+        let gap = Duration::from_secs_f64(1.0 / (0.99 * rate));
+        let mut at = {
             let mut next = self.next.lock().expect("lock");
             let now = Instant::now();
-            let slot = next.get(&class).copied().unwrap_or(now).max(now);
-            next.insert(class, slot + Duration::from_secs_f64(1.0 / (0.99 * rate)));
+            let (tat, last) = next
+                .get(&class)
+                .copied()
+                .unwrap_or((now, now.checked_sub(gap).unwrap_or(now)));
+            let slot = tat.max(now);
+            next.insert(class, (slot + gap, last));
             slot
         };
-        tokio::time::sleep_until(at.into()).await;
+        loop {
+            tokio::time::sleep_until(at.into()).await;
+            let mut next = self.next.lock().expect("lock");
+            let entry = next.get_mut(&class).expect("booked");
+            let now = Instant::now();
+            if now >= entry.1 + gap {
+                entry.1 = now;
+                return;
+            }
+            at = entry.1 + gap;
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The adaptive limits of one class: a paced rate and a concurrency cap, learned from 429s
 //! alone (Facturapi does not publish its limits and changes them).
 //!
-//! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
+//! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last,
+//!   and goes no sooner than `1/r` after the last request actually went (a timer that fired
+//!   late delays the next send instead of bunching the two into a bucket of one).
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess). A rate cut
 //!   starts the schedule again one slot after it: the requests waiting for slots booked at
@@ -19,7 +21,10 @@
 //!   at the top, at two moments [`MOMENT`] apart at least: one burst sent at once into a
 //!   token bucket of `b` is refused at the top (the `b` it serves fill it), but the next
 //!   requests, sent into the empty bucket, are refused with fewer served. A 429 at the top
-//!   waits for that evidence and cuts nothing; any other is a rate limit.
+//!   waits for that evidence and cuts nothing; any other is a rate limit. In a class already
+//!   paced for a rate limit, a 429 at the top is the rate limit's too when 429s below the
+//!   top came lately or the cap is already down to what the server serves: with one or two
+//!   in flight, every 429 is at the top by chance.
 //! - **Concurrency cuts**: the cap drops to the fewest served at those 429s, never below
 //!   `peak` (the server served that many at once: a cap cannot be lower), and never rises
 //!   by a cut. The cap never grows past the policy's `max_concurrency`.
@@ -228,6 +233,8 @@ pub(crate) struct Learner {
     scheduled_at: f64,
     /// The last slot taken.
     last_slot: Instant,
+    /// When the last paced request went (see [`Learner::send_at`]).
+    last_sent: Option<Instant>,
     /// Rate at the last rate cut (the cubic's plateau).
     w: f64,
     /// Seconds from the last cut to the first probe.
@@ -275,6 +282,7 @@ impl Learner {
             epoch: 0,
             scheduled_at: f64::INFINITY,
             last_slot: now,
+            last_sent: None,
             w: f64::INFINITY,
             k: K_MIN,
             back: K_MIN,
@@ -418,9 +426,33 @@ impl Learner {
         slot
     }
 
-    /// Whether a slot is free now (without taking it).
+    /// Whether a slot is free now (without taking it), a slot after the last send.
     pub(crate) fn slot_free(&self, now: Instant) -> bool {
-        self.tat <= now
+        self.tat <= now && self.spaced_at(now) <= now
+    }
+
+    /// A slot after the last paced send (now, before any).
+    fn spaced_at(&self, now: Instant) -> Instant {
+        match self.last_sent {
+            Some(last) if self.rate.is_finite() => last + Duration::from_secs_f64(1.0 / self.rate),
+            _ => now,
+        }
+    }
+
+    /// A request is about to go at its slot: `None` if it may go now (it is then the last
+    /// send), or when it may, a slot after the last send. Slots are booked ahead a slot
+    /// apart, but a timer fires late: a request sent on time right after a late one reaches
+    /// the server less than a slot after it, and a token bucket of one refuses it. Spaced
+    /// from the sends themselves, a late wake delays the next send instead.
+    pub(crate) fn send_at(&mut self, now: Instant) -> Option<Instant> {
+        let at = self.spaced_at(now);
+        if at > now {
+            return Some(at);
+        }
+        if self.rate.is_finite() {
+            self.last_sent = Some(now);
+        }
+        None
     }
 
     /// Whether requests are booked ahead: the pacing is what holds them back.
@@ -642,14 +674,21 @@ impl Learner {
             // against a token bucket also refuses at the top, once).
             let all_at_the_top = self.refusals.iter().all(|r| r.at_the_top);
             let first = self.refusals.front().map_or(pending.at, |r| r.at);
-            if !all_at_the_top || pending.at.saturating_duration_since(first) < MOMENT {
-                return Cut::None;
-            }
+            let soon = pending.at.saturating_duration_since(first) < MOMENT;
             let fewest_served = self.refusals.iter().map(|r| r.served).min().unwrap_or(1);
             // Never below what the server was seen serving at once.
             let cap = fewest_served.max(peak).max(1);
-            if cap >= concurrency {
-                return Cut::None;
+            if !all_at_the_top || soon || cap >= concurrency {
+                // No cap to cut yet. In a class paced for a rate limit it found, this 429 is
+                // the rate limit's when 429s below the top came lately, or when the cap is
+                // already down to the level the server serves: few in flight at a time are
+                // at the top by chance (a 20/s bucket of one, paced, ran at one or two in
+                // flight and spent 7 s refused at the top, growing, with no cut).
+                let rate_limit = self.rate.is_finite() && !(all_at_the_top && soon);
+                if !rate_limit {
+                    return Cut::None;
+                }
+                return self.rate_limited(now, pending.sent_at, pending.resume_at);
             }
             // A probe that was cut back waits twice as long next time.
             if self
@@ -1226,6 +1265,42 @@ mod tests {
         }
         assert_eq!((l.concurrency, l.concurrency_cuts), (8, 0));
         assert!(l.rate_cuts >= 1, "{l:?}");
+    }
+
+    #[test]
+    fn a_paced_class_refused_at_the_top_within_its_cap_cuts_its_rate() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(2, 64, t0);
+        l.seed(20.0, t0); // paced at 19/s, as after a cut
+        // Two in flight at a time, every one served: the most the server was seen serving.
+        for i in 0..40u64 {
+            let sent = at(t0, 1_000 + i * 50);
+            let back = sent + Duration::from_millis(60);
+            l.on_success(back, sent, false, 2);
+            l.on_finish(sent, back, true);
+        }
+        // Refused while the other permit's request was served: at the top, by chance of a
+        // level of two. Once is no evidence either way.
+        assert_eq!(moment(&mut l, at(t0, 3_100), 1, 1, true), Cut::None);
+        // Again, later: a cap would be cut now, but it is already the level the server
+        // serves, so the rate limit the class is paced for refused it.
+        let cut = moment(&mut l, at(t0, 3_600), 1, 1, true);
+        assert!(matches!(cut, Cut::Rate(r) if r < 19.0), "{cut:?}");
+        assert_eq!((l.concurrency, l.concurrency_cuts), (2, 0));
+    }
+
+    #[test]
+    fn a_send_after_a_late_one_waits_a_slot_after_it() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(4, 64, t0);
+        l.rate = 10.0;
+        let (first, second) = (l.slot(t0), l.slot(t0));
+        assert_eq!(second - first, Duration::from_millis(100));
+        // The first one's timer fired 30 ms late; the second wakes on time.
+        assert_eq!(l.send_at(at(t0, 30)), None);
+        assert_eq!(l.send_at(second), Some(at(t0, 130)));
+        assert!(!l.slot_free(at(t0, 120)));
+        assert_eq!(l.send_at(at(t0, 130)), None);
     }
 
     #[test]

@@ -234,9 +234,15 @@ impl ClassState {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(slot) => {
-                    match self.learner().and_then(|mut l| l.rebook(epoch, Instant::now())) {
-                        Some(again) => booked = again,
-                        None => return,
+                    let Some(mut l) = self.learner() else { return };
+                    let now = Instant::now();
+                    if let Some(again) = l.rebook(epoch, now) {
+                        booked = again;
+                    } else if let Some(later) = l.send_at(now) {
+                        // The one before went late: a slot after it, on the same schedule.
+                        booked = (later, epoch);
+                    } else {
+                        return;
                     }
                 }
                 () = &mut rescheduled => {}
@@ -767,7 +773,9 @@ impl Governor {
         }
         let permit = state.limit.semaphore.clone().try_acquire_owned().ok()?;
         if let Some(l) = &mut learner {
-            l.slot(Instant::now());
+            let now = Instant::now();
+            l.slot(now);
+            l.send_at(now);
         }
         drop(learner);
         Some(Permit::new(permit, state))
