@@ -110,7 +110,7 @@ pub fn operations() -> &'static [Operation] {
     crate::generated::operations::OPERATIONS
 }
 
-/// How one class is sent: its concurrency limit and its retry schedule.
+/// How one class is sent: its concurrency limit, its rate in static mode and its retry schedule.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ClassPolicy {

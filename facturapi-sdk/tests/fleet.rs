@@ -58,9 +58,11 @@ struct Run {
     steady_rate_limited: u64,
     steady_created: u64,
     duplicated: u64,
-    /// The most creations the sandbox served at once. It refuses above its cap, so this is
-    /// printed, not checked: what the fleet sends beyond the cap shows as 429s.
+    /// The most creations the sandbox served at once (it refuses above its cap).
     max_in_flight: u32,
+    /// Creations sent while the sandbox already served its cap: what the fleet sent over
+    /// the cap (each refused). Printed, not checked: a learner finds a cap by crossing it.
+    over_cap: u64,
     degraded: u64,
     shared_at_end: u64,
     /// Rate cuts: the most any process counted (with shared limits each counts the fleet's),
@@ -104,7 +106,7 @@ async fn parent(secs: Duration) -> Result<(), String> {
         secs.as_secs_f64()
     );
     println!(
-        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>14} {:>6} {:>5}",
+        "  {:<12} {:>8} {:>10} {:>9} {:>12} {:>10} {:>14} {:>13} {:>6} {:>5}",
         "limits",
         "created",
         "of oracle",
@@ -112,6 +114,7 @@ async fn parent(secs: Duration) -> Result<(), String> {
         "429s steady",
         "rate cuts",
         "served at once",
+        "sent over cap",
         "lost",
         "dup"
     );
@@ -120,13 +123,14 @@ async fn parent(secs: Duration) -> Result<(), String> {
         ("independent", &independent, independent.cuts_sum),
     ] {
         println!(
-            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>14} {:>6} {:>5}",
+            "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>14} {:>13} {:>6} {:>5}",
             run.created,
             run.efficiency(),
             run.share_429(),
             run.steady_share_429(),
             cuts,
             run.max_in_flight,
+            run.over_cap,
             run.failed,
             run.duplicated
         );
@@ -348,6 +352,7 @@ async fn fleet_run(
         .get(&Class::Create)
         .copied()
         .unwrap_or(0);
+    run.over_cap = get(&ledger.over_cap).unwrap_or(0) - get(&before.over_cap).unwrap_or(0);
     sandbox.shutdown().await;
     Ok(run)
 }

@@ -110,7 +110,7 @@ impl State {
 
     pub(crate) fn ledger(&self) -> Ledger {
         let mut ledger = lock(&self.ledger).clone();
-        ledger.max_in_flight = self.limits.max_in_flight();
+        (ledger.max_in_flight, ledger.over_cap) = self.limits.in_flight_counts();
         ledger
     }
 

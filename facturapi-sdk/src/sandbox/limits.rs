@@ -26,6 +26,8 @@ struct Inner {
     slots: HashMap<(String, Class), Slot>,
     class_in_flight: [u32; 5],
     class_max: [u32; 5],
+    /// Requests refused because their identity had its cap in progress already.
+    class_over_cap: [u64; 5],
 }
 
 #[derive(Debug)]
@@ -105,6 +107,7 @@ impl Limits {
             if let Some(max) = limits.concurrency
                 && slot.in_flight >= max
             {
+                inner.class_over_cap[index(class)] += 1;
                 return Err(Duration::from_secs(1));
             }
             if let Some((max, window)) = limits.fixed_window {
@@ -141,13 +144,13 @@ impl Limits {
         })
     }
 
-    /// The most requests in progress at once per class.
-    pub(crate) fn max_in_flight(&self) -> BTreeMap<Class, u32> {
+    /// The most requests in progress at once per class, and the requests refused per class
+    /// because their cap was full.
+    pub(crate) fn in_flight_counts(&self) -> (BTreeMap<Class, u32>, BTreeMap<Class, u64>) {
         let inner = self.lock();
-        Class::ALL
-            .iter()
-            .map(|c| (*c, inner.class_max[index(*c)]))
-            .collect()
+        let max = Class::ALL.map(|c| (c, inner.class_max[index(c)]));
+        let over_cap = Class::ALL.map(|c| (c, inner.class_over_cap[index(c)]));
+        (max.into(), over_cap.into())
     }
 }
 
@@ -208,7 +211,8 @@ mod tests {
         );
         drop(a);
         assert!(l.admit("k", Class::Create).is_ok());
-        assert_eq!(l.max_in_flight()[&Class::Create], 2);
+        let (max, over_cap) = l.in_flight_counts();
+        assert_eq!((max[&Class::Create], over_cap[&Class::Create]), (2, 1));
     }
 
     #[test]

@@ -338,6 +338,9 @@ pub struct Ledger {
     pub rate_limited: BTreeMap<Class, u64>,
     /// The most requests of one class in progress at once, across identities.
     pub max_in_flight: BTreeMap<Class, u32>,
+    /// `429`s per class for a full concurrency cap: requests that arrived while their
+    /// identity already had as many in progress as its cap allows (sent over the cap).
+    pub over_cap: BTreeMap<Class, u64>,
     /// Faults injected.
     pub faults: FaultCounts,
 }
