@@ -15,8 +15,9 @@
 //!   at most 5 retries; nothing else is retried.
 //! - **reqwest-retry**: reqwest-middleware with reqwest-retry's exponential backoff (its
 //!   defaults, 5 retries), the off-the-shelf choice in Rust.
-//! - **oracle**: knows the hidden limits as they change; paces at 0.99 × the rate (each send
-//!   a slot after the last) with the true concurrency cap.
+//! - **oracle**: knows the hidden limits as they change; paces at 0.99 × the rate with the true
+//!   concurrency cap, and sends into a token bucket only when its model of it (fed with its
+//!   actual send times) holds a token.
 //!
 //! A full run prints the table and writes it to `BENCHMARKS.md` at the workspace root, with
 //! `facturapi-sdk/benches/limit_change.svg` and `limit_steps.svg` (goodput and 429s per
@@ -376,13 +377,23 @@ fn retry_after(response: &reqwest::Response) -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_secs)
 }
 
-/// The oracle's knowledge: pacing at 0.99 × the rate in force, each send a slot after the
-/// last one (a timer that fires late delays the next send rather than bunching the two), and
-/// the true cap.
+/// The oracle's knowledge: pacing at 0.99 × the rate in force, and the true cap; and under
+/// a token bucket, a model of the server's bucket (0.99 × its rate, its burst) fed with the
+/// oracle's actual send times, so a timer that fires late delays the next send rather than
+/// sending it into a bucket not yet refilled (which a bucket of one refuses).
 struct Oracle {
-    /// Per class: the next slot, and when the last request went.
-    next: Mutex<BTreeMap<Class, (Instant, Instant)>>,
+    next: Mutex<BTreeMap<Class, Pace>>,
     caps: BTreeMap<Class, Arc<tokio::sync::Semaphore>>,
+}
+
+/// The oracle's pacing of one class.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// The next slot.
+    tat: Instant,
+    /// Tokens in the modelled bucket, as of `refilled`.
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl Oracle {
@@ -425,24 +436,33 @@ impl Oracle {
         let mut at = {
             let mut next = self.next.lock().expect("lock");
             let now = Instant::now();
-            let (tat, last) = next
-                .get(&class)
-                .copied()
-                .unwrap_or((now, now.checked_sub(gap).unwrap_or(now)));
-            let slot = tat.max(now);
-            next.insert(class, (slot + gap, last));
+            let pace = next.entry(class).or_insert(Pace {
+                tat: now,
+                tokens: 1.0,
+                refilled: now,
+            });
+            let slot = pace.tat.max(now);
+            pace.tat = slot + gap;
             slot
         };
         loop {
             tokio::time::sleep_until(at.into()).await;
+            let Some((rate, burst)) = t.sandbox.current_limits(class).and_then(|l| l.token_bucket)
+            else {
+                return;
+            };
+            let rate = 0.99 * rate;
             let mut next = self.next.lock().expect("lock");
-            let entry = next.get_mut(&class).expect("booked");
+            let pace = next.get_mut(&class).expect("booked");
             let now = Instant::now();
-            if now >= entry.1 + gap {
-                entry.1 = now;
+            let refill = now.saturating_duration_since(pace.refilled).as_secs_f64() * rate;
+            pace.tokens = (pace.tokens + refill).min(burst);
+            pace.refilled = now;
+            if pace.tokens >= 1.0 {
+                pace.tokens -= 1.0;
                 return;
             }
-            at = entry.1 + gap;
+            at = now + Duration::from_secs_f64((1.0 - pace.tokens) / rate);
         }
     }
 }
