@@ -678,30 +678,28 @@ impl Learner {
             let fewest_served = self.refusals.iter().map(|r| r.served).min().unwrap_or(1);
             // Never below what the server was seen serving at once.
             let cap = fewest_served.max(peak).max(1);
-            if !all_at_the_top || soon || cap >= concurrency {
-                // No cap to cut yet. In a class paced for a rate limit it found, this 429 is
-                // the rate limit's when 429s below the top came lately, or when the cap is
-                // already down to the level the server serves: few in flight at a time are
-                // at the top by chance (a 20/s bucket of one, paced, ran at one or two in
-                // flight and spent 7 s refused at the top, growing, with no cut).
-                let rate_limit = self.rate.is_finite() && !(all_at_the_top && soon);
-                if !rate_limit {
-                    return Cut::None;
+            if all_at_the_top && !soon && cap < concurrency {
+                // A probe that was cut back waits twice as long next time.
+                if self
+                    .probe_at
+                    .is_some_and(|p| now.saturating_duration_since(p) < self.hold * 2)
+                {
+                    self.hold = (self.hold * 2).min(MAX_HOLD);
                 }
-                return self.rate_limited(now, pending.sent_at, pending.resume_at);
+                self.concurrency_slow_start = false;
+                self.last_concurrency_change = now;
+                self.probe_at = None;
+                self.concurrency_cuts += 1;
+                return Cut::Concurrency(cap);
             }
-            // A probe that was cut back waits twice as long next time.
-            if self
-                .probe_at
-                .is_some_and(|p| now.saturating_duration_since(p) < self.hold * 2)
-            {
-                self.hold = (self.hold * 2).min(MAX_HOLD);
+            // No cap to cut yet. In a class paced for a rate limit it found, this 429 is the
+            // rate limit's (below) when 429s below the top came lately, or when the cap is
+            // already down to the level the server serves: few in flight at a time are at the
+            // top by chance (a 20/s bucket of one, paced, ran at one or two in flight and spent
+            // 7 s refused at the top, growing, with no cut).
+            if self.rate.is_infinite() || (all_at_the_top && soon) {
+                return Cut::None;
             }
-            self.concurrency_slow_start = false;
-            self.last_concurrency_change = now;
-            self.probe_at = None;
-            self.concurrency_cuts += 1;
-            return Cut::Concurrency(cap);
         }
         self.rate_limited(now, pending.sent_at, pending.resume_at)
     }
