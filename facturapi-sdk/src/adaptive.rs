@@ -1,9 +1,13 @@
 //! The adaptive limits of one class: a paced rate and a concurrency cap, learned from 429s
 //! alone (Facturapi does not publish its limits and changes them).
 //!
-//! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last,
-//!   and goes no sooner than `1/r` after the last request actually went (a timer that fired
-//!   late delays the next send instead of bunching the two into a bucket of one).
+//! - **Pacing**: GCRA without bursts; each request takes the next slot `1/r` after the last.
+//!   The sends themselves keep a second GCRA: a timer fires late, and a send may catch up on
+//!   a late one (go up to a slot before it is due, so the schedule's rate holds) until the
+//!   429s show a bucket of one: those of sends that caught up, [`CAUGHT_UP_REFUSED`] of them
+//!   and most of all (over a limit with a burst, sends are refused whether they caught up or
+//!   not). From then on a send goes no sooner than `1/r` after the last one went (a late
+//!   timer delays the next send instead of bunching the two).
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess). A rate cut
 //!   starts the schedule again one slot after it: the requests waiting for slots booked at
@@ -141,6 +145,14 @@ pub(crate) mod constants {
     /// requests waiting for slots booked at the old rate book again (a slow start from
     /// 5/s held eight permits on slots 1.5 s ahead while the rate tripled).
     pub(crate) const RESCHEDULE: f64 = 1.25;
+    /// Refusals of sends that caught up on a late one (see `Learner::send_at`) before the
+    /// learner decides whether the server has a bucket of one: a few, so a bucket with a
+    /// burst is not taken for one on the chance of a handful of 429s.
+    pub(crate) const CAUGHT_UP_REFUSED: u32 = 6;
+    /// ... and their share of the paced sends' 429s it takes: over a limit with a burst, sends
+    /// are refused whether they caught up or not (those that catch up are about half), and
+    /// below a bucket of one's rate, only those that caught up.
+    pub(crate) const CAUGHT_UP_SHARE: f64 = 0.8;
     /// Most 429s waiting to be judged, and most judged ones remembered: a storm of 429s
     /// costs bounded memory and bounded work per event (the oldest is judged, or forgotten,
     /// early).
@@ -188,6 +200,8 @@ struct Pending {
     served: usize,
     /// Every permit of the class was in use.
     saturated: bool,
+    /// The request caught up on a late send (see [`Learner::send_at`]).
+    caught_up: bool,
 }
 
 /// A success.
@@ -233,8 +247,15 @@ pub(crate) struct Learner {
     scheduled_at: f64,
     /// The last slot taken.
     last_slot: Instant,
-    /// When the last paced request went (see [`Learner::send_at`]).
-    last_sent: Option<Instant>,
+    /// GCRA of the sends themselves (see [`Learner::send_at`]): when the last one was due
+    /// (or went, if later). The next one is due a slot (at the current rate) after it.
+    last_due: Option<Instant>,
+    /// Whether a send may catch up on a late one (go up to a slot before it is due): until
+    /// the 429s show a bucket of one (see [`Learner::refused_send`]).
+    catches_up: bool,
+    /// 429s of paced sends that caught up, and of the others (see [`Learner::refused_send`]).
+    refused_caught_up: u32,
+    refused_on_pace: u32,
     /// Rate at the last rate cut (the cubic's plateau).
     w: f64,
     /// Seconds from the last cut to the first probe.
@@ -282,7 +303,10 @@ impl Learner {
             epoch: 0,
             scheduled_at: f64::INFINITY,
             last_slot: now,
-            last_sent: None,
+            last_due: None,
+            catches_up: true,
+            refused_caught_up: 0,
+            refused_on_pace: 0,
             w: f64::INFINITY,
             k: K_MIN,
             back: K_MIN,
@@ -426,33 +450,75 @@ impl Learner {
         slot
     }
 
-    /// Whether a slot is free now (without taking it), a slot after the last send.
+    /// Whether a slot is free now (without taking it), and the sends' own spacing lets one go.
     pub(crate) fn slot_free(&self, now: Instant) -> bool {
-        self.tat <= now && self.spaced_at(now) <= now
+        self.tat <= now && self.spaced_at().is_none_or(|at| at <= now)
     }
 
-    /// A slot after the last paced send (now, before any).
-    fn spaced_at(&self, now: Instant) -> Instant {
-        match self.last_sent {
-            Some(last) if self.rate.is_finite() => last + Duration::from_secs_f64(1.0 / self.rate),
-            _ => now,
+    /// The earliest the next send may go by the sends' own spacing: when it is due, less a
+    /// slot while sends may catch up. `None` before any paced send.
+    fn spaced_at(&self) -> Option<Instant> {
+        let last = self.last_due.filter(|_| self.rate.is_finite())?;
+        if self.catches_up {
+            Some(last)
+        } else {
+            Some(last + Duration::from_secs_f64(1.0 / self.rate))
         }
     }
 
-    /// A request is about to go at its slot: `None` if it may go now (it is then the last
-    /// send), or when it may, a slot after the last send. Slots are booked ahead a slot
-    /// apart, but a timer fires late: a request sent on time right after a late one reaches
-    /// the server less than a slot after it, and a token bucket of one refuses it. Spaced
-    /// from the sends themselves, a late wake delays the next send instead.
-    pub(crate) fn send_at(&mut self, now: Instant) -> Option<Instant> {
-        let at = self.spaced_at(now);
-        if at > now {
-            return Some(at);
+    /// A request is about to go at its slot: `Ok` if it may go now (with whether it catches
+    /// up, going before it is due), or `Err` with when it may. Slots are booked ahead a slot
+    /// apart, but a timer fires late (by a millisecond or so: a tenth of a slot at 100/s).
+    /// A send right after a late one reaches the server less than a slot after it: a bucket
+    /// with any burst accepts it, and a bucket of one refuses it. So the sends keep their own
+    /// GCRA: a send may go up to a slot early (catching up, the schedule's rate kept)
+    /// until a send that caught up is refused below the limit; from then on a send goes a
+    /// slot after the last one at the earliest, and a late wake delays the next send.
+    pub(crate) fn send_at(&mut self, now: Instant) -> Result<bool, Instant> {
+        if !self.rate.is_finite() {
+            return Ok(false);
         }
-        if self.rate.is_finite() {
-            self.last_sent = Some(now);
+        if let Some(at) = self.spaced_at()
+            && at > now
+        {
+            return Err(at);
         }
-        None
+        let due = self
+            .last_due
+            .map_or(now, |last| last + Duration::from_secs_f64(1.0 / self.rate));
+        self.last_due = Some(due.max(now));
+        Ok(due > now)
+    }
+
+    /// A 429 of a paced send (`caught_up`: one that caught up on a late one), outside the
+    /// last cut's [`GRACE`] (drained buckets refuse any send then). Over a limit with any
+    /// burst, sends are refused whether they caught up or not; a bucket of one refuses the
+    /// ones that caught up and hardly any other below its rate. So once those that caught
+    /// up make [`CAUGHT_UP_REFUSED`] refusals, and more than [`CAUGHT_UP_SHARE`] of all of
+    /// them, sends are spaced a slot apart from then on.
+    fn refused_send(&mut self, sent_at: Instant, caught_up: bool) {
+        let aftermath = self.rate_cut_at.is_some_and(|cut| sent_at < cut + GRACE);
+        if !self.catches_up || !self.rate.is_finite() || aftermath {
+            return;
+        }
+        if caught_up {
+            self.refused_caught_up += 1;
+        } else {
+            self.refused_on_pace += 1;
+        }
+        let (caught_up, all) = (
+            self.refused_caught_up as f64,
+            (self.refused_caught_up + self.refused_on_pace) as f64,
+        );
+        if self.refused_caught_up >= CAUGHT_UP_REFUSED && caught_up > CAUGHT_UP_SHARE * all {
+            self.catches_up = false;
+            tracing::debug!(
+                rate = self.rate,
+                refused_caught_up = self.refused_caught_up,
+                refused_on_pace = self.refused_on_pace,
+                "sends that caught up are refused: no burst to catch up with"
+            );
+        }
     }
 
     /// Whether requests are booked ahead: the pacing is what holds them back.
@@ -553,20 +619,24 @@ impl Learner {
         self.judge_settled(now, concurrency)
     }
 
-    /// A 429 of a request sent at `sent_at`. `others`: the other requests of the class in
-    /// flight as it came back; `saturated`: every permit of the class was in use;
-    /// `concurrency`: the cap now. It is judged once those others have finished (see
-    /// [`Learner::on_finish`]).
+    /// A 429 of a request sent at `sent_at` (`caught_up`: catching up on a late send, see
+    /// [`Learner::send_at`]). `others`: the other requests of the class in flight as it came
+    /// back; `saturated`: every permit of the class was in use; `concurrency`: the cap now.
+    /// It is judged once those others have finished (see [`Learner::on_finish`]); in static
+    /// mode only its catching up counts.
+    #[allow(clippy::too_many_arguments)] // one 429's facts, each from a different place
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
         sent_at: Instant,
+        caught_up: bool,
         others: usize,
         saturated: bool,
         resume_at: Instant,
         concurrency: usize,
     ) -> Cut {
         if self.fixed {
+            self.refused_send(sent_at, caught_up);
             return Cut::None;
         }
         self.pending.push_back(Pending {
@@ -576,6 +646,7 @@ impl Learner {
             outstanding: others,
             served: 0,
             saturated,
+            caught_up,
         });
         self.judge_settled(now, concurrency)
     }
@@ -701,6 +772,7 @@ impl Learner {
                 return Cut::None;
             }
         }
+        self.refused_send(pending.sent_at, pending.caught_up);
         self.rate_limited(now, pending.sent_at, pending.resume_at)
     }
 
@@ -895,6 +967,7 @@ mod tests {
             let cut = self.learner.on_rate_limited(
                 now,
                 sent_at,
+                false,
                 others,
                 saturated,
                 resume_at,
@@ -1288,17 +1361,87 @@ mod tests {
     }
 
     #[test]
-    fn a_send_after_a_late_one_waits_a_slot_after_it() {
+    fn a_send_after_a_late_one_catches_up_until_one_that_did_is_refused_below_the_limit() {
         let t0 = Instant::now();
         let mut l = Sim::new(4, 64, t0);
+        // Paced at 10/s, under a limit of 12/s found by a cut 2 s ago.
         l.rate = 10.0;
-        let (first, second) = (l.slot(t0), l.slot(t0));
+        l.w = 12.0;
+        l.rate_cut_at = Some(t0);
+        let t = at(t0, 2_000);
+        let (first, second) = (l.slot(t), l.slot(t));
         assert_eq!(second - first, Duration::from_millis(100));
-        // The first one's timer fired 30 ms late; the second wakes on time.
-        assert_eq!(l.send_at(at(t0, 30)), None);
-        assert_eq!(l.send_at(second), Some(at(t0, 130)));
-        assert!(!l.slot_free(at(t0, 120)));
-        assert_eq!(l.send_at(at(t0, 130)), None);
+        // The first one's timer fired 30 ms late; the second wakes on time and catches up.
+        assert_eq!(l.send_at(at(t0, 2_030)), Ok(false));
+        assert_eq!(l.send_at(second), Ok(true));
+        // Catching up keeps the schedule's rate: the next one is due a slot after the
+        // first one's due time, and goes no sooner than a slot before that.
+        assert_eq!(l.send_at(at(t0, 2_125)), Err(at(t0, 2_130)));
+        // Sends that caught up are refused, and no other: a bucket of one (each 429 a
+        // grace apart from the last one's cut).
+        for i in 0..CAUGHT_UP_REFUSED {
+            assert!(l.catches_up);
+            let ms = 2_160 + 1_200 * u64::from(i);
+            let _ = l.learner.on_rate_limited(
+                at(t0, ms),
+                at(t0, ms - 20),
+                true,
+                0,
+                false,
+                at(t0, ms + 1_000),
+                l.concurrency,
+            );
+        }
+        assert!(!l.catches_up);
+        // From then on a send goes a slot after the last one at the earliest.
+        let rate = l.rate;
+        let late = at(t0, 4_000);
+        assert_eq!(l.send_at(late), Ok(false));
+        let spaced = late + Duration::from_secs_f64(1.0 / rate);
+        assert_eq!(l.send_at(at(t0, 4_050)), Err(spaced));
+        assert_eq!(l.send_at(spaced), Ok(false));
+    }
+
+    #[test]
+    fn sends_refused_whether_they_caught_up_or_not_keep_catching_up() {
+        let t0 = Instant::now();
+        let refuse = |l: &mut Learner, ms: u64, caught_up: bool| {
+            let _ = l.on_rate_limited(
+                at(t0, ms),
+                at(t0, ms - 20),
+                caught_up,
+                0,
+                false,
+                at(t0, ms + 1_000),
+                4,
+            );
+        };
+        // Over a limit with a burst: half the refused sends caught up (each 429 a grace
+        // apart from the last one's cut).
+        let mut l = Learner::new(64, t0);
+        l.rate = 10.0;
+        l.w = 12.0;
+        l.rate_cut_at = Some(t0);
+        for i in 0..4 * CAUGHT_UP_REFUSED {
+            refuse(&mut l, 2_000 + 1_200 * u64::from(i), i % 2 == 0);
+        }
+        assert!(l.catches_up);
+        assert_eq!(l.refused_caught_up, 2 * CAUGHT_UP_REFUSED);
+        // In the grace of a cut (drained buckets), refusals do not count.
+        let mut l = Learner::new(64, t0);
+        l.rate = 10.0;
+        l.w = 12.0;
+        l.rate_cut_at = Some(t0);
+        for i in 0..2 * CAUGHT_UP_REFUSED {
+            refuse(&mut l, 100 + 50 * u64::from(i), true);
+        }
+        assert!(l.catches_up);
+        // In static mode the same rule holds.
+        let mut fixed = Learner::fixed(10.0, t0);
+        for i in 0..CAUGHT_UP_REFUSED {
+            refuse(&mut fixed, 100 + 50 * u64::from(i), true);
+        }
+        assert!(!fixed.catches_up);
     }
 
     #[test]

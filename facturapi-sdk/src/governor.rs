@@ -215,10 +215,11 @@ impl ClassState {
     }
 
     /// Waits for a pacing slot (when the class is paced; at once otherwise), booking again as soon as
-    /// the learner starts a new schedule (a rate cut, or growth) while it waits.
-    async fn paced(&self) {
+    /// the learner starts a new schedule (a rate cut, or growth) while it waits. Returns
+    /// whether the send catches up on a late one (see [`Learner::send_at`]).
+    async fn paced(&self) -> bool {
         let Some(mut booked) = self.learner().map(|mut l| l.book(Instant::now())) else {
-            return;
+            return false;
         };
         loop {
             let rescheduled = self.rescheduled.notified();
@@ -234,15 +235,16 @@ impl ClassState {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(slot) => {
-                    let Some(mut l) = self.learner() else { return };
+                    let Some(mut l) = self.learner() else { return false };
                     let now = Instant::now();
                     if let Some(again) = l.rebook(epoch, now) {
                         booked = again;
-                    } else if let Some(later) = l.send_at(now) {
-                        // The one before went late: a slot after it, on the same schedule.
-                        booked = (later, epoch);
                     } else {
-                        return;
+                        match l.send_at(now) {
+                            Ok(caught_up) => return caught_up,
+                            // Too soon after the last send: later, on the same schedule.
+                            Err(later) => booked = (later, epoch),
+                        }
                     }
                 }
                 () = &mut rescheduled => {}
@@ -351,6 +353,8 @@ pub(crate) struct Permit {
     level: usize,
     /// When the request it carries was sent (or sent again after a `Retry-After`).
     sent: Instant,
+    /// That send caught up on a late one (see [`Learner::send_at`]).
+    caught_up: bool,
     /// The request succeeded: reported to the learner when the permit finishes.
     served: bool,
     /// Admitted by the fleet (shared limits): its lease, released when it finishes.
@@ -372,7 +376,7 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
-    fn new(permit: OwnedSemaphorePermit, state: &Arc<ClassState>) -> Self {
+    fn new(permit: OwnedSemaphorePermit, state: &Arc<ClassState>, caught_up: bool) -> Self {
         let level = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         Permit {
             permit: Some(permit),
@@ -381,6 +385,7 @@ impl Permit {
             replaced: false,
             level,
             sent: Instant::now(),
+            caught_up,
             served: false,
             #[cfg(feature = "redis")]
             lease: None,
@@ -446,10 +451,11 @@ impl Permit {
         }
     }
 
-    fn active(&mut self) {
+    fn active(&mut self, caught_up: bool) {
         if !std::mem::replace(&mut self.counted, true) {
             self.level = self.state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             self.sent = Instant::now();
+            self.caught_up = caught_up;
             if std::mem::replace(&mut self.replaced, false) {
                 self.state.limit.take_back(1);
             }
@@ -620,8 +626,15 @@ impl Governor {
         let saturated = state.limit.semaphore.available_permits() == 0;
         let others = state.in_flight.load(Ordering::Relaxed);
         let Some((cut, paced)) = state.learning(|learner| {
-            let cut =
-                learner.on_rate_limited(Instant::now(), sent_at, others, saturated, until, size);
+            let cut = learner.on_rate_limited(
+                Instant::now(),
+                sent_at,
+                permit.caught_up,
+                others,
+                saturated,
+                until,
+                size,
+            );
             (cut, learner.rate.is_finite())
         }) else {
             return;
@@ -681,14 +694,14 @@ impl Governor {
             #[cfg(feature = "redis")]
             match self.state(class).admitted().await {
                 Some(lease) => {
-                    permit.active();
+                    permit.active(false);
                     return permit.with_lease(lease);
                 }
                 None => permit.shared = false,
             }
-            self.state(class).paced().await;
+            let caught_up = self.state(class).paced().await;
             if self.gate(class).is_none() {
-                permit.active();
+                permit.active(caught_up);
                 return permit;
             }
         }
@@ -772,13 +785,13 @@ impl Governor {
             return None;
         }
         let permit = state.limit.semaphore.clone().try_acquire_owned().ok()?;
-        if let Some(l) = &mut learner {
+        let caught_up = learner.as_mut().is_some_and(|l| {
             let now = Instant::now();
             l.slot(now);
-            l.send_at(now);
-        }
+            l.send_at(now).unwrap_or(false)
+        });
         drop(learner);
-        Some(Permit::new(permit, state))
+        Some(Permit::new(permit, state, caught_up))
     }
 
     /// Waits for the gate, a permit and (a paced class) a pacing slot, in that order, so at
@@ -797,11 +810,11 @@ impl Governor {
             };
             #[cfg(feature = "redis")]
             if let Some(lease) = state.admitted().await {
-                return Permit::new(permit, state).with_lease(lease);
+                return Permit::new(permit, state, false).with_lease(lease);
             }
-            state.paced().await;
+            let caught_up = state.paced().await;
             if self.gate(class).is_none() {
-                return Permit::new(permit, state);
+                return Permit::new(permit, state, caught_up);
             }
         }
     }
