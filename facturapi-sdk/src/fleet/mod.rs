@@ -34,6 +34,10 @@
 //!
 //! **The key never goes to Redis**: keys are named by an HMAC-SHA-256 of the API key (and
 //! the base URL) under a salt ([`SharedLimits::salt`]), truncated to 128 bits.
+//!
+//! **TLS**: a `rediss://` URL speaks TLS (rustls), verified against the system's roots or
+//! [`SharedLimits::root_certificate`]; a server that fails verification is a Redis that does
+//! not answer (degraded mode).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -69,17 +73,30 @@ pub struct SharedLimits {
     url: String,
     salt: String,
     fleet_size: Option<usize>,
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl SharedLimits {
-    /// Shares through the Redis server at `url` (`redis://host:port/db`, with a password if
-    /// the server wants one).
+    /// Shares through the Redis server at `url`: `redis://host:port/db`, or
+    /// `rediss://host:port/db` for TLS (verified against the system's root certificates,
+    /// or the one given to [`SharedLimits::root_certificate`]); with a user and password in
+    /// the URL if the server wants them.
     pub fn redis(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             salt: "facturapi-rs shared limits".to_owned(),
             fleet_size: None,
+            root_certificate: None,
         }
+    }
+
+    /// Verifies a `rediss://` server against this certificate authority (PEM, one
+    /// certificate or more) instead of the system's roots: a Redis behind a private CA.
+    /// [`ClientBuilder::build`](crate::ClientBuilder::build) refuses it with a `redis://`
+    /// URL, or when the PEM holds no certificate.
+    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
     }
 
     /// How many processes share the key. While Redis does not answer, each process then
@@ -119,6 +136,7 @@ impl fmt::Debug for SharedLimits {
             .field("url", &self.redacted_url())
             .field("salt", &"redacted")
             .field("fleet_size", &self.fleet_size)
+            .field("root_certificate", &self.root_certificate.is_some())
             .finish()
     }
 }
@@ -227,12 +245,33 @@ impl fmt::Debug for Fleet {
 
 impl Fleet {
     /// The fleet side of `secret`'s limits at `base_url` (the URL names the API, so a sandbox
-    /// and production never share). Fails only on a malformed Redis URL: the connection is
-    /// made on first use.
+    /// and production never share). Fails only on a malformed Redis URL or root certificate:
+    /// the connection is made on first use.
     pub(crate) fn new(config: &SharedLimits, secret: &str, base_url: &str) -> Result<Self, String> {
         use hmac::Mac as _;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| format!("invalid Redis URL {}: {e}", config.redacted_url()))?;
+        // The redis crate's TLS takes the process's default crypto provider: ring, unless the
+        // application installed one already (as for the HTTP client).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match &config.root_certificate {
+            None => redis::Client::open(config.url.as_str())
+                .map_err(|e| format!("invalid Redis URL {}: {e}", config.redacted_url()))?,
+            Some(pem) => {
+                use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+                if CertificateDer::pem_slice_iter(pem).next().is_none() {
+                    return Err("the Redis root certificate holds no PEM certificate".to_owned());
+                }
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                };
+                redis::Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| {
+                    format!(
+                        "cannot use the Redis root certificate with {}: {e}",
+                        config.redacted_url()
+                    )
+                })?
+            }
+        };
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(config.salt.as_bytes())
             .expect("HMAC takes a key of any length");
         mac.update(secret.as_bytes());

@@ -6,6 +6,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,23 +15,46 @@ use std::time::{Duration, Instant};
 pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// TLS only: its certificate and key files (PEM).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisServer {
     /// Starts one on a free loopback port.
+    #[allow(dead_code)] // not every binary that includes this module uses plain Redis
     pub(crate) fn start() -> Result<Self, String> {
+        Self::start_with(None)
+    }
+
+    /// Starts one on a free loopback port that speaks TLS only, with this certificate and key
+    /// (PEM files); clients need no certificate of their own.
+    #[allow(dead_code)] // not every binary that includes this module uses TLS
+    pub(crate) fn start_tls(certificate: PathBuf, key: PathBuf) -> Result<Self, String> {
+        Self::start_with(Some((certificate, key)))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            tls,
+        };
         server.restart()?;
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/` (`rediss://` with TLS).
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Kills the server (SIGKILL: what a crash looks like to its clients).
@@ -46,8 +70,18 @@ impl RedisServer {
         self.kill();
         let binary =
             std::env::var("FACTURAPI_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new(&binary);
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((certificate, key)) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(certificate)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -70,10 +104,14 @@ impl RedisServer {
         Err(format!("redis-server did not answer on port {}", self.port))
     }
 
+    /// Answers `PING` (with TLS: accepts connections; the handshake is the client's test).
     fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut answer = [0u8; 7];
         stream.write_all(b"PING\r\n").is_ok()
@@ -90,6 +128,7 @@ impl Drop for RedisServer {
 
 /// The Redis for tests that only use one: `FACTURAPI_TEST_REDIS_URL` (what `.ci/run` starts),
 /// or one started for the test.
+#[allow(dead_code)] // not every binary that includes this module uses plain Redis
 pub(crate) fn shared_or_own() -> Result<(String, Option<RedisServer>), String> {
     match std::env::var("FACTURAPI_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Ok((url, None)),
