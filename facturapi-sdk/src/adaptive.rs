@@ -149,9 +149,9 @@ pub(crate) mod constants {
     /// learner decides whether the server has a bucket of one: a few, so a bucket with a
     /// burst is not taken for one on the chance of a handful of 429s.
     pub(crate) const CAUGHT_UP_REFUSED: u32 = 6;
-    /// ... and their share of the paced sends' 429s it takes: over a limit with a burst, sends
-    /// are refused whether they caught up or not (those that catch up are about half), and
-    /// below a bucket of one's rate, only those that caught up.
+    /// The share of the paced sends' 429s those refusals must also make: over a limit with a
+    /// burst, sends are refused whether they caught up or not (those that catch up are about
+    /// half), and below a bucket of one's rate, only those that caught up.
     pub(crate) const CAUGHT_UP_SHARE: f64 = 0.8;
     /// Most 429s waiting to be judged, and most judged ones remembered: a storm of 429s
     /// costs bounded memory and bounded work per event (the oldest is judged, or forgotten,
@@ -472,8 +472,9 @@ impl Learner {
     /// A send right after a late one reaches the server less than a slot after it: a bucket
     /// with any burst accepts it, and a bucket of one refuses it. So the sends keep their own
     /// GCRA: a send may go up to a slot early (catching up, the schedule's rate kept)
-    /// until a send that caught up is refused below the limit; from then on a send goes a
-    /// slot after the last one at the earliest, and a late wake delays the next send.
+    /// until the 429s show a bucket of one (see [`Learner::refused_send`]); from then on a
+    /// send goes a slot after the last one at the earliest, and a late wake delays the next
+    /// send.
     pub(crate) fn send_at(&mut self, now: Instant) -> Result<bool, Instant> {
         if !self.rate.is_finite() {
             return Ok(false);
@@ -506,11 +507,10 @@ impl Learner {
         } else {
             self.refused_on_pace += 1;
         }
-        let (caught_up, all) = (
-            self.refused_caught_up as f64,
-            (self.refused_caught_up + self.refused_on_pace) as f64,
-        );
-        if self.refused_caught_up >= CAUGHT_UP_REFUSED && caught_up > CAUGHT_UP_SHARE * all {
+        let all = self.refused_caught_up + self.refused_on_pace;
+        if self.refused_caught_up >= CAUGHT_UP_REFUSED
+            && f64::from(self.refused_caught_up) > CAUGHT_UP_SHARE * f64::from(all)
+        {
             self.catches_up = false;
             tracing::debug!(
                 rate = self.rate,
@@ -1361,7 +1361,7 @@ mod tests {
     }
 
     #[test]
-    fn a_send_after_a_late_one_catches_up_until_one_that_did_is_refused_below_the_limit() {
+    fn a_send_after_a_late_one_catches_up_until_the_429s_show_a_bucket_of_one() {
         let t0 = Instant::now();
         let mut l = Sim::new(4, 64, t0);
         // Paced at 10/s, under a limit of 12/s found by a cut 2 s ago.

@@ -306,9 +306,7 @@ impl ClientBuilder {
         let http = match self.http {
             Some(http) => http,
             None => {
-                // reqwest is built without a default crypto provider (aws-lc needs cmake);
-                // ring is installed unless the application installed one already.
-                let _ = rustls::crypto::ring::default_provider().install_default();
+                install_crypto_provider();
                 // The API never redirects: a 3xx is returned to the send path as an error, and
                 // nothing (body, idempotency key) is replayed to another origin.
                 reqwest::Client::builder()
@@ -465,6 +463,13 @@ impl<T: AsClient + ?Sized> AsClient for &T {
 
 pub(crate) fn auth_header(client: &Client) -> (HeaderName, HeaderValue) {
     (AUTHORIZATION, client.inner.key.header.clone())
+}
+
+/// rustls (reqwest's TLS, and Redis's with shared limits) is built without a default crypto
+/// provider (aws-lc needs cmake): ring is installed, unless the application installed one
+/// already.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

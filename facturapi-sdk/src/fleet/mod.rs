@@ -249,9 +249,8 @@ impl Fleet {
     /// the connection is made on first use.
     pub(crate) fn new(config: &SharedLimits, secret: &str, base_url: &str) -> Result<Self, String> {
         use hmac::Mac as _;
-        // The redis crate's TLS takes the process's default crypto provider: ring, unless the
-        // application installed one already (as for the HTTP client).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The redis crate's TLS takes the process's default crypto provider.
+        crate::client::install_crypto_provider();
         let client = match &config.root_certificate {
             None => redis::Client::open(config.url.as_str())
                 .map_err(|e| format!("invalid Redis URL {}: {e}", config.redacted_url()))?,
