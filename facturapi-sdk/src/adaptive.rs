@@ -20,7 +20,10 @@
 //!   permit of the class was in use and `served ≥ max(1, peak − 1)`: a cap refuses only
 //!   while the server is full, and a caller with fewer requests than permits meets it when
 //!   its own level peaks. A token bucket refuses at any level, and nothing at all when
-//!   nothing else is in flight.
+//!   nothing else is in flight. In a paced class, a 429 is at the top only when the
+//!   pacing asks for `served + 1` in flight at least (its rate times the mean time a
+//!   success takes, over [`LEVEL_WINDOW`]): a class paced at about one request in flight
+//!   reaches two by chance, and a 429 there is its rate limit's.
 //! - **Classification.** A concurrency limit needs every 429 of the last [`REFUSAL_WINDOW`]
 //!   at the top, at two moments [`MOMENT`] apart at least: one burst sent at once into a
 //!   token bucket of `b` is refused at the top (the `b` it serves fill it), but the next
@@ -28,7 +31,8 @@
 //!   waits for that evidence and cuts nothing; any other is a rate limit. In a class already
 //!   paced for a rate limit, a 429 at the top is the rate limit's too when 429s below the
 //!   top came lately or the cap is already down to what the server serves: with one or two
-//!   in flight, every 429 is at the top by chance.
+//!   in flight, every 429 is at the top by chance. A 429 at the top of a request sent
+//!   before the last concurrency cut is that cut's aftermath and changes nothing.
 //! - **Concurrency cuts**: the cap drops to the fewest served at those 429s, never below
 //!   `peak` (the server served that many at once: a cap cannot be lower), and never rises
 //!   by a cut. The cap never grows past the policy's `max_concurrency`.
@@ -712,15 +716,46 @@ impl Learner {
             .unwrap_or(0)
     }
 
+    /// How many requests in flight at once the pacing asks for: the rate times the mean time
+    /// a success took, over [`LEVEL_WINDOW`] (Little's law). Unbounded while unpaced.
+    fn demand(&self, now: Instant) -> f64 {
+        if self.rate.is_infinite() {
+            return f64::INFINITY;
+        }
+        let (sum, n) = self
+            .successes
+            .iter()
+            .rev()
+            .take_while(|s| now.saturating_duration_since(s.at) <= LEVEL_WINDOW)
+            .fold((0.0, 0u32), |(sum, n), s| {
+                (
+                    sum + s.at.saturating_duration_since(s.sent).as_secs_f64(),
+                    n + 1,
+                )
+            });
+        if n == 0 {
+            return f64::INFINITY;
+        }
+        self.rate * sum / f64::from(n)
+    }
+
     /// One settled 429: a sign of a cap or of a rate limit (see the module docs).
     fn judge(&mut self, now: Instant, pending: &Pending, concurrency: usize) -> Cut {
         let peak = self.peak_overlap(now);
+        // In a paced class, a cap is met only where the pacing asks for more in flight than
+        // the server served with the refused one: a 20/s limit paced at 60 ms a request asks
+        // for about one at a time, and the level of two it reaches by chance is no cap (a
+        // token bucket read so was cut to two in flight, then held each 429's permit
+        // through its `Retry-After`).
+        let demanded = self.demand(now) >= (pending.served + 1) as f64;
         let at_the_top = pending.served >= 1
+            && demanded
             && (pending.saturated && pending.served + 1 >= peak || pending.served >= peak);
         tracing::trace!(
             served = pending.served,
             saturated = pending.saturated,
             peak,
+            demanded,
             at_the_top,
             concurrency,
             "429 judged"
@@ -768,7 +803,12 @@ impl Learner {
             // already down to the level the server serves: few in flight at a time are at the
             // top by chance (a 20/s bucket of one, paced, ran at one or two in flight and spent
             // 7 s refused at the top, growing, with no cut).
-            if self.rate.is_infinite() || (all_at_the_top && soon) {
+            // Nor is a 429 of a request sent before the last concurrency cut: the cut's own
+            // aftermath (the requests refused with the one that cut were over the cap too).
+            let aftermath = self.concurrency_cuts > 0
+                && !self.concurrency_slow_start
+                && pending.sent_at <= self.last_concurrency_change;
+            if self.rate.is_infinite() || (all_at_the_top && soon) || aftermath {
                 return Cut::None;
             }
         }
@@ -1339,25 +1379,46 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_class_refused_at_the_top_within_its_cap_cuts_its_rate() {
+    fn a_paced_class_refused_at_a_level_its_pacing_does_not_ask_for_cuts_its_rate() {
         let t0 = Instant::now();
-        let mut l = Sim::new(2, 64, t0);
+        let mut l = Sim::new(8, 64, t0);
         l.seed(20.0, t0); // paced at 19/s, as after a cut
-        // Two in flight at a time, every one served: the most the server was seen serving.
+        // 60 ms a request at 19/s: about one in flight, two at times, every one served.
         for i in 0..40u64 {
             let sent = at(t0, 1_000 + i * 50);
             let back = sent + Duration::from_millis(60);
             l.on_success(back, sent, false, 2);
             l.on_finish(sent, back, true);
         }
-        // Refused while the other permit's request was served: at the top, by chance of a
-        // level of two. Once is no evidence either way.
-        assert_eq!(moment(&mut l, at(t0, 3_100), 1, 1, true), Cut::None);
-        // Again, later: a cap would be cut now, but it is already the level the server
-        // serves, so the rate limit the class is paced for refused it.
-        let cut = moment(&mut l, at(t0, 3_600), 1, 1, true);
+        // Refused while another was served, at moments apart: at the most the server was
+        // seen serving, but a level of two is chance at this pace, not a cap.
+        let cut = moment(&mut l, at(t0, 3_100), 1, 1, true);
         assert!(matches!(cut, Cut::Rate(r) if r < 19.0), "{cut:?}");
-        assert_eq!((l.concurrency, l.concurrency_cuts), (2, 0));
+        for i in 0..6u64 {
+            moment(&mut l, at(t0, 4_200 + i * 400), 1, 1, true);
+        }
+        assert_eq!((l.concurrency, l.concurrency_cuts), (8, 0), "{l:?}");
+    }
+
+    #[test]
+    fn a_paced_class_refused_where_its_pacing_asks_for_more_than_a_cap_cuts_the_cap() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        l.seed(50.0, t0); // paced at 47.5/s: 80 ms a request asks for nearly four at once
+        // The cap keeps it to two in flight at most.
+        for i in 0..40u64 {
+            let sent = at(t0, 1_000 + i * 45);
+            let back = sent + Duration::from_millis(80);
+            l.on_success(back, sent, false, 2);
+            l.on_finish(sent, back, true);
+        }
+        // A cap of two: refused whenever two are served, at two moments.
+        assert_eq!(moment(&mut l, at(t0, 3_100), 2, 2, true), Cut::None);
+        assert_eq!(
+            moment(&mut l, at(t0, 3_600), 2, 2, true),
+            Cut::Concurrency(2)
+        );
+        assert_eq!(l.rate_cuts, 0, "{l:?}");
     }
 
     #[test]
