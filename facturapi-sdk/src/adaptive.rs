@@ -56,7 +56,10 @@
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
 //!   is found in seconds, not minutes); never above `2 × accepted + 1`. A probe refused at
 //!   the limit found before (the same `W`, read from what was accepted since the probe
-//!   began) returns to the plateau within [`RETURN`] and holds it until the next probe. A
+//!   began) returns to the plateau within [`RETURN`] and holds it until the next probe; a
+//!   probe's cut never finds the limit below the `W` its plateau held on (against a bucket
+//!   of one, the refused sends of a probe waste their slots and what is accepted reads
+//!   low; a limit that fell meanwhile is cut by the next congestion event). A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb
 //!   reads low. `k` doubles (up to [`K_MAX`]) while successive cuts find the same `W`, and
@@ -884,11 +887,19 @@ impl Learner {
                 accepted = accepted.max(probed);
             }
         }
-        let w = if measured {
+        let mut w = if measured {
             self.rate.min(accepted.max(0.01))
         } else {
             self.rate
         };
+        if probe_from.is_some() && self.w.is_finite() {
+            // Refused while probing beyond a plateau that held: the limit is no lower than
+            // the one the plateau was built on. Against a bucket of one, the sends a probe
+            // gets refused waste their slots, and the rate accepted reads well under the
+            // limit (a 20/s bucket of one read as 17/s, each cut lower than the last); a
+            // limit that fell meanwhile is cut again by the next congestion event.
+            w = w.max(self.w);
+        }
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
@@ -1604,6 +1615,22 @@ mod tests {
                 assert_eq!(cut, Cut::None, "at {i}");
             }
         }
+    }
+
+    #[test]
+    fn a_probe_refused_while_little_is_accepted_finds_the_limit_no_lower_than_its_plateau_held() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        l.seed(20.0, t0); // W = 20: the plateau held at 19.5/s, then the probe began at 4 s
+        // A bucket of one refuses the probe's sends and wastes their slots: 13/s accepted.
+        for i in 0..58u64 {
+            let sent = at(t0, 1_000 + i * 77);
+            l.on_success(sent + Duration::from_millis(60), sent, true, 1);
+        }
+        let t = at(t0, 5_600);
+        let cut = l.on_rate_limited(t, at(t0, 5_540), 0, false, at(t0, 6_600));
+        assert_eq!(cut, Cut::Rate(BETA * 20.0), "{l:?}");
+        assert_eq!(l.w, 20.0);
     }
 
     #[test]
