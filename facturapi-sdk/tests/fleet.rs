@@ -1,6 +1,8 @@
 //! Four processes on one key, one sandbox with hidden limits, each creating invoices as fast
 //! as its workers can: once with their limits shared through a real Redis, once each
-//! learning alone, printed side by side. Then a fault: Redis killed mid-run and restarted.
+//! learning alone, printed side by side; then the shared fleet deployed again on the same
+//! key, which starts at the limits the first one learned. Then a fault: Redis killed mid-run
+//! and restarted.
 //!
 //! This binary is its own child (`harness = false`): with `FACTURAPI_FLEET_CHILD` set it is
 //! one process of the fleet; without, it owns the sandbox and Redis, starts the children and
@@ -95,12 +97,18 @@ async fn parent(secs: Duration) -> Result<(), String> {
     let mut server = redis_server::RedisServer::start()?;
     let fault_url = server.url();
     let (shared, independent, fault, expiry) = tokio::join!(
-        fleet_run(Some(&url), secs, None),
-        fleet_run(None, secs, None),
-        fleet_run(Some(&fault_url), secs, Some(&mut server)),
+        fleet_run(Some(&url), secs, None, 2),
+        fleet_run(None, secs, None, 1),
+        fleet_run(Some(&fault_url), secs, Some(&mut server), 1),
         crashed_leases_expire(&url),
     );
-    let (shared, independent, fault) = (shared?, independent?, fault?);
+    let (mut shared, mut independent, mut fault) = (shared?, independent?, fault?);
+    let (again, shared) = (shared.pop(), shared.pop());
+    let (Some(again), Some(shared), Some(independent), Some(fault)) =
+        (again, shared, independent.pop(), fault.pop())
+    else {
+        return Err("a run is missing".into());
+    };
     println!(
         "fleet of {PROCESSES} processes × {WORKERS} workers, {:.0} s, hidden limit {RATE}/s (burst {BURST}, cap {CAP}):",
         secs.as_secs_f64()
@@ -121,6 +129,12 @@ async fn parent(secs: Duration) -> Result<(), String> {
     for (name, run, cuts) in [
         ("shared", &shared, shared.cuts_max),
         ("independent", &independent, independent.cuts_sum),
+        // Each process counts the fleet's cuts, the first deployment's included.
+        (
+            "again",
+            &again,
+            again.cuts_max.saturating_sub(shared.cuts_max),
+        ),
     ] {
         println!(
             "  {name:<12} {:>8} {:>10.2} {:>8.1}% {:>11.1}% {:>10} {:>14} {:>13} {:>6} {:>5}",
@@ -135,8 +149,13 @@ async fn parent(secs: Duration) -> Result<(), String> {
             run.duplicated
         );
     }
+    println!("  again: the shared fleet deployed again on the same key and salt, after the first");
     let mut problems = Vec::new();
-    for (name, run) in [("shared", &shared), ("independent", &independent)] {
+    for (name, run) in [
+        ("shared", &shared),
+        ("independent", &independent),
+        ("again", &again),
+    ] {
         if run.failed > 0 || run.duplicated > 0 {
             problems.push(format!(
                 "{name}: {} lost, {} duplicated",
@@ -159,6 +178,15 @@ async fn parent(secs: Duration) -> Result<(), String> {
             independent.steady_share_429()
         ));
     }
+    // Deployed again, the fleet starts paced at what the last one learned: it does not find
+    // the limit again from a burst of 429s.
+    if again.share_429() >= shared.share_429() {
+        problems.push(format!(
+            "again: {:.1} % 429s, no fewer than the first deployment's {:.1} %",
+            again.share_429(),
+            shared.share_429()
+        ));
+    }
     // A 429 is one event for the fleet: its processes make one cut together, not one each.
     if shared.cuts_max >= independent.cuts_sum {
         problems.push(format!(
@@ -166,12 +194,22 @@ async fn parent(secs: Duration) -> Result<(), String> {
             shared.cuts_max, independent.cuts_sum
         ));
     }
-    // Every lease the fleet took was given back: none is left in Redis once the processes
-    // have ended (a crashed one's would expire).
+    // Every lease the fleet took was given back: none that still counts is left in Redis
+    // once the processes have ended. Expired ones (the killed process's) no longer count;
+    // the next admission sweeps them.
+    let time = redis_server::command(&url, &["TIME"])?;
+    let now_us = match time.as_slice() {
+        [secs, micros] => format!(
+            "{}",
+            secs.parse::<u64>().map_err(|e| e.to_string())? * 1_000_000
+                + micros.parse::<u64>().map_err(|e| e.to_string())?
+        ),
+        _ => return Err(format!("Redis TIME answered {time:?}")),
+    };
     let leases: usize = redis_server::command(&url, &["KEYS", "facturapi:*:leases"])?
         .iter()
         .map(|key| {
-            redis_server::command(&url, &["ZCARD", key])
+            redis_server::command(&url, &["ZCOUNT", key, &format!("({now_us}"), "+inf"])
                 .map(|n| n.first().and_then(|n| n.parse().ok()).unwrap_or(0))
         })
         .sum::<Result<usize, String>>()?;
@@ -253,13 +291,16 @@ async fn parent(secs: Duration) -> Result<(), String> {
     }
 }
 
-/// One run of the fleet: `PROCESSES` children for `secs`, sharing through `redis` (or each
-/// alone); with `fault`, that Redis is killed and restarted during the run.
+/// `rounds` runs of the fleet, one after the other, on one sandbox and one salt (a fleet
+/// deployed again on the same key): `PROCESSES` children for `secs` each, sharing through
+/// `redis` (or each alone); with `fault`, that Redis is killed and restarted during the
+/// first.
 async fn fleet_run(
     redis: Option<&str>,
     secs: Duration,
-    fault: Option<&mut redis_server::RedisServer>,
-) -> Result<Run, String> {
+    mut fault: Option<&mut redis_server::RedisServer>,
+    rounds: usize,
+) -> Result<Vec<Run>, String> {
     let config = SandboxConfig::default()
         .seed(11)
         .limit(
@@ -286,19 +327,47 @@ async fn fleet_run(
     .map_err(|e| e.to_string())?;
     let customer = reuse.customer(&customer).await.map_err(|e| e.to_string())?;
     let product = reuse.product(&product).await.map_err(|e| e.to_string())?;
-    // The bucket refills after the setup.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = sandbox.ledger();
-
-    let start_ms = unix_ms() + 500;
-    // A salt of the run's own: each run starts with nothing learned in Redis.
+    // A salt of the first round's own: it starts with nothing learned in Redis.
     let salt = uuid::Uuid::new_v4().to_string();
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        // The bucket refills after the setup (or the last round).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        runs.push(
+            fleet_round(
+                &sandbox,
+                redis,
+                secs,
+                fault.take(),
+                &salt,
+                round,
+                (&customer, &product),
+            )
+            .await?,
+        );
+    }
+    sandbox.shutdown().await;
+    Ok(runs)
+}
+
+/// One round of [`fleet_run`].
+async fn fleet_round(
+    sandbox: &Sandbox,
+    redis: Option<&str>,
+    secs: Duration,
+    fault: Option<&mut redis_server::RedisServer>,
+    salt: &str,
+    round: usize,
+    (customer, product): (&str, &str),
+) -> Result<Run, String> {
+    let before = sandbox.ledger();
+    let start_ms = unix_ms() + 500;
     let children = (0..PROCESSES)
         .map(|index| {
             let spec = json!({
                 "base_url": sandbox.base_url(), "key": sandbox.test_key(), "redis": redis,
                 "salt": salt, "start_ms": start_ms, "secs": secs.as_secs_f64(), "index": index,
-                "customer": customer, "product": product,
+                "round": round, "customer": customer, "product": product,
             });
             Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
                 .env(CHILD, spec.to_string())
@@ -353,7 +422,6 @@ async fn fleet_run(
         .copied()
         .unwrap_or(0);
     run.over_cap = get(&ledger.over_cap).unwrap_or(0) - get(&before.over_cap).unwrap_or(0);
-    sandbox.shutdown().await;
     Ok(run)
 }
 
@@ -520,6 +588,7 @@ fn child(spec: &str) -> ExitCode {
         }
         let client = builder.build().expect("a client");
         let index = spec["index"].as_u64().expect("index");
+        let round = spec["round"].as_u64().expect("round");
         let start_ms = spec["start_ms"].as_u64().expect("start");
         let secs = Duration::from_secs_f64(spec["secs"].as_f64().expect("secs"));
         tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(unix_ms()))).await;
@@ -553,7 +622,7 @@ fn child(spec: &str) -> ExitCode {
                 let (mut ok, mut failed, mut steady_ok) = (0u64, 0u64, 0u64);
                 let mut n = 0;
                 while tokio::time::Instant::now() < end {
-                    let id = format!("fleet-{index}-{w}-{n}");
+                    let id = format!("fleet-{round}-{index}-{w}-{n}");
                     n += 1;
                     let body: models::InvoiceCreateInput = serde_json::from_value(json!({
                         "customer": customer, "payment_form": "03", "external_id": id,

@@ -56,6 +56,11 @@ if phase > 0 then
   local tat = tonumber(st[5]) or now
   local last = tonumber(st[6]) or now
   local busy = tonumber(st[7]) or 0
+  -- Nothing admitted for a second: the fleet was idle (or not running), and the accepted
+  -- rate a cut reads starts again here (idle time is not a low rate).
+  if now - last > 1000000 then
+    redis.call('HSET', s, 'active_from', now)
+  end
   -- Growth time runs only while requests wait for the schedule (demand meets the rate).
   if cur > 0 and tat + 500000 / cur >= now then
     busy = busy + (now - last)

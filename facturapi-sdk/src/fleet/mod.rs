@@ -32,6 +32,13 @@
 //! [`SharedLimits::fleet_size`], the local limits start at this process's share of the
 //! fleet's, as last seen.
 //!
+//! **What stays in Redis.** A class's learned state (one hash: rate, cap, growth, counts)
+//! has no expiry: a fleet deployed again on the same key and salt starts paced at the rate
+//! and cap the last one learned, not with a burst of 429s to find them again; a limit that
+//! fell meanwhile is cut by its first 429s. Leases end with their requests (or expire), and
+//! the successes it counts are trimmed to the last 10 s as requests finish. Deleting the keys
+//! (or changing the salt) starts the learning over.
+//!
 //! **The key never goes to Redis**: keys are named by an HMAC-SHA-256 of the API key (and
 //! the base URL) under a salt ([`SharedLimits::salt`]), truncated to 128 bits.
 //!

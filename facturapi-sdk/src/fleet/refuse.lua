@@ -15,7 +15,7 @@ local level = redis.call('ZCOUNT', KEYS[3], '-inf', now)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local st = redis.call('HMGET', s, 'epoch', 'phase', 'cut', 'cur', 'r0', 'peak', 'peak_at',
-  'top_at', 'cap', 'hold', 'paused', 'born', 'w', 'k')
+  'top_at', 'cap', 'hold', 'paused', 'born', 'w', 'k', 'active_from')
 local epoch = tonumber(st[1]) or 0
 if tonumber(ARGV[2]) < epoch then
   return {0, epoch}
@@ -76,6 +76,8 @@ if phase == 0 then
 elseif phase > 2 then
   from = math.max(cut, now - tonumber(ARGV[7]))
 end
+-- Not from before an idle gap: a fleet deployed again reads its rate from its own start.
+from = math.max(from, tonumber(st[15]) or from)
 local n = redis.call('ZCOUNT', KEYS[4], from, now)
 -- Over a second at least; the first cut over a quarter of one at least: a fleet's first
 -- 429 comes within its first round trips, and a second's floor read a 20/s limit as 3/s
