@@ -897,8 +897,10 @@ impl Learner {
             // the one the plateau was built on. Against a bucket of one, the sends a probe
             // gets refused waste their slots, and the rate accepted reads well under the
             // limit (a 20/s bucket of one read as 17/s, each cut lower than the last); a
-            // limit that fell meanwhile is cut again by the next congestion event.
-            w = w.max(self.w);
+            // limit that fell meanwhile is cut again by the next congestion event. Never
+            // above the rate refused, though: a cut never raises the rate (a plateau a wide
+            // margin below `W` is refused while it probes below `W`).
+            w = w.max(self.w.min(self.rate));
         }
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
@@ -1631,6 +1633,27 @@ mod tests {
         let cut = l.on_rate_limited(t, at(t0, 5_540), 0, false, at(t0, 6_600));
         assert_eq!(cut, Cut::Rate(BETA * 20.0), "{l:?}");
         assert_eq!(l.w, 20.0);
+    }
+
+    #[test]
+    fn a_probe_refused_below_the_w_its_plateau_was_built_on_still_cuts_the_rate() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        l.seed(20.0, t0);
+        l.margin = MARGIN_MAX; // a plateau of 18/s under W = 20
+        for i in 0..64u64 {
+            let sent = at(t0, 1_000 + i * 55);
+            l.on_success(sent + Duration::from_millis(60), sent, true, 1);
+        }
+        // Half a second into the probe, still under W: refused.
+        let before = l.rate;
+        assert!(before < 20.0, "{l:?}");
+        let t = at(t0, 4_600);
+        let cut = l.on_rate_limited(t, at(t0, 4_540), 0, false, at(t0, 5_600));
+        assert!(
+            matches!(cut, Cut::Rate(r) if r < before),
+            "{cut:?} from {before}"
+        );
     }
 
     #[test]
