@@ -810,9 +810,8 @@ impl Learner {
             // 7 s refused at the top, growing, with no cut).
             // Nor is a 429 of a request sent before the last concurrency cut: the cut's own
             // aftermath (the requests refused with the one that cut were over the cap too).
-            let aftermath = self.concurrency_cuts > 0
-                && !self.concurrency_slow_start
-                && pending.sent_at <= self.last_concurrency_change;
+            let aftermath =
+                self.concurrency_cuts > 0 && pending.sent_at <= self.last_concurrency_change;
             if self.rate.is_infinite() || (all_at_the_top && soon) || aftermath {
                 return Cut::None;
             }

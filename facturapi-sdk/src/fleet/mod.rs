@@ -19,7 +19,8 @@
 //!   aftermath, so processes refused together make one cut, not one each. The rules follow
 //!   the local learner's ([`crate::adaptive`]): the rate is cut to a share of the accepted
 //!   rate (the first cut reads it over a quarter second at least, later ones over a second
-//!   or since the cut), slow start ×2 then ×1.25 per second while the limit is being found,
+//!   or since the cut, and never from before a second with nothing admitted: idle time is
+//!   not a low rate), slow start ×2 then ×1.25 per second while the limit is being found,
 //!   then a cubic back to a plateau below the last cut and probes beyond it; `k` doubles
 //!   while cuts find the same limit. Growth time runs only while requests wait for the
 //!   schedule, so an idle fleet does not grow. The cap is cut to the most served at once
