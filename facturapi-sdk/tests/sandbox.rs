@@ -16,6 +16,12 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// The tests that read the learner's timing take the cores alone, the others share them:
+/// with other tests' sandboxes on the same two cores, a client reads its responses late,
+/// counts more of its requests in flight at once than the server served, and can take a cap
+/// for a rate limit.
+static CORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// A model as JSON, to assert on fields whatever their Rust optionality.
 fn j<T: serde::Serialize>(x: &T) -> Value {
     serde_json::to_value(x).unwrap()
@@ -231,6 +237,7 @@ const FIXTURES: &str = include_str!("../src/generated/sandbox_fixtures.json");
 /// SDK's own encoding. Each operation gets fresh documents in the state it needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_model_reads() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let fixtures: Value = serde_json::from_str(FIXTURES).unwrap();
     let clients = [KeyKind::Test, KeyKind::Live, KeyKind::User].map(|k| client(&sandbox, k));
@@ -328,6 +335,7 @@ async fn every_spec_operation_answers_with_its_documented_status_and_a_body_its_
 /// twice, whole and streamed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_spec_operation_through_its_sdk_method() {
+    let _shared = CORES.read().await;
     use facturapi_sdk::__contract::{CallArgs, call};
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let fixtures: Value = serde_json::from_str(FIXTURES).unwrap();
@@ -383,6 +391,7 @@ async fn every_spec_operation_through_its_sdk_method() {
 
 #[tokio::test]
 async fn customers_products_and_webhooks_round_trip_through_the_sdk() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let client = client(&sandbox, KeyKind::Test);
     let s = seed(&client, "001").await;
@@ -462,6 +471,7 @@ async fn customers_products_and_webhooks_round_trip_through_the_sdk() {
 
 #[tokio::test]
 async fn invoice_workflow_create_draft_stamp_download_email_cancel() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let client = client(&sandbox, KeyKind::Test);
     let s = seed(&client, "002").await;
@@ -557,6 +567,7 @@ async fn invoice_workflow_create_draft_stamp_download_email_cancel() {
 
 #[tokio::test]
 async fn receipts_and_retentions_workflows() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let client = client(&sandbox, KeyKind::Test);
     let s = seed(&client, "003").await;
@@ -607,6 +618,7 @@ async fn receipts_and_retentions_workflows() {
 
 #[tokio::test]
 async fn invoice_lists_page_and_filter_by_date_and_external_id() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let client = client(&sandbox, KeyKind::Test);
     let s = seed(&client, "004").await; // 3 invoices (one canceled, one draft copy)
@@ -672,6 +684,7 @@ async fn invoice_lists_page_and_filter_by_date_and_external_id() {
 
 #[tokio::test]
 async fn keys_are_checked_and_errors_are_typed_with_a_log_id() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let stranger = Client::builder()
         .api_key("sk_test_not_a_key_of_this_sandbox")
@@ -718,6 +731,7 @@ async fn keys_are_checked_and_errors_are_typed_with_a_log_id() {
 
 #[tokio::test]
 async fn an_idempotency_key_creates_one_document_and_a_concurrent_repeat_gets_409() {
+    let _shared = CORES.read().await;
     let config = SandboxConfig::default().service_time(
         facturapi_sdk::sandbox::ServiceTime::uniform(Duration::from_millis(300), 0.0),
     );
@@ -765,6 +779,7 @@ async fn an_idempotency_key_creates_one_document_and_a_concurrent_repeat_gets_40
 
 #[tokio::test]
 async fn hidden_limits_answer_429_with_retry_after_in_each_mode() {
+    let _shared = CORES.read().await;
     for mode in [
         RetryAfter::Seconds,
         RetryAfter::HttpDate,
@@ -828,6 +843,7 @@ async fn hidden_limits_answer_429_with_retry_after_in_each_mode() {
 /// the same idempotency key, every invoice exists exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_fault_injection_every_invoice_is_created_exactly_once() {
+    let _shared = CORES.read().await;
     let config = SandboxConfig::default()
         .limit(Class::Create, ClassLimits::rate(200.0, 20.0).concurrent(4))
         .faults(Faults {
@@ -931,6 +947,7 @@ async fn under_fault_injection_every_invoice_is_created_exactly_once() {
 
 #[tokio::test]
 async fn the_sandbox_never_shows_its_keys_in_debug_output() {
+    let _shared = CORES.read().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let client = client(&sandbox, KeyKind::Test);
     client.customers().list(&Default::default()).await.unwrap();
@@ -996,6 +1013,7 @@ async fn seed_minimal(client: &Client, tag: &str) -> (String, String) {
 /// doubles while requests queue, and is cut back to what the server allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
+    let _alone = CORES.write().await;
     let config = SandboxConfig::default()
         .limit(Class::Create, ClassLimits::concurrency_only(3))
         .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
@@ -1040,6 +1058,7 @@ async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
 /// Adaptive mode turns a hidden rate limit's 429s into pacing; static mode does not pace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_limits_learn_a_hidden_rate() {
+    let _alone = CORES.write().await;
     let config = SandboxConfig::default().limit(Class::Create, ClassLimits::rate(20.0, 5.0));
     let sandbox = Sandbox::start(config).await.unwrap();
     let client = Client::builder()
@@ -1089,6 +1108,7 @@ async fn adaptive_limits_learn_a_hidden_rate() {
 /// refused when the client is built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_limits_pace_a_class_at_its_policy_rate() {
+    let _alone = CORES.write().await;
     let config = SandboxConfig::default().limit(Class::Create, ClassLimits::rate(20.0, 1.0));
     let sandbox = Sandbox::start(config).await.unwrap();
     let builder = || {
@@ -1167,6 +1187,7 @@ async fn learned_after_a_burst(
 /// served: never evidence of a cap, so the learner cuts the rate only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pure_rate_limit_is_never_read_as_a_cap() {
+    let _alone = CORES.write().await;
     let learned = learned_after_a_burst(ClassLimits::rate(40.0, 4.0), 30, 0.3, "pr").await;
     assert!(learned.rate_limited > 0, "the limit was met: {learned:?}");
     assert_eq!(learned.concurrency_cuts, 0, "{learned:?}");
@@ -1177,6 +1198,7 @@ async fn a_pure_rate_limit_is_never_read_as_a_cap() {
 /// allows: the learner cuts the cap only, never the rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pure_cap_is_never_read_as_a_rate_limit() {
+    let _alone = CORES.write().await;
     let learned = learned_after_a_burst(ClassLimits::concurrency_only(4), 60, 0.1, "pc").await;
     assert!(learned.rate_limited > 0, "the cap was met: {learned:?}");
     assert_eq!(learned.rate_cuts, 0, "{learned:?}");
