@@ -13,8 +13,10 @@
 //!   starts the schedule again one slot after it: the requests waiting for slots booked at
 //!   the old rate book again on the new schedule when they wake.
 //! - **Judging a 429.** A 429 is judged once the requests that were in flight when it came
-//!   back have finished (or after [`SETTLE`]): by then the learner knows how many of them
-//!   succeeded, that is, how many the server was serving when it refused (`served`). It also
+//!   back have finished (or after [`SETTLE_LATENCIES`] mean latencies, [`SETTLE`] at most: a
+//!   stalled request does not hold the judgement up while the class goes on over the
+//!   limit): by then the learner knows how many of them succeeded, that is, how many the
+//!   server was serving when it refused (`served`). It also
 //!   knows the most successful requests ever seen in flight at once lately (`peak`, over
 //!   [`LEVEL_WINDOW`]). A 429 is **at the top** when `served ≥ max(1, peak)`, or when every
 //!   permit of the class was in use and `served ≥ max(1, peak − 1)`: a cap refuses only
@@ -167,8 +169,16 @@ pub(crate) mod constants {
     /// early).
     pub(crate) const MAX_REMEMBERED: usize = 256;
     /// Longest a 429 waits to be judged for the requests in flight with it (a stalled one
-    /// must not hold the judgement up).
+    /// must not hold the judgement up): this, or [`SETTLE_LATENCIES`] times the mean time a
+    /// success takes lately, if shorter.
     pub(crate) const SETTLE: Duration = Duration::from_secs(2);
+    /// A 429 waits for the requests in flight with it this many mean latencies at most: the
+    /// others are back by then, and one that is not is stalled. Waiting the whole
+    /// [`SETTLE`] for a request the server held 3 s, a probe at 100/s went on climbing and
+    /// 40 requests were refused before its cut.
+    pub(crate) const SETTLE_LATENCIES: f64 = 3.0;
+    /// The shortest wait, whatever the latency.
+    pub(crate) const SETTLE_MIN: Duration = Duration::from_millis(50);
     /// First hold before a concurrency probe.
     pub(crate) const HOLD: Duration = Duration::from_secs(2);
     /// Longest hold.
@@ -663,9 +673,10 @@ impl Learner {
     /// Judges the 429s at the front of the queue that have settled; returns the last cut.
     fn judge_settled(&mut self, now: Instant, mut concurrency: usize) -> Cut {
         let mut cut = Cut::None;
+        let settle = self.settle(now);
         while let Some(front) = self.pending.front()
             && (front.outstanding == 0
-                || now.saturating_duration_since(front.at) > SETTLE
+                || now.saturating_duration_since(front.at) > settle
                 || self.pending.len() > MAX_REMEMBERED)
         {
             let pending = self.pending.pop_front().expect("a front");
@@ -727,6 +738,20 @@ impl Learner {
         if self.rate.is_infinite() {
             return f64::INFINITY;
         }
+        self.mean_latency(now)
+            .map_or(f64::INFINITY, |latency| self.rate * latency)
+    }
+
+    /// How long a 429 waits for the requests in flight with it: [`SETTLE_LATENCIES`] mean
+    /// latencies, within [`SETTLE_MIN`] and [`SETTLE`].
+    fn settle(&self, now: Instant) -> Duration {
+        self.mean_latency(now).map_or(SETTLE, |latency| {
+            Duration::from_secs_f64(SETTLE_LATENCIES * latency).clamp(SETTLE_MIN, SETTLE)
+        })
+    }
+
+    /// The mean time a success took (seconds), over [`LEVEL_WINDOW`]; `None` without one.
+    fn mean_latency(&self, now: Instant) -> Option<f64> {
         let (sum, n) = self
             .successes
             .iter()
@@ -738,10 +763,7 @@ impl Learner {
                     n + 1,
                 )
             });
-        if n == 0 {
-            return f64::INFINITY;
-        }
-        self.rate * sum / f64::from(n)
+        (n > 0).then(|| sum / f64::from(n))
     }
 
     /// One settled 429: a sign of a cap or of a rate limit (see the module docs).
@@ -1341,6 +1363,27 @@ mod tests {
         assert_eq!(l.pending.len(), 1);
         l.on_finish(at(t0, 2_400), at(t0, 2_450), true);
         assert!(l.pending.is_empty());
+    }
+
+    #[test]
+    fn a_429_waits_for_a_stalled_request_three_mean_latencies_not_the_whole_settle() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        // Successes that took 80 ms each: a 429 waits 240 ms at most for the others.
+        for i in 1..=10 {
+            let back = at(t0, 100 + i * 20);
+            l.on_success(back, back - Duration::from_millis(80), true, 1);
+        }
+        let t = at(t0, 400);
+        assert_eq!(l.on_rate_limited(t, t, 1, true, at(t0, 1_400)), Cut::None);
+        l.on_finish(at(t0, 500), at(t0, 600), true);
+        assert_eq!(l.pending.len(), 1, "within three mean latencies it waits");
+        l.on_finish(at(t0, 600), at(t0, 660), true);
+        assert!(
+            l.pending.is_empty(),
+            "judged 260 ms after it came back, the request in flight with it still out"
+        );
+        assert_eq!(l.refusals.len(), 1);
     }
 
     #[test]
