@@ -673,6 +673,10 @@ impl Learner {
     /// Judges the 429s at the front of the queue that have settled; returns the last cut.
     fn judge_settled(&mut self, now: Instant, mut concurrency: usize) -> Cut {
         let mut cut = Cut::None;
+        if self.pending.is_empty() {
+            // Most finishes have no 429 waiting: no mean latency to compute.
+            return cut;
+        }
         let settle = self.settle(now);
         while let Some(front) = self.pending.front()
             && (front.outstanding == 0
