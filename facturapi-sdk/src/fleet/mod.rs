@@ -497,6 +497,10 @@ impl Fleet {
             (constants::K_MIN * 1e6).to_string(),
             (constants::K_MAX * 1e6).to_string(),
             constants::SAME_LIMIT.to_string(),
+            constants::PATIENCE.to_string(),
+            constants::PROBE_BUDGET.to_string(),
+            constants::PROBE_TIME.to_string(),
+            constants::READINGS.to_string(),
         ];
         self.in_background(lease, |s| &s.refuse, args.into());
     }

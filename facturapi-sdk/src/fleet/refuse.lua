@@ -5,7 +5,8 @@
 -- KEYS: state hash, leases, starts, successes
 -- ARGV: lease id, epoch at admission, retry-after µs, ceiling, beta, first beta,
 --       window, grace, min samples, hold, max hold, moment, level window, k min, k max,
---       same limit
+--       same limit, patience, probe budget, probe time, readings (the learner's constants of
+--       the same names: `adaptive.rs` documents them)
 -- Returns {what (0 nothing, 1 rate cut, 2 cap cut, 3 pause), epoch}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -15,7 +16,7 @@ local level = redis.call('ZCOUNT', KEYS[3], '-inf', now)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local st = redis.call('HMGET', s, 'epoch', 'phase', 'cut', 'cur', 'r0', 'peak', 'peak_at',
-  'top_at', 'cap', 'hold', 'paused', 'born', 'w', 'k', 'active_from')
+  'top_at', 'cap', 'hold', 'paused', 'born', 'w', 'k', 'active_from', 'readings', 'w_since')
 local epoch = tonumber(st[1]) or 0
 if tonumber(ARGV[2]) < epoch then
   return {0, epoch}
@@ -59,7 +60,8 @@ if phase > 0 and now - cut < tonumber(ARGV[8]) then
   if refused >= min_samples and span >= 2 * tonumber(ARGV[12]) and accepted * 1.1 < r0 then
     local r = math.max(tonumber(ARGV[5]) * accepted, 0.1)
     redis.call('HSET', s, 'epoch', epoch + 1, 'cut', now, 'busy', 0, 'last', now, 'tat', now,
-      'refused', 0, 'w', accepted, 'r0', r, 'cur', r, 'k', tonumber(ARGV[14]))
+      'refused', 0, 'w', accepted, 'r0', r, 'cur', r, 'k', tonumber(ARGV[14]), 'readings', 1,
+      'w_since', now)
     redis.call('HINCRBY', s, 'rate_cuts', 1)
     return {1, epoch + 1}
   end
@@ -114,15 +116,24 @@ elseif n >= min_samples then
 else
   w = cur
 end
-local r = math.max(beta * w, 0.1)
--- The cubic's time k doubles (up to its longest) while cuts find the same limit: a stable
--- limit is probed, and refused, less often. A limit that moved resets it.
+-- While cuts find the same limit, their readings are averaged and the cubic's time k grows
+-- with the time the limit has held, up to what keeps the probes' 429s within the budget: a
+-- stable limit is probed, and refused, less often. A limit that moved resets both.
 local k = tonumber(ARGV[14])
 local old_w = tonumber(st[13])
+local readings = 1
+local w_since = now
 if phase > 2 and old_w and math.abs(w - old_w) <= tonumber(ARGV[16]) * old_w then
-  k = math.min(2 * (tonumber(st[14]) or k), tonumber(ARGV[15]))
+  readings = math.min((tonumber(st[16]) or 1) + 1, tonumber(ARGV[20]))
+  w = old_w + (w - old_w) / readings
+  w_since = tonumber(st[17]) or now
+  local longest = (1 / (tonumber(ARGV[18]) * w) - tonumber(ARGV[19])) * 1000000
+  longest = math.max(tonumber(ARGV[14]), math.min(longest, tonumber(ARGV[15])))
+  k = math.min(k + tonumber(ARGV[17]) * (now - w_since), longest)
 end
+local r = math.max(beta * w, 0.1)
 redis.call('HSET', s, 'epoch', epoch + 1, 'phase', next_phase, 'cut', now, 'busy', 0,
-  'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r, 'k', k)
+  'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r, 'k', k,
+  'readings', readings, 'w_since', w_since)
 redis.call('HINCRBY', s, 'rate_cuts', 1)
 return {1, epoch + 1}
