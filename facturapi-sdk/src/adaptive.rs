@@ -120,7 +120,8 @@ pub(crate) mod constants {
     /// minute is probed as seldom as [`PROBE_BUDGET`] allows. Doubling `k` at each cut
     /// instead, a limit that held 13 s was probed 16 s apart, and one raised then went
     /// unnoticed for 11 s (limits stepping every 20 s: 0.78 of the oracle, against 0.91
-    /// with `k` at 6 s at most).
+    /// with `k` at 6 s at most); at half a second per second, 0.79 in the worst of two runs.
+    /// A quarter: 0.85 worst and 0.93 median over five (`BENCHMARKS.md`).
     pub(crate) const PATIENCE: f64 = 0.25;
     /// Readings of a limit that stayed where it was are averaged over this many cuts at
     /// most: one reading holds whatever burst credit its probe drained (a 20/s bucket of 5
