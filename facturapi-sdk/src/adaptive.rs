@@ -1007,7 +1007,9 @@ impl Learner {
             None
         };
         self.w = w;
-        self.rate = (beta * w).max(0.01);
+        // Never above the rate refused: growth holds the rate under twice what is accepted,
+        // which may be below β × the readings' mean.
+        self.rate = (beta * w).max(0.01).min(self.rate);
         self.cut_to = self.rate;
         // The schedule starts again at the new rate, one slot from now: the requests that
         // booked slots on the old one book again when they wake (`rebook`), in the order

@@ -132,6 +132,10 @@ if phase > 2 and old_w and math.abs(w - old_w) <= tonumber(ARGV[16]) * old_w the
   k = math.min(k + tonumber(ARGV[17]) * (now - w_since), longest)
 end
 local r = math.max(beta * w, 0.1)
+if phase > 0 and cur > 0 then
+  -- A cut never raises the rate: growth may hold it under beta times the readings' mean.
+  r = math.min(r, cur)
+end
 redis.call('HSET', s, 'epoch', epoch + 1, 'phase', next_phase, 'cut', now, 'busy', 0,
   'last', now, 'tat', now, 'refused', 0, 'w', w, 'r0', r, 'cur', r, 'k', k,
   'readings', readings, 'w_since', w_since)
