@@ -69,7 +69,8 @@
 //!   ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
 //!   limit is probed, and 429'd, less often. The cap doubles per second
-//!   until its first cut, then grows by one after a hold that doubles each time a probe is
+//!   of sending (time before the first request or in an idle gap does not count) until its
+//!   first cut, then grows by one after a hold that doubles each time a probe is
 //!   cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
@@ -292,8 +293,9 @@ pub(crate) struct Learner {
     pub(crate) epoch: u64,
     /// The rate the current schedule started at.
     scheduled_at: f64,
-    /// The last slot taken.
+    /// The last slot taken, and whether any was.
     last_slot: Instant,
+    sent_any: bool,
     /// GCRA of the sends themselves (see [`Learner::send_at`]): when the last one was due
     /// (or went, if later). The next one is due a slot (at the current rate) after it.
     last_due: Option<Instant>,
@@ -353,6 +355,7 @@ impl Learner {
             epoch: 0,
             scheduled_at: f64::INFINITY,
             last_slot: now,
+            sent_any: false,
             last_due: None,
             catches_up: true,
             refused_caught_up: 0,
@@ -494,9 +497,17 @@ impl Learner {
     pub(crate) fn slot(&mut self, now: Instant) -> Instant {
         let slot = self.tat.max(now);
         let gap = IDLE_GAP.max(Duration::from_secs_f64((2.0 / self.rate).min(60.0)));
-        if slot.saturating_duration_since(self.last_slot) > gap {
+        if !self.sent_any || slot.saturating_duration_since(self.last_slot) > gap {
+            // The first send, or the first after an idle gap: the time before it was neither
+            // a low rate nor a second of the cap's slow start (a client built long before
+            // its first request doubled its cap with its first success, and sent twice as
+            // many into the server's first refusal).
             self.measured_from = self.measured_from.max(slot);
+            if self.concurrency_slow_start {
+                self.last_concurrency_change = self.last_concurrency_change.max(slot);
+            }
         }
+        self.sent_any = true;
         self.last_slot = slot;
         if self.rate.is_finite() {
             self.tat = slot + Duration::from_secs_f64(1.0 / self.rate);
@@ -1405,6 +1416,42 @@ mod tests {
             (r - FIRST_BETA * 40.0).abs() < 1.0,
             "measured over the burst alone: {r}"
         );
+    }
+
+    #[test]
+    fn the_cap_doubles_after_a_second_of_sending_not_of_idling() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(4, 64, t0);
+        // Built five seconds before its first request: the first success finds the four
+        // permits in use and callers waiting, and still a second has not passed.
+        let send = |l: &mut Sim, ms: u64| l.slot(at(t0, ms));
+        let success = |l: &mut Sim, ms: u64| {
+            let now = at(t0, ms);
+            let level = l.concurrency;
+            l.on_success(now, now - Duration::from_millis(60), true, level)
+        };
+        send(&mut l, 5_000);
+        assert_eq!(success(&mut l, 5_060), None, "not a second of sending yet");
+        send(&mut l, 5_500);
+        assert_eq!(
+            success(&mut l, 6_010),
+            Some(8),
+            "a second after the first send"
+        );
+        // Idle for ten seconds: the next second of the cap's slow start starts again.
+        send(&mut l, 16_000);
+        assert_eq!(
+            success(&mut l, 16_060),
+            None,
+            "idle time is not growth time"
+        );
+        send(&mut l, 16_500);
+        assert_eq!(success(&mut l, 17_010), Some(16));
+        // Built 600 ms before its first request: shorter than an idle gap, still not sending.
+        let mut l = Sim::new(4, 64, t0);
+        send(&mut l, 600);
+        assert_eq!(success(&mut l, 1_100), None, "half a second of sending");
+        assert_eq!(success(&mut l, 1_610), Some(8));
     }
 
     #[test]
