@@ -45,12 +45,12 @@
 //!   [`MIN_SAMPLES`] 429s of requests sent after it, while the class is paced and accepts
 //!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
 //!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The
-//!   first cut is measured over at least a second, keeps [`FIRST_BETA`], starts its
+//!   first cut needs one success (what one success in a second reads is a floor the slow
+//!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts its
 //!   schedule at the end of its `Retry-After` (the unpaced burst took all the server had)
 //!   and is followed by a slow start from there (×[`SLOW_START`] per second until the next
 //!   cut, which reads the accepted rate of the last second, then ×[`SLOW_START_AGAIN`]
-//!   until the one after). A first 429 with too few successes to measure a rate cuts
-//!   nothing: the class pauses for its `Retry-After` instead, and the first cut then starts
+//!   until the one after). A first 429 before any success cuts nothing: the class pauses for its `Retry-After` instead, and the first cut then starts
 //!   at once. The class pauses once: later 429s only wait out their own. The accepted rate
 //!   is measured from the end of a pause (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
@@ -225,7 +225,7 @@ pub(crate) fn longest_k(w: f64) -> f64 {
 pub(crate) enum Cut {
     /// Nothing: the aftermath of the last cut, or a cap already at or below the level.
     None,
-    /// Nothing yet: too few successes to measure a rate. The class pauses until then (its
+    /// Nothing yet: no success to measure a rate by. The class pauses until then (its
     /// first such 429 only) and measures again from there.
     Unmeasured(Instant),
     /// The rate was cut to this.
@@ -908,7 +908,10 @@ impl Learner {
             // last second is what the server accepts (and what bounds growth).
             accepted = accepted.max(self.accepted_last_second(now));
         }
-        let measured = samples >= MIN_SAMPLES;
+        // The first cut is measured by any success: it is a floor the slow start doubles
+        // from. Paused for lack of one, the class resumed unpaced, and its waiting
+        // requests went at once into a bucket of one again.
+        let measured = samples >= MIN_SAMPLES || (self.rate.is_infinite() && samples > 0);
         if let Some(cut) = self.rate_cut_at
             && sent_at < cut + GRACE
         {
@@ -1313,10 +1316,9 @@ mod tests {
     }
 
     #[test]
-    fn a_first_429_with_too_few_successes_is_unmeasured_and_measures_from_after_the_pause() {
+    fn a_first_429_without_a_success_is_unmeasured_and_measures_from_after_the_pause() {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
-        l.on_success(t0, t0, false, 1);
         let resume = at(t0, 1_100);
         assert_eq!(
             l.on_rate_limited(at(t0, 100), at(t0, 90), 0, false, resume),
@@ -1333,6 +1335,29 @@ mod tests {
         let (rate, samples) = l.accepted_rate(at(t0, 1_350));
         assert_eq!(samples, 4, "only what came after the pause");
         assert!((rate - 16.0).abs() < 0.1, "4 over the 0.25 s floor: {rate}");
+    }
+
+    #[test]
+    fn a_first_429_after_a_single_success_cuts_to_a_floor_and_starts_after_its_retry_after() {
+        // A bucket of one: of the first four sent at once, one is served.
+        let t0 = Instant::now();
+        let mut l = Sim::new(4, 64, t0);
+        l.slot(t0);
+        l.on_success(at(t0, 60), t0, true, 4);
+        let resume = at(t0, 1_000);
+        let cut = l.on_rate_limited(at(t0, 70), at(t0, 5), 0, true, resume);
+        assert_eq!(cut, Cut::Rate(FIRST_BETA), "one success over a second");
+        assert_eq!(
+            l.rate_slow_start,
+            Some(SLOW_START),
+            "a floor to double from"
+        );
+        assert_eq!(
+            l.rate_cut_at,
+            Some(resume),
+            "the schedule starts after the Retry-After"
+        );
+        assert_eq!(l.book(at(t0, 50)).0, resume, "nothing goes before it");
     }
 
     #[test]
