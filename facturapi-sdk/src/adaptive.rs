@@ -46,13 +46,14 @@
 //!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
 //!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The
 //!   first cut needs one success (what one success in a second reads is a floor the slow
-//!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts its
-//!   schedule at the end of its `Retry-After` (the unpaced burst took all the server had)
-//!   and is followed by a slow start from there (×[`SLOW_START`] per second until the next
-//!   cut, which reads the accepted rate of the last second, then ×[`SLOW_START_AGAIN`]
-//!   until the one after). A first 429 before any success cuts nothing: the class pauses for its `Retry-After` instead, and the first cut then starts
-//!   at once. The class pauses once: later 429s only wait out their own. The accepted rate
-//!   is measured from the end of a pause (a pause is not a low rate).
+//!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts
+//!   its schedule at the end of its `Retry-After` (the unpaced burst took all the server
+//!   had) and is followed by a slow start from there (×[`SLOW_START`] per second until the
+//!   next cut, which reads the accepted rate of the last second, then ×[`SLOW_START_AGAIN`]
+//!   until the one after). A first 429 before any success cuts nothing: the class pauses
+//!   for its `Retry-After` instead, and the first cut then starts at once. The class pauses
+//!   once: later 429s only wait out their own. The accepted rate is measured from the end
+//!   of a pause (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
@@ -293,9 +294,8 @@ pub(crate) struct Learner {
     pub(crate) epoch: u64,
     /// The rate the current schedule started at.
     scheduled_at: f64,
-    /// The last slot taken, and whether any was.
-    last_slot: Instant,
-    sent_any: bool,
+    /// The last slot taken (`None` before the first).
+    last_slot: Option<Instant>,
     /// GCRA of the sends themselves (see [`Learner::send_at`]): when the last one was due
     /// (or went, if later). The next one is due a slot (at the current rate) after it.
     last_due: Option<Instant>,
@@ -354,8 +354,7 @@ impl Learner {
             tat: now,
             epoch: 0,
             scheduled_at: f64::INFINITY,
-            last_slot: now,
-            sent_any: false,
+            last_slot: None,
             last_due: None,
             catches_up: true,
             refused_caught_up: 0,
@@ -497,7 +496,10 @@ impl Learner {
     pub(crate) fn slot(&mut self, now: Instant) -> Instant {
         let slot = self.tat.max(now);
         let gap = IDLE_GAP.max(Duration::from_secs_f64((2.0 / self.rate).min(60.0)));
-        if !self.sent_any || slot.saturating_duration_since(self.last_slot) > gap {
+        if self
+            .last_slot
+            .is_none_or(|last| slot.saturating_duration_since(last) > gap)
+        {
             // The first send, or the first after an idle gap: the time before it was neither
             // a low rate nor a second of the cap's slow start (a client built long before
             // its first request doubled its cap with its first success, and sent twice as
@@ -507,8 +509,7 @@ impl Learner {
                 self.last_concurrency_change = self.last_concurrency_change.max(slot);
             }
         }
-        self.sent_any = true;
-        self.last_slot = slot;
+        self.last_slot = Some(slot);
         if self.rate.is_finite() {
             self.tat = slot + Duration::from_secs_f64(1.0 / self.rate);
         }
@@ -1357,7 +1358,7 @@ mod tests {
             Some(resume),
             "the schedule starts after the Retry-After"
         );
-        assert_eq!(l.book(at(t0, 50)).0, resume, "nothing goes before it");
+        assert_eq!(l.book(at(t0, 80)).0, resume, "nothing goes before it");
     }
 
     #[test]
