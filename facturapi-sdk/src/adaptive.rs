@@ -49,9 +49,10 @@
 //!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts
 //!   its schedule at the end of its `Retry-After` (the unpaced burst took all the server
 //!   had) and is followed by a slow start from there (×[`SLOW_START`] per second until the
-//!   next cut, which reads the accepted rate of the last second, then ×[`SLOW_START_AGAIN`]
-//!   until the one after). A first 429 before any success cuts nothing: the class pauses
-//!   for its `Retry-After` instead, and the first cut then starts at once. The class pauses
+//!   next cut, which reads the accepted rate of the last second and keeps [`FIRST_BETA`]
+//!   of it too, then ×[`SLOW_START_AGAIN`] until the one after). A first 429 before any
+//!   success cuts nothing: the class pauses for its `Retry-After` instead, and the first
+//!   cut then starts at once. The class pauses
 //!   once: later 429s only wait out their own. The accepted rate is measured from the end
 //!   of a pause (a pause is not a low rate).
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
@@ -91,9 +92,10 @@ pub(crate) mod constants {
     /// away 10 % after every cut; the accepted rate measured while over a limit is the
     /// limit itself (plus any burst credit, which a second cut removes), so 0.95 suffices.
     pub(crate) const BETA: f64 = 0.95;
-    /// The first rate cut keeps this fraction instead: it is measured on an unpaced burst,
-    /// which still holds the server's whole burst credit (a fixed window of 10/s read as
-    /// 11.3/s, and a second of 429s followed a cut to β of that).
+    /// The first rate cut, and the one that ends the slow start, keep this fraction instead:
+    /// each is measured over a second that began under the limit, with the server's whole
+    /// burst credit to spend (a fixed window of 10/s read as 11.3/s, a 20/s bucket of 5 as
+    /// 23/s, and a second of 429s followed a cut to β of that).
     pub(crate) const FIRST_BETA: f64 = 0.85;
     /// After the first rate cut (a conservative guess), the rate grows by this factor per
     /// second until the next cut: slow start. Doubling finds a 20/s limit from a first guess
@@ -981,7 +983,11 @@ impl Learner {
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
         let probing = probe_from.is_some();
-        if same_limit && let Some(cut) = self.rate_cut_at {
+        // Only a cut of the cubic says how close its plateau is: a slow start has none.
+        if same_limit
+            && self.rate_slow_start.is_none()
+            && let Some(cut) = self.rate_cut_at
+        {
             self.margin = if now.saturating_duration_since(cut).as_secs_f64() < self.k {
                 (self.margin + MARGIN).min(MARGIN_MAX)
             } else {
@@ -1008,7 +1014,14 @@ impl Learner {
             self.k
         };
         let first = self.rate.is_infinite();
-        let beta = if first { FIRST_BETA } else { BETA };
+        // The first cut and the one that ends the slow start read a second that held the
+        // server's burst credit: the class was under the limit before, so the bucket was
+        // full (a 20/s bucket of 5 read as 23/s, and β of that was over the limit).
+        let beta = if first || (measured && self.rate_slow_start == Some(SLOW_START)) {
+            FIRST_BETA
+        } else {
+            BETA
+        };
         // A limit found well above the last one was raised: the probe that found it climbed
         // steeply, so the window's average reads it low (a limit raised from 18/s to 36/s
         // read as 29/s), and a cubic back to that would take a cycle per step. The rate
@@ -1221,12 +1234,13 @@ mod tests {
         let mut l = Sim::new(8, 64, t0);
         let mut ks = Vec::new();
         let mut ms = 0;
-        // The server accepts 20/s every time the client goes over.
+        // The server accepts 20/s every time the client goes over (requests wait: the rate
+        // grows between cuts).
         let mut margins = Vec::new();
         for _ in 0..5 {
             for _ in 0..40 {
                 ms += 50;
-                l.on_success(at(t0, ms), at(t0, ms), false, 1);
+                l.on_success(at(t0, ms), at(t0, ms), true, 1);
             }
             ms += 10;
             let cut = l.on_rate_limited(at(t0, ms), at(t0, ms - 5), 0, false, at(t0, ms + 1_000));
@@ -1234,23 +1248,23 @@ mod tests {
             ks.push(l.k);
             margins.push(l.margin);
         }
-        // The first cut (to 0.85 × 20) reads as a new limit, and so does the second (the
-        // first was a guess); from the third on, the same: `k` grows by PATIENCE per
-        // second the limit has held (the cuts are 2.01 s apart).
+        // The first cut reads a new limit; from the second on, the same: `k` grows by
+        // PATIENCE per second the limit has held (the cuts are 2.01 s apart).
         let held = |cuts: f64| K_MIN + PATIENCE * 2.01 * cuts;
-        let expected = [K_MIN, K_MIN, held(1.0), held(2.0), held(3.0)];
+        let expected = [K_MIN, held(1.0), held(2.0), held(3.0), held(4.0)];
         assert!(
             ks.iter().zip(expected).all(|(k, e)| (k - e).abs() < 1e-9),
             "{ks:?}"
         );
-        // Each cut came 2 s after the last, before the probe phase: the plateau was over
-        // the limit, so its margin widens, up to MARGIN_MAX.
+        // The fourth and fifth cuts, of the cubic after the two slow starts, came 2 s after
+        // the last, before the probe phase: the plateau was over the limit, so its margin
+        // widens (the slow starts' cuts say nothing of a plateau).
         assert_eq!(
             margins
                 .iter()
                 .map(|m| (m * 1000.0).round() / 1000.0)
                 .collect::<Vec<_>>(),
-            [0.025, 0.025, 0.05, 0.075, MARGIN_MAX]
+            [0.025, 0.025, 0.025, 0.05, 0.075]
         );
         // A limit that moved: back to probing soon.
         for _ in 0..20 {
@@ -1404,10 +1418,11 @@ mod tests {
              {three}",
             one * 4.0
         );
-        // 11 accepted in the last second, 22 since the cut 3.1 s ago: the last second.
+        // 11 accepted in the last second, 22 since the cut 3.1 s ago: the last second, which
+        // held the burst credit the slow start found full.
         let cut = l.on_rate_limited(at(t0, 3_200), at(t0, 3_150), 0, false, at(t0, 4_200));
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
-        assert!((r - BETA * 11.0).abs() < 0.01, "{r}");
+        assert!((r - FIRST_BETA * 11.0).abs() < 0.01, "{r}");
         assert_eq!(
             l.rate_slow_start,
             Some(SLOW_START_AGAIN),

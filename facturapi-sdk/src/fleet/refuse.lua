@@ -109,7 +109,10 @@ if phase == 0 then
   beta = tonumber(ARGV[6])
   next_phase = 1
 elseif phase == 1 then
+  -- The slow start's end reads a second that began under the limit, with the burst credit
+  -- full: the first beta too.
   w = math.max(accepted, 1)
+  beta = tonumber(ARGV[6])
   next_phase = 2
 elseif n >= min_samples then
   w = math.min(cur, accepted)
