@@ -66,8 +66,9 @@
 //!   low; a limit that fell meanwhile is cut by the next congestion event). A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb
-//!   reads low. While successive cuts find the same `W` (within [`SAME_LIMIT`]), their readings
-//!   are averaged (over [`READINGS`]) and `k` grows with the time `W` has held
+//!   reads low. While successive cuts find the same `W` (within [`SAME_LIMIT`]), a probe
+//!   refused above `W` sets it to what it read (a climb from the plateau reads low if
+//!   anything), other readings are averaged (over [`READINGS`]), and `k` grows with the time `W` has held
 //!   ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
 //!   limit is probed, and 429'd, less often. The cap doubles per second
@@ -998,7 +999,13 @@ impl Learner {
             // One more reading of the same limit: averaged with the others (it holds
             // the burst credit its probe drained, a different amount each time).
             self.readings = (self.readings + 1).min(READINGS);
-            w = self.w + (w - self.w) / f64::from(self.readings);
+            // A probe refused above `W`: the limit is no lower than what it read. Its
+            // reading averages its climb from the plateau, so it is low if anything
+            // (a 20/s bucket of one read as 18/s, and averaged with the readings
+            // before it the plateau rose a tenth of a request per second a cycle).
+            if !(probing && w > self.w) {
+                w = self.w + (w - self.w) / f64::from(self.readings);
+            }
             let held = now.saturating_duration_since(self.w_since).as_secs_f64();
             self.k = (K_MIN + PATIENCE * held).min(longest_k(w));
         } else {
@@ -1296,8 +1303,7 @@ mod tests {
             "a fast limit: probed every K_MIN at least"
         );
         assert_eq!(longest_k(2.0), K_MAX, "a slow one: K_MAX at most");
-        // Readings of the same limit are averaged: one that drained more burst credit
-        // than the others moves W by a share of the difference only.
+        // A probe refused above W reads the limit no lower than it is: W takes it raw.
         let t0 = Instant::now();
         let start = t0 + Duration::from_secs(100);
         let mut l = Sim::new(8, 64, t0);
@@ -1321,13 +1327,43 @@ mod tests {
             panic!("a cut")
         };
         assert!(
-            (l.w - 20.0).abs() < 0.6 && l.w > 20.0,
-            "W moves by a quarter of 21.7 − 20: {}",
+            (l.w - 21.7).abs() < 0.3,
+            "W is the probe's reading of 21.7: {}",
             l.w
         );
         assert_eq!(l.readings, READINGS);
         // It has held for 100 s: the budget, not the time held, bounds k.
         assert_eq!(l.k, longest_k(l.w));
+        // Readings of the same limit below W, taken on the plateau before its probe,
+        // are averaged: one that drained more burst credit than the others moves W by
+        // a share of the difference only.
+        let mut l = Sim::new(8, 64, t0);
+        l.rate_cut_at = Some(start);
+        (l.w, l.readings, l.k) = (20.0, 3, K_MIN);
+        l.rate = 19.6;
+        l.measured_from = start;
+        l.tat = start + Duration::from_secs(60);
+        // Refused 3 s after the last cut, before its probe, reading 18.7/s.
+        let mut ms = 0;
+        while ms < 3_000 {
+            ms += 53;
+            l.on_success(at(start, ms), at(start, ms), true, 1);
+        }
+        let Cut::Rate(_) = l.on_rate_limited(
+            at(start, 3_010),
+            at(start, 3_000),
+            0,
+            false,
+            at(start, 4_000),
+        ) else {
+            panic!("a cut")
+        };
+        assert!(
+            l.w < 20.0 && l.w > 19.5,
+            "W moves by a quarter of 18.7 − 20: {}",
+            l.w
+        );
+        assert_eq!(l.readings, READINGS);
     }
 
     #[test]
