@@ -68,8 +68,8 @@
 //!   start again (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb
 //!   reads low. While successive cuts find the same `W` (within [`SAME_LIMIT`]), a probe
 //!   refused above `W` sets it to what it read (a climb from the plateau reads low if
-//!   anything), other readings are averaged (over [`READINGS`]), and `k` grows with the time `W` has held
-//!   ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
+//!   anything), other readings are averaged (over [`READINGS`]), and `k` grows with the
+//!   time `W` has held ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
 //!   limit is probed, and 429'd, less often. The cap doubles per second
 //!   of sending (time before the first request or in an idle gap does not count) until its
@@ -996,13 +996,13 @@ impl Learner {
             };
         }
         if same_limit {
-            // One more reading of the same limit: averaged with the others (it holds
-            // the burst credit its probe drained, a different amount each time).
+            // One more reading of the same limit. Below `W` it is averaged with the
+            // others (it holds the burst credit its probe drained, a different amount
+            // each time). A probe refused above `W` is taken as it is: its reading
+            // averages its climb from the plateau, so it is low if anything (a 20/s
+            // bucket of one read as 18/s, and averaged with the readings before it the
+            // plateau rose a tenth of a request per second a cycle).
             self.readings = (self.readings + 1).min(READINGS);
-            // A probe refused above `W`: the limit is no lower than what it read. Its
-            // reading averages its climb from the plateau, so it is low if anything
-            // (a 20/s bucket of one read as 18/s, and averaged with the readings
-            // before it the plateau rose a tenth of a request per second a cycle).
             if !(probing && w > self.w) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
             }
@@ -1304,28 +1304,8 @@ mod tests {
         );
         assert_eq!(longest_k(2.0), K_MAX, "a slow one: K_MAX at most");
         // A probe refused above W reads the limit no lower than it is: W takes it raw.
-        let t0 = Instant::now();
-        let start = t0 + Duration::from_secs(100);
-        let mut l = Sim::new(8, 64, t0);
-        l.rate_cut_at = Some(start);
-        (l.w, l.readings, l.k) = (20.0, 3, K_MIN);
-        l.rate = BETA * 20.0;
-        l.tat = start + Duration::from_secs(60);
-        // Refused 2 s into the probe, which reads 21.7/s.
-        let mut ms = 4_000;
-        while ms < 6_000 {
-            ms += 46;
-            l.on_success(at(start, ms), at(start, ms), true, 1);
-        }
-        let Cut::Rate(_) = l.on_rate_limited(
-            at(start, 6_010),
-            at(start, 6_000),
-            0,
-            false,
-            at(start, 7_000),
-        ) else {
-            panic!("a cut")
-        };
+        // Refused 2 s into the probe (4 s after the cut), which reads 21.7/s.
+        let l = refused_at_a_held_limit(BETA * 20.0, 4_000..6_000, 46);
         assert!(
             (l.w - 21.7).abs() < 0.3,
             "W is the probe's reading of 21.7: {}",
@@ -1336,34 +1316,42 @@ mod tests {
         assert_eq!(l.k, longest_k(l.w));
         // Readings of the same limit below W, taken on the plateau before its probe,
         // are averaged: one that drained more burst credit than the others moves W by
-        // a share of the difference only.
-        let mut l = Sim::new(8, 64, t0);
-        l.rate_cut_at = Some(start);
-        (l.w, l.readings, l.k) = (20.0, 3, K_MIN);
-        l.rate = 19.6;
-        l.measured_from = start;
-        l.tat = start + Duration::from_secs(60);
-        // Refused 3 s after the last cut, before its probe, reading 18.7/s.
-        let mut ms = 0;
-        while ms < 3_000 {
-            ms += 53;
-            l.on_success(at(start, ms), at(start, ms), true, 1);
-        }
-        let Cut::Rate(_) = l.on_rate_limited(
-            at(start, 3_010),
-            at(start, 3_000),
-            0,
-            false,
-            at(start, 4_000),
-        ) else {
-            panic!("a cut")
-        };
+        // a share of the difference only. Refused 3 s after the cut, reading 18.7/s.
+        let l = refused_at_a_held_limit(19.6, 0..3_000, 53);
         assert!(
             l.w < 20.0 && l.w > 19.5,
             "W moves by a quarter of 18.7 − 20: {}",
             l.w
         );
         assert_eq!(l.readings, READINGS);
+    }
+
+    /// A learner whose `W` of 20/s has held for 100 s (three readings, `k` = [`K_MIN`])
+    /// since a cut, pacing at `rate`: successes every `every_ms` over `ms` after the cut
+    /// (the last one just past its end, in flight with the refused send), then a 429 for
+    /// the send at its end.
+    fn refused_at_a_held_limit(rate: f64, ms: std::ops::Range<u64>, every_ms: u64) -> Sim {
+        let t0 = Instant::now();
+        let start = t0 + Duration::from_secs(100);
+        let mut l = Sim::new(8, 64, t0);
+        l.rate_cut_at = Some(start);
+        (l.w, l.readings, l.k) = (20.0, 3, K_MIN);
+        l.rate = rate;
+        l.measured_from = start;
+        l.tat = start + Duration::from_secs(60);
+        for at_ms in (ms.start + every_ms..ms.end + every_ms).step_by(every_ms as usize) {
+            l.on_success(at(start, at_ms), at(start, at_ms), true, 1);
+        }
+        let Cut::Rate(_) = l.on_rate_limited(
+            at(start, ms.end + 10),
+            at(start, ms.end),
+            0,
+            false,
+            at(start, ms.end + 1_000),
+        ) else {
+            panic!("a cut")
+        };
+        l
     }
 
     #[test]
