@@ -25,7 +25,8 @@
 //! `efficiency_per_run.svg`; `--quick` and `--only` runs only print (the report and its
 //! plots always come from one run). The targets are checked on the worst run
 //! of each scenario. Client and server share this machine's cores.
-//! `--only <name>` runs the matching scenarios; `--seed <n>` changes the sandboxes' seed
+//! `--only <names>` runs the scenarios whose name contains one of the comma-separated
+//! names (`--only "small burst,limit steps"`); `--seed <n>` changes the sandboxes' seed
 //! (service times, faults) and the open-loop arrivals (default 7); `--seeds <n>` runs
 //! everything once per seed from it and adds a table of the worst and the median of each
 //! scenario (what a user meets is the worst run, not one run); `BENCH_TRACE=1` prints the
@@ -1468,12 +1469,18 @@ fn main() {
         .build()
         .expect("runtime");
     let began = Instant::now();
-    // `--only <text>`: the scenarios whose name contains it (while tuning).
+    // `--only <names>`: the scenarios whose name contains one of these, comma-separated
+    // (while tuning).
     let args: Vec<String> = std::env::args().collect();
-    let only = args
+    let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
+        .and_then(|i| args.get(i + 1))
+        .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect());
+    let chosen = |name: &str| {
+        only.as_ref()
+            .is_none_or(|names| names.iter().any(|n| name.contains(n.as_str())))
+    };
     if let Some(seed) = args
         .iter()
         .position(|a| a == "--seed")
@@ -1499,10 +1506,9 @@ fn main() {
     // that disagrees with the report beside it.
     let writes_report = !quick && only.is_none();
     // A Redis for the shared strategy, stopped when the run ends.
-    let wants_redis = scenarios(quick).iter().any(|s| {
-        s.strategies.contains(&Strategy::Shared)
-            && only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))
-    });
+    let wants_redis = scenarios(quick)
+        .iter()
+        .any(|s| s.strategies.contains(&Strategy::Shared) && chosen(s.name));
     let _redis = wants_redis.then(|| {
         let (url, server) = redis_server::shared_or_own()
             .unwrap_or_else(|e| panic!("the fleet scenarios need Redis: {e}"));
@@ -1519,10 +1525,7 @@ fn main() {
         }
         let mut this_seed = Vec::new();
         for scenario in scenarios(quick) {
-            if only
-                .as_ref()
-                .is_some_and(|o| !scenario.name.contains(o.as_str()))
-            {
+            if !chosen(scenario.name) {
                 continue;
             }
             let scenario = Arc::new(scenario);
