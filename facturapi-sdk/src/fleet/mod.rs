@@ -29,7 +29,9 @@
 //! **Degraded mode.** Each Redis call is bounded by [`REDIS_TIMEOUT`]. A call that fails or
 //! times out sends the process to its local limits (the per-process learner) for
 //! [`RETRY_REDIS`]; it logs the change, counts it in `facturapi_fleet_degraded_total`,
-//! and tries Redis again after that. Redis never fails a call. With
+//! and after that one request asks Redis again while the others keep to the local limits
+//! until it has the answer: a Redis that does not answer holds up one request a second, by
+//! [`REDIS_TIMEOUT`]. Redis never fails a call. With
 //! [`SharedLimits::fleet_size`], the local limits start at this process's share of the
 //! fleet's, as last seen.
 //!
@@ -228,7 +230,8 @@ pub(crate) struct Fleet {
     prefix: String,
     process: String,
     next_id: AtomicU64,
-    /// Set while the process keeps to its local limits.
+    /// Set while the process keeps to its local limits: Redis is not asked before then
+    /// (see [`Fleet::ask`]).
     down_until: Mutex<Option<Instant>>,
     degraded: AtomicBool,
     /// Leases held by this process, renewed every [`RENEW_EVERY`].
@@ -324,16 +327,28 @@ impl Fleet {
         ]
     }
 
-    /// Whether the process uses the fleet's limits now (not in degraded mode).
+    /// Whether Redis may be asked now: not in degraded mode, or its wait is over.
     pub(crate) fn available(&self) -> bool {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Whether this admission may ask Redis. In degraded mode, once [`RETRY_REDIS`] is
+    /// over, one admission asks it again and the others keep to the local limits until it
+    /// has the answer, which comes within [`REDIS_TIMEOUT`] (they wait twice that, in case
+    /// that admission is dropped first or its timer fires late): a Redis that does not
+    /// answer holds up one call a second, not every call that starts then.
+    fn ask(&self) -> bool {
         let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
         match *down {
+            None => true,
             Some(until) if Instant::now() < until => false,
             Some(_) => {
-                *down = None;
+                *down = Some(Instant::now() + 2 * REDIS_TIMEOUT);
                 true
             }
-            None => true,
         }
     }
 
@@ -366,6 +381,7 @@ impl Fleet {
     }
 
     fn succeeded(&self) {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!(redis = %self.url, "shared limits available again");
             metrics::gauge!("facturapi_fleet_degraded").set(0.0);
@@ -415,7 +431,7 @@ impl Fleet {
         initial: usize,
         ceiling: usize,
     ) -> Option<Admit> {
-        if !self.available() {
+        if !self.ask() {
             return None;
         }
         self.start_renewing();
