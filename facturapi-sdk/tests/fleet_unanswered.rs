@@ -52,7 +52,8 @@ async fn fake_redis(fake: Fake) -> (String, Arc<AtomicUsize>) {
 }
 
 /// The length of the first whole command in `bytes` (a RESP array of bulk strings, as
-/// clients send them), or `None` while it is incomplete.
+/// clients send them), or `None` while it is incomplete. Hand-written: the redis crate
+/// reads replies, not a client's commands with their length, and this needs only the framing.
 fn command_len(bytes: &[u8]) -> Option<usize> {
     // A line ending in CRLF that starts with `kind`: its number, and where the next begins.
     let line = |at: usize, kind: u8| -> Option<(usize, usize)> {

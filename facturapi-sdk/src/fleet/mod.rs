@@ -381,8 +381,10 @@ impl Fleet {
     }
 
     fn succeeded(&self) {
-        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Only `failed` starts a wait, and it sets `degraded` too: outside degraded mode
+        // (every admission's call) there is no wait to clear and no lock to take.
         if self.degraded.swap(false, Ordering::Relaxed) {
+            *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::info!(redis = %self.url, "shared limits available again");
             metrics::gauge!("facturapi_fleet_degraded").set(0.0);
         }
