@@ -16,7 +16,8 @@
 //!   back have finished (or after [`SETTLE_LATENCIES`] mean latencies, [`SETTLE`] at most: a
 //!   stalled request does not hold the judgement up while the class goes on over the
 //!   limit): by then the learner knows how many of them succeeded, that is, how many the
-//!   server was serving when it refused (`served`). It also
+//!   server was serving when it refused (`served`; with the successes that were out when
+//!   it was sent and came back before it: a busy client reads a 429 late). It also
 //!   knows the most successful requests ever seen in flight at once lately (`peak`, over
 //!   [`LEVEL_WINDOW`]). A 429 is **at the top** when `served ≥ max(1, peak)`, or when every
 //!   permit of the class was in use and `served ≥ max(1, peak − 1)`: a cap refuses only
@@ -42,7 +43,8 @@
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
 //!   each of those cuts 27 % for one event. Unless the cut was not deep enough: with
-//!   [`MIN_SAMPLES`] 429s of requests sent after it, while the class is paced and accepts
+//!   [`MIN_SAMPLES`] 429s of requests sent after it on pace (a send that caught up on a
+//!   late one is refused by a bucket of one at any rate, and wastes its slot), while the class is paced and accepts
 //!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
 //!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The
 //!   first cut needs one success (what one success in a second reads is a floor the slow
@@ -248,7 +250,8 @@ struct Pending {
     resume_at: Instant,
     /// Requests in flight with it that have not finished yet.
     outstanding: usize,
-    /// Of those that finished, the ones that succeeded: the server was serving them.
+    /// The successes the server was serving with it: those out when it was sent and back
+    /// before it, then, of those in flight as it came back, the ones that succeeded.
     served: usize,
     /// Every permit of the class was in use.
     saturated: bool,
@@ -708,12 +711,22 @@ impl Learner {
             self.refused_send(sent_at, caught_up);
             return Cut::None;
         }
+        // The successes already back that were in flight when it was sent: the server was
+        // serving them when it refused, unless they finished first. A 429 the client reads
+        // late (a busy runtime) comes back after some of them, and counting only those still
+        // out read a cap of 3 as a rate limit (one of the three served back already).
+        let first = self.successes.partition_point(|s| s.at <= sent_at);
+        let served = self
+            .successes
+            .range(first..)
+            .filter(|s| s.sent <= sent_at)
+            .count();
         self.pending.push_back(Pending {
             at: now,
             sent_at,
             resume_at,
             outstanding: others,
-            served: 0,
+            served,
             saturated,
             caught_up,
         });
@@ -893,11 +906,12 @@ impl Learner {
             }
         }
         self.refused_send(pending.sent_at, pending.caught_up);
-        self.rate_limited(now, pending.sent_at, pending.resume_at)
+        self.rate_limited(now, pending)
     }
 
     /// A 429 judged a sign of a rate limit.
-    fn rate_limited(&mut self, now: Instant, sent_at: Instant, resume_at: Instant) -> Cut {
+    fn rate_limited(&mut self, now: Instant, pending: &Pending) -> Cut {
+        let (sent_at, resume_at) = (pending.sent_at, pending.resume_at);
         let (mut accepted, samples) = self.accepted_rate(now);
         if self.rate.is_infinite() {
             // The first cut: an unpaced burst that took the server's whole burst credit in
@@ -924,7 +938,11 @@ impl Learner {
             // the new rate (a limit that halved, read over the window at its old value).
             // Measured since the cut, over half a second at least: a fixed window's lumps
             // read anything over less.
-            if sent_at >= cut {
+            // Only sends that went on pace count: against a bucket of one, a send that
+            // caught up on a late one is refused at any rate under the limit, and each such
+            // refusal wastes its slot (a 20/s bucket of one paced at 18/s accepted 14/s for
+            // a second after the cut, read as a limit that halved).
+            if sent_at >= cut && !(pending.caught_up && self.catches_up) {
                 self.refused_since_cut += 1;
             }
             let since = now.saturating_duration_since(cut);
@@ -1378,13 +1396,14 @@ mod tests {
 
     #[test]
     fn a_first_429_after_a_single_success_cuts_to_a_floor_and_starts_after_its_retry_after() {
-        // A bucket of one: of the first four sent at once, one is served.
+        // A bucket of one: the first request is served, the next, sent as it came back,
+        // refused.
         let t0 = Instant::now();
         let mut l = Sim::new(4, 64, t0);
         l.slot(t0);
         l.on_success(at(t0, 60), t0, true, 4);
         let resume = at(t0, 1_000);
-        let cut = l.on_rate_limited(at(t0, 70), at(t0, 5), 0, true, resume);
+        let cut = l.on_rate_limited(at(t0, 70), at(t0, 65), 0, true, resume);
         assert_eq!(cut, Cut::Rate(FIRST_BETA), "one success over a second");
         assert_eq!(
             l.rate_slow_start,
@@ -1637,6 +1656,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cap_whose_429s_are_read_after_some_of_those_served_with_them_is_still_a_cap() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        // Eight at once against a cap of 4, twice, a second apart; a busy client reads the
+        // four 429s after two of the four served with them are back.
+        for t in [at(t0, 1_000), at(t0, 2_000)] {
+            let sent = t - Duration::from_millis(10);
+            let resume = t + Duration::from_secs(1);
+            for i in 0..2 {
+                l.on_success(at(t, 40), sent, true, 4 - i);
+                assert_eq!(l.on_finish(sent, at(t, 40), true), Cut::None);
+            }
+            let mut cuts = Vec::new();
+            for i in 0..4 {
+                cuts.push(l.on_finish(sent, at(t, 45), false));
+                cuts.push(l.on_rate_limited(at(t, 45), sent, 5 - i, true, resume));
+            }
+            for i in 0..2 {
+                l.on_success(at(t, 50), sent, true, 2 - i);
+                cuts.push(l.on_finish(sent, at(t, 50), true));
+            }
+            cuts.retain(|c| *c != Cut::None);
+            if t == at(t0, 1_000) {
+                assert_eq!(cuts, [], "one moment");
+            } else {
+                assert_eq!(cuts, [Cut::Concurrency(4)]);
+            }
+        }
+        assert_eq!((l.rate, l.rate_cuts), (f64::INFINITY, 0), "no rate limit");
+    }
+
+    #[test]
     fn a_token_bucket_burst_refuses_at_the_top_once_and_lower_after_so_it_is_no_cap() {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
@@ -1783,7 +1834,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
         // Two callers: each request overlaps the other caller's.
-        for i in 2..=10 {
+        for i in 2..=9 {
             let now = at(t0, i * 100);
             l.on_success(now, at(t0, i * 100 - 150), true, 2);
         }
@@ -1875,6 +1926,47 @@ mod tests {
                 assert_eq!(cut, Cut::None, "at {i}");
             }
         }
+    }
+
+    #[test]
+    fn refused_sends_that_caught_up_do_not_read_as_a_limit_that_halved() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
+        l.rate_cut_at = Some(t0);
+        l.w = 20.0;
+        l.cut_to = BETA * 20.0;
+        l.rate = 20.5;
+        for i in 0..80u64 {
+            l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+        }
+        let cut_at = at(t0, 4_000);
+        let cut = l.on_rate_limited(cut_at, at(t0, 3_990), 0, false, at(cut_at, 1_000));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        for _ in 0..20 {
+            l.slot(cut_at);
+        }
+        // A bucket of one refuses every third send, one that caught up on a late one: its
+        // slot is wasted, and the server accepts two thirds of the new rate.
+        let spacing = (1_000.0 / r) as u64;
+        for i in 1..=18u64 {
+            let back = at(cut_at, i * spacing);
+            if i % 3 == 0 {
+                let cut = l.learner.on_rate_limited(
+                    at(back, 5),
+                    back,
+                    true,
+                    0,
+                    false,
+                    at(back, 1_000),
+                    l.concurrency,
+                );
+                assert_eq!(cut, Cut::None, "at {i}");
+            } else {
+                l.on_success(back, at(back, 0), true, 1);
+            }
+        }
+        assert_eq!(l.rate_cuts, 1, "{l:?}");
     }
 
     #[test]
