@@ -52,7 +52,8 @@
 //!   its schedule at the end of its `Retry-After` (the unpaced burst took all the server
 //!   had) and is followed by a slow start from there (×[`SLOW_START`] per second until the
 //!   next cut, which reads the accepted rate of the last second and keeps [`FIRST_BETA`]
-//!   of it too, then ×[`SLOW_START_AGAIN`] until the one after). A first 429 before any
+//!   of it too, then, once that cut's [`GRACE`] is over, ×[`SLOW_START_AGAIN`] until the one
+//!   after). A first 429 before any
 //!   success cuts nothing: the class pauses for its `Retry-After` instead, and the first
 //!   cut then starts at once. The class pauses
 //!   once: later 429s only wait out their own. The accepted rate is measured from the end
@@ -67,7 +68,7 @@
 //!   of one, the refused sends of a probe waste their slots and what is accepted reads
 //!   low; a limit that fell meanwhile is cut by the next congestion event). A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
-//!   start again (×[`SLOW_START_AGAIN`]): the limit was raised, and the probe's steep climb
+//!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was raised, and the probe's steep climb
 //!   reads low. While successive cuts find the same `W` (within [`SAME_LIMIT`]), a probe
 //!   refused above `W` sets it to what it read (a climb from the plateau reads low if
 //!   anything), other readings are averaged (over [`READINGS`]), and `k` grows with the
@@ -105,8 +106,8 @@ pub(crate) mod constants {
     /// of 2.5/s in 3 s (growing by half took 5 s); the overshoot lasts until the first 429,
     /// and the next cut reads the limit from the last second.
     pub(crate) const SLOW_START: f64 = 2.0;
-    /// After the cut that ends the first slow start, the rate grows by this factor per
-    /// second until the next cut. That cut reads the accepted rate over a second in which
+    /// After the cut that ends the first slow start, once its [`GRACE`] is over, the rate
+    /// grows by this factor per second until the next cut. That cut reads the accepted rate over a second in which
     /// the rate was still climbing: a 20/s bucket of 1 met while doubling read as 13/s,
     /// and a cubic back to that plateau held the class at two thirds of its limit.
     pub(crate) const SLOW_START_AGAIN: f64 = 1.25;
@@ -326,6 +327,9 @@ pub(crate) struct Learner {
     /// After the first rate cut, growing by [`SLOW_START`] per second; after the second, by
     /// [`SLOW_START_AGAIN`]; after the others, `None` (the cubic).
     rate_slow_start: Option<f64>,
+    /// Seconds after the last rate cut before its slow start grows (see
+    /// [`Learner::grown`]).
+    grows_after: f64,
     /// The rate set by the last rate cut.
     cut_to: f64,
     /// When the cubic of the last rate cut started; `None` before any.
@@ -372,6 +376,7 @@ impl Learner {
             back: K_MIN,
             margin: MARGIN,
             rate_slow_start: None,
+            grows_after: 0.0,
             cut_to: f64::INFINITY,
             rate_cut_at: None,
             refused_since_cut: 0,
@@ -603,7 +608,7 @@ impl Learner {
     /// `k`, then steps beyond it that double each second.
     fn grown(&self, t: f64) -> f64 {
         if let Some(factor) = self.rate_slow_start {
-            return self.cut_to * factor.powf(t);
+            return self.cut_to * factor.powf((t - self.grows_after).max(0.0));
         }
         let plateau = (1.0 - self.margin) * self.w;
         if t <= self.back {
@@ -1059,6 +1064,16 @@ impl Learner {
         } else {
             None
         };
+        // The cut that starts a slow start again read a limit, most often close to it:
+        // growing at once meets it again within this cut's grace, where a 429 is taken for
+        // the cut's aftermath, or for a cut not deep enough (a 20/s bucket of one cut to
+        // 18/s, then sent 22/s within the second, was cut again to 14/s). So it grows once
+        // the grace is over, and its first 429 is a cut that reads the last second again.
+        self.grows_after = if self.rate_slow_start == Some(SLOW_START_AGAIN) {
+            GRACE.as_secs_f64()
+        } else {
+            0.0
+        };
         self.w = w;
         // Never above the rate refused: growth holds the rate under twice what is accepted,
         // which may be below β × the readings' mean.
@@ -1471,7 +1486,16 @@ mod tests {
             Some(SLOW_START_AGAIN),
             "the second cut slows the slow start down"
         );
-        l.on_rate_limited(at(t0, 4_300), at(t0, 4_250), 0, false, at(t0, 5_300));
+        // And it grows once the cut's grace is over.
+        for (ms, grown) in [(4_100, r), (5_200, r * SLOW_START_AGAIN)] {
+            for _ in 0..10 {
+                l.on_success(at(t0, ms), at(t0, ms), true, 1);
+            }
+            l.tat = at(t0, ms + 100);
+            l.on_success(at(t0, ms), at(t0, ms), true, 1);
+            assert!((l.rate - grown).abs() < 0.01, "at {ms} ms: {}", l.rate);
+        }
+        l.on_rate_limited(at(t0, 5_300), at(t0, 5_250), 0, false, at(t0, 6_300));
         assert_eq!(l.rate_slow_start, None, "the third ends it");
     }
 
