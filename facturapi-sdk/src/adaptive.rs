@@ -44,9 +44,10 @@
 //!   client drained still refuses a request or two after the cut, and cutting again for
 //!   each of those cuts 27 % for one event. Unless the cut was not deep enough: with
 //!   [`MIN_SAMPLES`] 429s of requests sent after it on pace (a send that caught up on a
-//!   late one is refused by a bucket of one at any rate, and wastes its slot), while the class is paced and accepts
-//!   less than the new rate by more than [`SAME_LIMIT`] (measured since the cut, over
-//!   2 × [`MOMENT`] at least), it cuts again to what is accepted: a limit that halved. The
+//!   late one is refused by a bucket of one at any rate, and wastes its slot), while the
+//!   class is paced and accepts less than the new rate by more than [`SAME_LIMIT`]
+//!   (measured since the cut, over 2 × [`MOMENT`] at least), it cuts again to what is
+//!   accepted: a limit that halved. The
 //!   first cut needs one success (what one success in a second reads is a floor the slow
 //!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts
 //!   its schedule at the end of its `Retry-After` (the unpaced burst took all the server
@@ -68,10 +69,11 @@
 //!   of one, the refused sends of a probe waste their slots and what is accepted reads
 //!   low; a limit that fell meanwhile is cut by the next congestion event). A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
-//!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was raised, and the probe's steep climb
-//!   reads low. While successive cuts find the same `W` (within [`SAME_LIMIT`]), a probe
-//!   refused above `W` sets it to what it read (a climb from the plateau reads low if
-//!   anything), other readings are averaged (over [`READINGS`]), and `k` grows with the
+//!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
+//!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
+//!   (within [`SAME_LIMIT`]), a probe refused above `W` sets it to what it read (a climb
+//!   from the plateau reads low if anything), other readings are averaged (over
+//!   [`READINGS`]), and `k` grows with the
 //!   time `W` has held ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
 //!   limit is probed, and 429'd, less often. The cap doubles per second
@@ -106,10 +108,11 @@ pub(crate) mod constants {
     /// of 2.5/s in 3 s (growing by half took 5 s); the overshoot lasts until the first 429,
     /// and the next cut reads the limit from the last second.
     pub(crate) const SLOW_START: f64 = 2.0;
-    /// After the cut that ends the first slow start, once its [`GRACE`] is over, the rate
-    /// grows by this factor per second until the next cut. That cut reads the accepted rate over a second in which
-    /// the rate was still climbing: a 20/s bucket of 1 met while doubling read as 13/s,
-    /// and a cubic back to that plateau held the class at two thirds of its limit.
+    /// After the cut that ends the first slow start (or finds a raised limit), once its
+    /// [`GRACE`] is over, the rate grows by this factor per second until the next cut. That
+    /// cut reads the accepted rate over a second in which the rate was still climbing: a
+    /// 20/s bucket of 1 met while doubling read as 13/s, and a cubic back to that plateau
+    /// held the class at two thirds of its limit.
     pub(crate) const SLOW_START_AGAIN: f64 = 1.25;
     /// Seconds the rate takes back to its plateau after a probe was refused at the limit it
     /// had found before: the limit is where it was, so the plateau is known to hold. The
@@ -945,8 +948,7 @@ impl Learner {
             // read anything over less.
             // Only sends that went on pace count: against a bucket of one, a send that
             // caught up on a late one is refused at any rate under the limit, and each such
-            // refusal wastes its slot (a 20/s bucket of one paced at 18/s accepted 14/s for
-            // a second after the cut, read as a limit that halved).
+            // refusal wastes its slot, so what is accepted reads low too.
             if sent_at >= cut && !(pending.caught_up && self.catches_up) {
                 self.refused_since_cut += 1;
             }
@@ -1162,6 +1164,27 @@ mod tests {
                 false,
                 others,
                 saturated,
+                resume_at,
+                self.concurrency,
+            );
+            self.apply(cut)
+        }
+    }
+
+    impl Sim {
+        /// A 429 of a paced send that caught up on a late one, alone in flight.
+        fn on_caught_up_rate_limited(
+            &mut self,
+            now: Instant,
+            sent_at: Instant,
+            resume_at: Instant,
+        ) -> Cut {
+            let cut = self.learner.on_rate_limited(
+                now,
+                sent_at,
+                true,
+                0,
+                false,
                 resume_at,
                 self.concurrency,
             );
@@ -1922,8 +1945,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_aftermath_of_a_cut_that_was_deep_enough_cuts_nothing() {
+    /// A cubic at a limit of 20/s, probing past it while the server accepted 20/s, cut at
+    /// 4 s, with the class's permits booked on the new schedule: the learner, the cut's
+    /// instant and its rate.
+    fn cut_while_probing_a_20_per_second_limit() -> (Sim, Instant, f64) {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
         // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
@@ -1940,6 +1965,12 @@ mod tests {
         for _ in 0..20 {
             l.slot(cut_at);
         }
+        (l, cut_at, r)
+    }
+
+    #[test]
+    fn the_aftermath_of_a_cut_that_was_deep_enough_cuts_nothing() {
+        let (mut l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
         // The drained bucket refuses a few sent after the cut, while accepting the new rate.
         let spacing = (1_000.0 / r) as u64;
         for i in 1..=15u64 {
@@ -1954,37 +1985,14 @@ mod tests {
 
     #[test]
     fn refused_sends_that_caught_up_do_not_read_as_a_limit_that_halved() {
-        let t0 = Instant::now();
-        let mut l = Sim::new(8, 64, t0);
-        // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
-        l.rate_cut_at = Some(t0);
-        l.w = 20.0;
-        l.cut_to = BETA * 20.0;
-        l.rate = 20.5;
-        for i in 0..80u64 {
-            l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
-        }
-        let cut_at = at(t0, 4_000);
-        let cut = l.on_rate_limited(cut_at, at(t0, 3_990), 0, false, at(cut_at, 1_000));
-        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
-        for _ in 0..20 {
-            l.slot(cut_at);
-        }
+        let (mut l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
         // A bucket of one refuses every third send, one that caught up on a late one: its
         // slot is wasted, and the server accepts two thirds of the new rate.
         let spacing = (1_000.0 / r) as u64;
         for i in 1..=18u64 {
             let back = at(cut_at, i * spacing);
             if i % 3 == 0 {
-                let cut = l.learner.on_rate_limited(
-                    at(back, 5),
-                    back,
-                    true,
-                    0,
-                    false,
-                    at(back, 1_000),
-                    l.concurrency,
-                );
+                let cut = l.on_caught_up_rate_limited(at(back, 5), back, at(back, 1_000));
                 assert_eq!(cut, Cut::None, "at {i}");
             } else {
                 l.on_success(back, at(back, 0), true, 1);
