@@ -143,9 +143,9 @@ if phase > 0 and cur > 0 then
 end
 -- The schedule starts again two slots from now: the server that refused this request has
 -- no credit left, and the fleet's sends land a few milliseconds off their slots (each
--- process sleeps to its slot after a round trip to Redis). Starting at once, a probe cost
--- two 429s or three; one slot's credit absorbs the jitter (4 processes: 2.0 % of 429s over
--- the run, 1.0 % from two slots on).
+-- process sleeps to its slot after a round trip to Redis): one slot's credit absorbs that.
+-- The benchmark's 4 processes (seed 9): started at once, two 429s a probe and 2.0 % of
+-- attempts over the run; one slot on, 1.5 %; two slots on, one 429 a probe and 1.0 %.
 redis.call('HSET', s, 'epoch', epoch + 1, 'phase', next_phase, 'cut', now, 'busy', 0,
   'last', now, 'tat', now + 2000000 / r, 'refused', 0, 'w', w, 'r0', r, 'cur', r, 'k', k,
   'readings', readings, 'w_since', w_since)
