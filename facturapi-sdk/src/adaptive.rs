@@ -1099,6 +1099,17 @@ impl Learner {
         self.measured_from = start;
         self.refused_since_cut = 0;
         self.rate_cuts += 1;
+        tracing::debug!(
+            w = self.w,
+            k = self.k,
+            margin = self.margin,
+            probing,
+            same_limit,
+            caught_up = pending.caught_up,
+            catches_up = self.catches_up,
+            rate = self.rate,
+            "rate cut"
+        );
         Cut::Rate(self.rate)
     }
 }
