@@ -67,7 +67,11 @@
 //!   began) returns to the plateau within [`RETURN`] and holds it until the next probe; a
 //!   probe's cut never finds the limit below the `W` its plateau held on (against a bucket
 //!   of one, the refused sends of a probe waste their slots and what is accepted reads
-//!   low; a limit that fell meanwhile is cut by the next congestion event). A
+//!   low; a limit that fell meanwhile is cut by the next congestion event). A refusal
+//!   back on the plateau after a probe that met the limit where it held, before the next
+//!   probe, finds the limit no lower than the `W` that plateau held on (or the rate
+//!   refused, if lower), and undoes a raise the probe read: its reading held the burst
+//!   credit that the plateau refilled under the limit and the probe drained. A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
 //!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
@@ -322,6 +326,9 @@ pub(crate) struct Learner {
     /// When `W` last moved (a cut found a new limit), and how many cuts found it since.
     w_since: Instant,
     readings: u32,
+    /// When the last cut was a probe that met the limit where it held (within
+    /// [`SAME_LIMIT`]): the `W` its plateau had held on (see [`Learner::rate_limited`]).
+    probed: Option<f64>,
     /// Seconds the cubic takes back to the plateau (`k`, or [`RETURN`] after a probe was
     /// refused at the same limit); the rate holds the plateau from there to `k`.
     back: f64,
@@ -376,6 +383,7 @@ impl Learner {
             k: K_MIN,
             w_since: now,
             readings: 0,
+            probed: None,
             back: K_MIN,
             margin: MARGIN,
             rate_slow_start: None,
@@ -1005,12 +1013,33 @@ impl Learner {
             // margin below `W` is refused while it probes below `W`).
             w = w.max(self.w.min(self.rate));
         }
+        let probing = probe_from.is_some();
+        // Refused back on the plateau after a probe met the limit where it had held, before
+        // the next probe: the limit the plateau held on is no lower than the rate refused.
+        // Either the probe read the limit high (a token bucket's burst credit, refilled
+        // while the plateau ran under the limit, drained within the probe's second or two:
+        // a 20/s bucket of 5 read as 21.8/s, and the plateau built on that was refused 1.2
+        // s later), and the limit is the one held before it; or a bucket of one refused a
+        // send that caught up on a late one and wasted the slots of others, and the rate
+        // accepted reads low (a 20/s bucket of one as 17.3/s a second after the probe).
+        // Read as they were, both found a new limit, probed it again from scratch, and
+        // the first kept a plateau over the limit. A limit that fell meanwhile is read by
+        // the next refusal.
+        let mut undone = false;
+        if let Some(held) = self.probed.take().filter(|_| !probing)
+            && self.rate_slow_start.is_none()
+        {
+            // The probe raised `W`: back to where it held, the margin as it was (the plateau
+            // held there).
+            undone = self.w > held && w < self.w;
+            w = w.max(held.min(self.w).min(self.rate));
+        }
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
-        let probing = probe_from.is_some();
         // Only a cut of the cubic says how close its plateau is: a slow start has none.
         if same_limit
+            && !undone
             && self.rate_slow_start.is_none()
             && let Some(cut) = self.rate_cut_at
         {
@@ -1027,8 +1056,10 @@ impl Learner {
             // averages its climb from the plateau, so it is low if anything (a 20/s
             // bucket of one read as 18/s, and averaged with the readings before it the
             // plateau rose a tenth of a request per second a cycle).
-            self.readings = (self.readings + 1).min(READINGS);
-            if !(probing && w > self.w) {
+            if !undone {
+                self.readings = (self.readings + 1).min(READINGS);
+            }
+            if !(undone || probing && w > self.w) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
             }
             let held = now.saturating_duration_since(self.w_since).as_secs_f64();
@@ -1076,6 +1107,7 @@ impl Learner {
         } else {
             0.0
         };
+        self.probed = (probing && same_limit).then_some(self.w);
         self.w = w;
         // Never above the rate refused: growth holds the rate under twice what is accepted,
         // which may be below β × the readings' mean.
@@ -1977,6 +2009,91 @@ mod tests {
             l.slot(cut_at);
         }
         (l, cut_at, r)
+    }
+
+    /// After a probe's cut, a refusal back on the plateau past the cut's grace, with the
+    /// server accepting `accepted` of every three sends at the rate the cut set (`caught_up`:
+    /// the refused one caught up on a late one): the learner, the cut, and the rate refused.
+    fn refused_on_the_plateau_after(
+        mut l: Sim,
+        cut_at: Instant,
+        r: f64,
+        accepted: u64,
+        caught_up: bool,
+    ) -> (Sim, Cut, f64) {
+        let spacing = (1_000.0 / r) as u64;
+        for i in 1..=24u64 {
+            if i % 3 < accepted {
+                let back = at(cut_at, i * spacing);
+                l.on_success(back, back, true, 1);
+            }
+        }
+        let back = at(cut_at, 25 * spacing);
+        let rate = l.rate;
+        let cut = if caught_up {
+            l.on_caught_up_rate_limited(at(back, 5), back, at(back, 1_000))
+        } else {
+            l.on_rate_limited(at(back, 5), back, 0, false, at(back, 1_000))
+        };
+        (l, cut, rate)
+    }
+
+    #[test]
+    fn a_refusal_after_a_probe_met_the_limit_reads_it_no_lower_than_the_rate_refused() {
+        let (l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
+        assert_eq!(l.probed, Some(20.0));
+        let (w, k, readings) = (l.w, l.k, l.readings);
+        // A bucket of one refuses a send that caught up, having wasted two others' slots.
+        let (l, cut, rate) = refused_on_the_plateau_after(l, cut_at, r, 2, true);
+        assert!(matches!(cut, Cut::Rate(to) if to < rate), "{cut:?}");
+        // The same limit: its readings averaged, no lower than the rate refused, and the
+        // next probe no sooner than it was due.
+        assert!(
+            l.w >= w - (w - rate) / f64::from(l.readings),
+            "{} from {w}",
+            l.w
+        );
+        assert_eq!(l.readings, (readings + 1).min(READINGS));
+        assert!(l.k >= k, "{} < {k}", l.k);
+        assert_eq!(l.probed, None);
+        // Without a probe before it, the refusal reads the limit as it is.
+        let (mut l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
+        l.probed = None;
+        let (l, _, _) = refused_on_the_plateau_after(l, cut_at, r, 2, true);
+        assert!(l.w < 0.9 * w, "{}", l.w);
+    }
+
+    #[test]
+    fn a_refusal_after_a_probe_read_the_limit_high_takes_it_back_to_where_it_held() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        // A plateau under a limit of 20/s, then a probe that drains the bucket's burst
+        // credit: the server accepts 21/s over the probe's second.
+        l.rate_cut_at = Some(t0);
+        l.w = 20.0;
+        l.readings = 2;
+        l.cut_to = BETA * 20.0;
+        l.rate = 23.0;
+        for i in 0..80u64 {
+            l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+        }
+        for i in 0..21u64 {
+            l.on_success(at(t0, 4_000 + i * 47), at(t0, 4_000 + i * 47), true, 1);
+        }
+        let cut_at = at(t0, 5_000);
+        let cut = l.on_rate_limited(cut_at, at(t0, 4_990), 0, false, at(cut_at, 1_000));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        assert!(l.w > 20.5, "the probe reads {}", l.w);
+        assert_eq!(l.probed, Some(20.0));
+        let (margin, readings) = (l.margin, l.readings);
+        // The plateau built on it is refused on pace, the server accepting 19.5/s of it.
+        let (l, cut, rate) = refused_on_the_plateau_after(l, cut_at, r, 3, false);
+        assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
+        assert!(rate > 20.0, "{rate}");
+        // Back to the limit the plateau held on, the margin and the readings as they were.
+        assert!((l.w - 20.0).abs() < 1e-9, "{}", l.w);
+        assert_eq!((l.margin, l.readings), (margin, readings));
+        assert!(l.k > K_MIN, "{}", l.k);
     }
 
     #[test]
