@@ -75,8 +75,9 @@
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
 //!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
-//!   (within [`SAME_LIMIT`]), a probe refused above `W` sets it to what it read (a climb
-//!   from the plateau reads low if anything), other readings are averaged (over
+//!   (within [`SAME_LIMIT`]), a probe refused above `W` sets it to what it read (against
+//!   a bucket of one, a climb from the plateau reads low; a reading that held burst credit
+//!   is undone as above), other readings are averaged (over
 //!   [`READINGS`]), and `k` grows with the
 //!   time `W` has held ([`PATIENCE`]), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
@@ -1052,10 +1053,12 @@ impl Learner {
         if same_limit {
             // One more reading of the same limit. Below `W` it is averaged with the
             // others (it holds the burst credit its probe drained, a different amount
-            // each time). A probe refused above `W` is taken as it is: its reading
-            // averages its climb from the plateau, so it is low if anything (a 20/s
+            // each time). A probe refused above `W` is taken as it is: against a bucket
+            // of one, its reading averages its climb from the plateau and reads low (a 20/s
             // bucket of one read as 18/s, and averaged with the readings before it the
-            // plateau rose a tenth of a request per second a cycle).
+            // plateau rose a tenth of a request per second a cycle); one that held burst
+            // credit is undone by the plateau's refusal (above). An undone raise is no
+            // reading: `W` is where the plateau held.
             if !undone {
                 self.readings = (self.readings + 1).min(READINGS);
             }
