@@ -1991,17 +1991,23 @@ mod tests {
         );
     }
 
+    /// A learner on the cubic of a cut at `t0` that found a limit of `w`, now at `rate`.
+    fn cubic(t0: Instant, w: f64, rate: f64) -> Sim {
+        let mut l = Sim::new(8, 64, t0);
+        l.rate_cut_at = Some(t0);
+        l.w = w;
+        l.cut_to = BETA * w;
+        l.rate = rate;
+        l
+    }
+
     /// A cubic at a limit of 20/s, probing past it while the server accepted 20/s, cut at
     /// 4 s, with the class's permits booked on the new schedule: the learner, the cut's
     /// instant and its rate.
     fn cut_while_probing_a_20_per_second_limit() -> (Sim, Instant, f64) {
         let t0 = Instant::now();
-        let mut l = Sim::new(8, 64, t0);
         // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
-        l.rate_cut_at = Some(t0);
-        l.w = 20.0;
-        l.cut_to = BETA * 20.0;
-        l.rate = 20.5;
+        let mut l = cubic(t0, 20.0, 20.5);
         for i in 0..80u64 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
@@ -2069,14 +2075,10 @@ mod tests {
     #[test]
     fn a_refusal_after_a_probe_read_the_limit_high_takes_it_back_to_where_it_held() {
         let t0 = Instant::now();
-        let mut l = Sim::new(8, 64, t0);
         // A plateau under a limit of 20/s, then a probe that drains the bucket's burst
         // credit: the server accepts 21/s over the probe's second.
-        l.rate_cut_at = Some(t0);
-        l.w = 20.0;
+        let mut l = cubic(t0, 20.0, 23.0);
         l.readings = 2;
-        l.cut_to = BETA * 20.0;
-        l.rate = 23.0;
         for i in 0..80u64 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
@@ -2172,12 +2174,8 @@ mod tests {
     #[test]
     fn a_probe_that_finds_a_raised_limit_grows_again_as_in_slow_start() {
         let t0 = Instant::now();
-        let mut l = Sim::new(8, 64, t0);
-        l.rate_cut_at = Some(t0);
-        l.w = 10.0;
-        l.cut_to = BETA * 10.0;
         // Well into the probe, the rate passed 20/s, and the server accepted 18/s.
-        l.rate = 24.0;
+        let mut l = cubic(t0, 10.0, 24.0);
         for i in 0..72u64 {
             let back = at(t0, 6_000 + i * 55);
             l.on_success(back, back, true, 1);
