@@ -8,7 +8,10 @@
 //! one process of the fleet; without, it owns the sandbox and Redis, starts the children and
 //! reads the sandbox's ledger. It needs `redis-server` (see `support/redis.rs`).
 //!
-//! `FLEET_SECS=30 cargo test --release --test fleet` runs longer; the default is the CI size.
+//! Each run lasts 40 s, as the benchmark's fleets do: the first seconds of a new fleet, in
+//! which it finds the limit, are a part of the whole, not most of it. `FLEET_SECS=n cargo
+//! test --test fleet` runs `n` seconds instead (the 429 share it checks needs 30 or more:
+//! see `parent`).
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
     let secs = std::env::var("FLEET_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12u64);
+        .unwrap_or(40u64);
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match rt.block_on(parent(Duration::from_secs(secs))) {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,29 +166,23 @@ async fn parent(secs: Duration) -> Result<(), String> {
             ));
         }
     }
-    // The target is 0.93 of the oracle with at most 1 % 429s; this floor catches a
-    // regression without failing on a loaded machine's variance. Deployed again, the fleet
-    // starts paced at what the last one learned: it does not find the limit again from a
-    // burst of 429s, and it does not read the idle time before it as a low rate (it did:
-    // 0.75 of the oracle, cut to 16/s of 20).
+    // The fleet's targets: at least 0.93 of the oracle's goodput with at most 1 % 429s, new or
+    // deployed again. A new fleet is refused two or three times while it finds the limit, then
+    // once a probe, and its probes space out as the limit holds (to one per 12.5 s at 20/s, the
+    // learner's 0.4 % budget), so its share falls as it runs: 1.5 % over 12 s, 0.8 % over the
+    // default 40 s. A cut starts the fleet's schedule two slots on, so the server that refused has
+    // a slot's credit before the fleet sends again and a probe costs one 429: started at once, the
+    // 12 s run had 4.6 to 5.0 %. Deployed again, the fleet starts paced at what the last one
+    // learned: it does not find the limit again from a burst of 429s, and it does not read the
+    // idle time before it as a low rate (it did: 0.75 of the oracle, cut to 16/s of 20).
     for (name, run) in [("shared", &shared), ("again", &again)] {
-        if run.efficiency() < 0.9 {
+        if run.efficiency() < 0.93 || run.share_429() > 1.0 {
             problems.push(format!(
-                "{name}: {:.2} of the oracle (< 0.9)",
-                run.efficiency()
+                "{name}: {:.2} of the oracle with {:.1} % 429s (targets: ≥ 0.93, ≤ 1 %)",
+                run.efficiency(),
+                run.share_429()
             ));
         }
-    }
-    // A cut starts the fleet's schedule two slots on, so the server that refused has a
-    // slot's credit before the fleet sends again: a probe costs one 429. Starting at once,
-    // this run had 4.6 to 5.0 % 429s, 2.7 to 2.8 % in steady state; two slots on, 1.5 % and
-    // 0.6 % (a cold fleet spends three or four 429s finding the limit; deployed again, 0.4 %).
-    if shared.share_429() > 3.0 || shared.steady_share_429() > 1.5 {
-        problems.push(format!(
-            "shared: {:.1} % 429s, {:.1} % in steady state (> 3 % or > 1.5 %)",
-            shared.share_429(),
-            shared.steady_share_429()
-        ));
     }
     if shared.steady_share_429() >= independent.steady_share_429() {
         problems.push(format!(
