@@ -71,9 +71,7 @@
 //!   back on the plateau after a probe that met the limit where it held, before the next
 //!   probe, finds the limit no lower than the `W` that plateau held on (or the rate
 //!   refused, if lower), and undoes a raise the probe read: its reading held the burst
-//!   credit that the plateau refilled under the limit and the probe drained. Unless the
-//!   requests sent since the probe's cut were refused [`MIN_SAMPLES`] times or more: a
-//!   limit that fell, read as it is. A
+//!   credit that the plateau refilled under the limit and the probe drained. A
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
 //!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
@@ -285,8 +283,6 @@ struct Success {
 #[derive(Debug, Clone)]
 struct Refusal {
     at: Instant,
-    /// When its request was sent.
-    sent: Instant,
     served: usize,
     /// A sign of a cap: refused while the server served about as many as it ever did at once.
     at_the_top: bool,
@@ -887,7 +883,6 @@ impl Learner {
         }
         self.refusals.push_back(Refusal {
             at: pending.at,
-            sent: pending.sent_at,
             served: pending.served,
             at_the_top,
         });
@@ -1029,17 +1024,11 @@ impl Learner {
         // send that caught up on a late one and wasted the slots of others, and the rate
         // accepted reads low (a 20/s bucket of one as 17.3/s a second after the probe).
         // Read as they were, both found a new limit, probed it again from scratch, and
-        // the first kept a plateau over the limit. Either is one refusal or two of the
-        // requests sent since the probe's cut; a limit that fell is many, and is read as
-        // it is (a 30/s limit cut to 18/s as a probe began, read as "no lower than 30",
-        // refused ten requests a second until the next cut).
-        let refused_since_cut = self.rate_cut_at.map_or(0, |cut| {
-            self.refusals.iter().filter(|r| r.sent >= cut).count()
-        });
+        // the first kept a plateau over the limit. A limit that fell meanwhile is read by
+        // the next refusal.
         let mut undone = false;
         if let Some(held) = self.probed.take().filter(|_| !probing)
             && self.rate_slow_start.is_none()
-            && refused_since_cut < MIN_SAMPLES
         {
             // The probe raised `W`: back to where it held, the margin as it was (the plateau
             // held there).
@@ -2081,33 +2070,6 @@ mod tests {
         l.probed = None;
         let (l, _, _) = refused_on_the_plateau_after(l, cut_at, r, 2, true);
         assert!(l.w < 0.9 * w, "{}", l.w);
-    }
-
-    #[test]
-    fn a_limit_that_falls_as_a_probe_meets_it_is_read_as_it_falls() {
-        let (mut l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
-        assert_eq!(l.probed, Some(20.0));
-        let w = l.w;
-        // The limit halves as the probe is cut: of the requests sent on pace since, the
-        // server accepts one in two and refuses the others, the first ones within the
-        // cut's grace.
-        let spacing = (1_000.0 / r) as u64;
-        let mut cut = Cut::None;
-        for i in 1..=40u64 {
-            let sent = at(cut_at, i * spacing);
-            if i % 2 == 0 {
-                l.on_success(at(sent, 5), sent, true, 1);
-            } else {
-                cut = l.on_rate_limited(at(sent, 5), sent, 0, false, at(sent, 1_000));
-                if cut != Cut::None {
-                    break;
-                }
-            }
-        }
-        assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
-        // A fall, not a probe's burst credit: the cut reads the halved limit.
-        assert!(l.w < 0.7 * w, "{} from {w}", l.w);
-        assert!(l.rate < 0.7 * w, "{}", l.rate);
     }
 
     #[test]
