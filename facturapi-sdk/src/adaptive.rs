@@ -156,9 +156,9 @@ pub(crate) mod constants {
     pub(crate) const SAME_LIMIT: f64 = 0.1;
     /// After a probe's cut, a refusal while the server accepted less than `1 / (1 + FELL)`
     /// of the cut's rate since it (about 83 %) met a limit that fell. The cases it must
-    /// not catch accept more: a bucket of one that wasted the slots of
-    /// sends that caught up read 17.3/s of 19/s sent (91 %), and accepted successes lag
-    /// the sends by a service time (6 % of a second at 60 ms).
+    /// not catch accept more: a bucket of one that wasted the slots of sends that caught up
+    /// read 17.3/s of 19/s sent (91 %), and accepted successes lag the sends by a service
+    /// time (6 % of a second at 60 ms).
     pub(crate) const FELL: f64 = 0.2;
     /// Beyond `W`, the first second's step as a fraction of `W`; steps double each second.
     /// At 2 %, a limit raised by half was found 5 s into the probe; at 4 %, in under 4 s;
@@ -2085,7 +2085,7 @@ mod tests {
         let (mut l, cut_at, r) = cut_while_probing_a_20_per_second_limit();
         l.probed = None;
         let (l, _, _) = refused_on_the_plateau_after(l, cut_at, r, (10, 11), true);
-        assert!(l.w < 0.95 * w, "{}", l.w);
+        assert!(l.w < 0.9 * w, "{}", l.w);
     }
 
     #[test]
