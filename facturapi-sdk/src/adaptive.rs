@@ -147,9 +147,9 @@ pub(crate) mod constants {
     /// it first held: most limits never do, and each probe of one that stays costs a 429.
     /// At a 20/s bucket of 5, `k` reaches what [`PROBE_BUDGET`] allows 7.5 s after the
     /// limit is found, against 30 s at [`PATIENCE`]. Over five seeds the steady state's 429s
-    /// fell, in the worst run, from 1.2 % to 0.7 % of requests (a 1 s fixed window: 2.0 % to
-    /// 1.3 %; a concurrency cap: 1.0 % to 0.5 %); a 20/s bucket of one held a low reading
-    /// longer in one run of five (0.88 of the oracle, against 0.94). The price is paid once:
+    /// in the worst run are 1.0 % of requests against 1.2 % at [`PATIENCE`] (a 1 s fixed
+    /// window: 1.7 % against 2.0 %; a concurrency cap: 0.7 % against 1.0 %; `BENCHMARKS.md`).
+    /// The price is paid once:
     /// the first raise of a limit that held goes unnoticed for up to `k`, and the limit has
     /// moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
