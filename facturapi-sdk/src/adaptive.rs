@@ -140,7 +140,7 @@ pub(crate) mod constants {
     /// instead, a limit that held 13 s was probed 16 s apart, and one raised then went
     /// unnoticed for 11 s (limits stepping every 20 s: 0.78 of the oracle, against 0.91
     /// with `k` at 6 s at most); at half a second per second, 0.79 in the worst of two runs.
-    /// A quarter: 0.85 worst and 0.93 median over five (`BENCHMARKS.md`). It applies once
+    /// A quarter: 0.83 worst and 0.90 median over five (`BENCHMARKS.md`). It applies once
     /// the limit has moved (see [`MOVED`]); before, [`STEADY_PATIENCE`].
     pub(crate) const PATIENCE: f64 = 0.25;
     /// `k` grows by this many seconds per second held while the limit has not moved since
@@ -149,9 +149,8 @@ pub(crate) mod constants {
     /// limit is found, against 30 s at [`PATIENCE`]. Over five seeds the steady state's 429s
     /// in the worst run are 1.0 % of requests against 1.2 % at [`PATIENCE`] (a 1 s fixed
     /// window: 1.7 % against 2.0 %; a concurrency cap: 0.7 % against 1.0 %; `BENCHMARKS.md`).
-    /// The price is paid once:
-    /// the first raise of a limit that held goes unnoticed for up to `k`, and the limit has
-    /// moved from then on.
+    /// The price is paid once: the first raise of a limit that held goes unnoticed for up to
+    /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
     /// A cut that finds the limit more than this fraction away from a `W` that two cuts or
     /// more found, found a limit that moved: from then on `k` grows by [`PATIENCE`]. Wider
@@ -1083,7 +1082,7 @@ impl Learner {
         // Only a cut of the cubic says how close its plateau is: a slow start has none, and
         // a send that caught up is refused by a bucket of one below its rate (with `k` at
         // 13 s, such refusals widened a 20/s bucket of one's margin to the widest within
-        // 20 s: 0.85 to 0.92 of the oracle over five seeds).
+        // 20 s: 0.85 worst and 0.92 median of the oracle over five seeds).
         if same_limit
             && !undone
             && !jitter
