@@ -1038,6 +1038,7 @@ impl Learner {
         } else {
             self.rate
         };
+        let reading = w;
         if probe_from.is_some() && self.w.is_finite() {
             // Refused while probing beyond a plateau that held: the limit is no lower than
             // the one the plateau was built on. Against a bucket of one, the sends a probe
@@ -1189,6 +1190,11 @@ impl Learner {
         self.refused_since_cut = 0;
         self.rate_cuts += 1;
         tracing::debug!(
+            reading,
+            accepted,
+            samples,
+            readings = self.readings,
+            undone,
             w = self.w,
             k = self.k,
             margin = self.margin,
