@@ -5,11 +5,11 @@
 //!   The sends themselves keep a second GCRA: a timer fires late, and a send may catch up on
 //!   a late one (go up to a slot before it is due, so the schedule's rate holds) until the
 //!   429s show a bucket of one: a first unpaced burst of [`SERVED_ONE_OF`] or more sent
-//!   together of which the server served one (a burst of `b` serves `b`), or refusals of
-//!   sends that caught up, [`CAUGHT_UP_REFUSED`] of them and most of all (over a limit with
-//!   a burst, sends are refused whether they caught up or not). From then on a send goes no
-//!   sooner than `1/r` after the last one went (a late timer delays the next send instead
-//!   of bunching the two).
+//!   together of which the server served at most one (a burst of `b` serves `b`), or
+//!   refusals of sends that caught up, [`CAUGHT_UP_REFUSED`] of them and most of all (over
+//!   a limit with a burst, sends are refused whether they caught up or not). From then on a
+//!   send goes no sooner than `1/r` after the last one went (a late timer delays the next
+//!   send instead of bunching the two).
 //!   A class is not paced until its first rate cut: pacing a client that has never met a
 //!   limit would only add latency (the rate starts at infinity, not at a guess). A rate cut
 //!   starts the schedule again one slot after it: the requests waiting for slots booked at
@@ -147,15 +147,16 @@ pub(crate) mod constants {
     /// instead, a limit that held 13 s was probed 16 s apart, and one raised then went
     /// unnoticed for 11 s (limits stepping every 20 s: 0.78 of the oracle, against 0.91
     /// with `k` at 6 s at most); at half a second per second, 0.79 in the worst of two runs.
-    /// A quarter: 0.83 worst and 0.90 median over five (`BENCHMARKS.md`). It applies once
+    /// A quarter: 0.83 worst and 0.87 median over five (`BENCHMARKS.md`). It applies once
     /// the limit has moved (see [`MOVED`]); before, [`STEADY_PATIENCE`].
     pub(crate) const PATIENCE: f64 = 0.25;
     /// `k` grows by this many seconds per second held while the limit has not moved since
     /// it first held: most limits never do, and each probe of one that stays costs a 429.
     /// At a 20/s bucket of 5, `k` reaches what [`PROBE_BUDGET`] allows 7.5 s after the
-    /// limit is found, against 30 s at [`PATIENCE`]. Over five seeds the steady state's 429s
-    /// in the worst run are 1.0 % of requests against 1.2 % at [`PATIENCE`] (a 1 s fixed
-    /// window: 1.7 % against 2.0 %; a concurrency cap: 0.7 % against 1.0 %; `BENCHMARKS.md`).
+    /// limit is found, against 30 s at [`PATIENCE`]. Measured over the same five seeds, the
+    /// steady state's 429s in the worst run were 1.0 % of requests against 1.2 % at
+    /// [`PATIENCE`] (a 1 s fixed window: 1.7 % against 2.0 %; a concurrency cap: 0.7 %
+    /// against 1.0 %).
     /// The price is paid once: the first raise of a limit that held goes unnoticed for up to
     /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
@@ -234,9 +235,9 @@ pub(crate) mod constants {
     /// half), and below a bucket of one's rate, only those that caught up.
     pub(crate) const CAUGHT_UP_SHARE: f64 = 0.8;
     /// An unpaced burst of at least this many requests sent together (within
-    /// [`TOGETHER`]), of which the server served one, shows a bucket of one at once: a
-    /// bucket with a burst of `b` serves `b` of it, a fixed window its whole count. Fewer
-    /// (a caller with two workers) say nothing.
+    /// [`TOGETHER`]), of which the server served at most one, shows a bucket of one at
+    /// once: a bucket with a burst of `b` serves `b` of it, a fixed window its whole count.
+    /// Fewer (a caller with two workers) say nothing.
     pub(crate) const SERVED_ONE_OF: usize = 4;
     /// Sends this close together are one burst (see [`SERVED_ONE_OF`]).
     pub(crate) const TOGETHER: Duration = Duration::from_millis(10);
