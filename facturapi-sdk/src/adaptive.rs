@@ -237,7 +237,8 @@ pub(crate) mod constants {
     /// An unpaced burst of at least this many requests sent together (within
     /// [`TOGETHER`]), of which the server served at most one, shows a bucket of one at
     /// once: a bucket with a burst of `b` serves `b` of it, a fixed window its whole count.
-    /// Fewer (a caller with two workers) say nothing.
+    /// Fewer (a caller with two workers) say nothing. A cap of one serves one too: spacing
+    /// changes nothing while its class is unpaced.
     pub(crate) const SERVED_ONE_OF: usize = 4;
     /// Sends this close together are one burst (see [`SERVED_ONE_OF`]).
     pub(crate) const TOGETHER: Duration = Duration::from_millis(10);
@@ -909,9 +910,10 @@ impl Learner {
                 })
                 .count();
             if pending.served + refused_with >= SERVED_ONE_OF {
-                // An unpaced burst of which the server served one: no burst credit to catch up
-                // with (a bucket with a burst of `b` serves `b` of it, a fixed window its whole
-                // count), so sends are spaced a slot apart from the first (see `send_at`).
+                // An unpaced burst of which the server served at most one: no burst credit to
+                // catch up with (a bucket with a burst of `b` serves `b` of it, a fixed window
+                // its whole count), so sends are spaced a slot apart from the first (see
+                // `send_at`).
                 self.catches_up = false;
                 tracing::debug!(
                     refused_with,
@@ -2057,7 +2059,7 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_refused_by_a_bucket_of_one_reads_the_rate_it_was_refused_at() {
+    fn a_probe_refused_by_a_bucket_of_one_reads_toward_the_rate_it_was_refused_at() {
         // On a plateau under a limit read at 18/s, probing from 4 s after the cut.
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
