@@ -89,7 +89,8 @@
 //!   is undone as above), other readings are averaged (over
 //!   [`READINGS`]), and `k` grows with the
 //!   time `W` has held ([`STEADY_PATIENCE`] until a cut finds the limit [`MOVED`] from where it
-//!   held, [`PATIENCE`] after), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
+//!   held, [`MOVED_PATIENCE`] after, when probes also climb twice as steeply: a limit that
+//!   moved may move again), up to what keeps the probes' 429s within [`PROBE_BUDGET`] of the
 //!   requests (see [`longest_k`]); when `W` moves, `k` falls back to [`K_MIN`]: a stable
 //!   limit is probed, and 429'd, less often. The cap doubles per second
 //!   of sending (time before the first request or in an idle gap does not count) until its
@@ -138,30 +139,36 @@ pub(crate) mod constants {
     /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
     pub(crate) const K_MIN: f64 = 4.0;
     /// Longest: while the limit stays where it was, `k` grows with the time it has stayed
-    /// (see [`PATIENCE`]) up to what [`PROBE_BUDGET`] allows at its rate, and never past
+    /// (see [`STEADY_PATIENCE`]) up to what [`PROBE_BUDGET`] allows at its rate, and never past
     /// this. It bounds how long a raised limit goes unnoticed (the probes start after `k`).
     pub(crate) const K_MAX: f64 = 24.0;
+    /// In the fleet's learner (`fleet/refuse.lua`, one limit probed for all its processes),
     /// `k` grows by this many seconds per second the limit has stayed where it was: a limit
     /// that just moved may move again and is probed every few seconds, one that held for a
-    /// minute is probed as seldom as [`PROBE_BUDGET`] allows. Doubling `k` at each cut
-    /// instead, a limit that held 13 s was probed 16 s apart, and one raised then went
-    /// unnoticed for 11 s (limits stepping every 20 s: 0.78 of the oracle, against 0.91
-    /// with `k` at 6 s at most); at half a second per second, 0.79 in the worst of two runs.
-    /// A quarter: 0.83 worst and 0.87 median over five (`BENCHMARKS.md`). It applies once
-    /// the limit has moved (see [`MOVED`]); before, [`STEADY_PATIENCE`].
+    /// minute is probed as seldom as [`PROBE_BUDGET`] allows. A process's own learner grows
+    /// `k` by [`STEADY_PATIENCE`] until its limit moves, by [`MOVED_PATIENCE`] after.
     pub(crate) const PATIENCE: f64 = 0.25;
+    /// `k` grows by this many seconds per second held once the limit has moved (see
+    /// [`MOVED`]): it may move again, and a raise goes unnoticed for up to `k` plus the
+    /// probe's climb. Limits stepping every 20 s, over five seeds: at a quarter of a second
+    /// per second, with probes of [`PROBE`], 0.83 of the oracle in the worst run and 0.87
+    /// median; at a tenth, with probes of [`MOVED_PROBE`], 0.92 and 0.93 (a limit that halved
+    /// then rose by half: 0.91 and 0.97, against 0.92 and 0.95), with as many 429s. Doubling
+    /// `k` at each cut instead, a limit that held 13 s was probed 16 s apart (0.78).
+    pub(crate) const MOVED_PATIENCE: f64 = 0.1;
     /// `k` grows by this many seconds per second held while the limit has not moved since
     /// it first held: most limits never do, and each probe of one that stays costs a 429.
     /// At a 20/s bucket of 5, `k` reaches what [`PROBE_BUDGET`] allows 7.5 s after the
-    /// limit is found, against 30 s at [`PATIENCE`]. Measured over the same five seeds, the
-    /// steady state's 429s in the worst run were 1.0 % of requests against 1.2 % at
-    /// [`PATIENCE`] (a 1 s fixed window: 1.7 % against 2.0 %; a concurrency cap: 0.7 %
-    /// against 1.0 %).
+    /// limit is found, against 30 s at a quarter of a second per second. Measured over the
+    /// same five seeds, the steady state's 429s in the worst run were 1.0 % of requests
+    /// against 1.2 % at a quarter (a 1 s fixed window: 1.7 % against 2.0 %; a concurrency
+    /// cap: 0.7 % against 1.0 %).
     /// The price is paid once: the first raise of a limit that held goes unnoticed for up to
     /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
     /// A cut that finds the limit more than this fraction away from a `W` that two cuts or
-    /// more found, found a limit that moved: from then on `k` grows by [`PATIENCE`]. Wider
+    /// more found, found a limit that moved: from then on `k` grows by [`MOVED_PATIENCE`]
+    /// and probes climb by [`MOVED_PROBE`]. Wider
     /// than [`SAME_LIMIT`]: a probe that drained burst credit reads up to a fifth high (a
     /// 20/s bucket of 5 read as 23/s), and that is no move.
     pub(crate) const MOVED: f64 = 0.25;
@@ -188,6 +195,10 @@ pub(crate) mod constants {
     /// At 2 %, a limit raised by half was found 5 s into the probe; at 4 %, in under 4 s;
     /// at 6 %, the probe passes it 3.2 s in (a doubled limit, 3.8 s).
     pub(crate) const PROBE: f64 = 0.06;
+    /// [`PROBE`] once the limit has moved (see [`MOVED`]): a doubled limit is passed 3.2 s
+    /// into the probe, against 4.1 s. A probe of a limit that stayed costs as many 429s: the
+    /// first one cuts it.
+    pub(crate) const MOVED_PROBE: f64 = 0.12;
     /// After a rate cut, 429s of requests sent this soon after it are its aftermath (a
     /// drained bucket), not a new congestion event.
     pub(crate) const GRACE: Duration = Duration::from_secs(1);
@@ -402,7 +413,8 @@ pub(crate) struct Learner {
     pub(crate) rate_cuts: u64,
     pub(crate) concurrency_cuts: u64,
     /// Whether a cut has found the limit [`MOVED`] away from a `W` that held (two cuts or
-    /// more): until then `k` grows by [`STEADY_PATIENCE`], after it by [`PATIENCE`].
+    /// more): until then `k` grows by [`STEADY_PATIENCE`] and probes climb by [`PROBE`],
+    /// after it by [`MOVED_PATIENCE`] and [`MOVED_PROBE`].
     moved: bool,
     /// Static mode: paces at `rate` and learns nothing (see [`Learner::fixed`]).
     fixed: bool,
@@ -674,7 +686,8 @@ impl Learner {
         } else if t <= self.k {
             plateau
         } else {
-            plateau * (1.0 + PROBE * ((t - self.k).exp2() - 1.0))
+            let step = if self.moved { MOVED_PROBE } else { PROBE };
+            plateau * (1.0 + step * ((t - self.k).exp2() - 1.0))
         }
     }
 
@@ -1169,7 +1182,7 @@ impl Learner {
             }
             let held = now.saturating_duration_since(self.w_since).as_secs_f64();
             let patience = if self.moved {
-                PATIENCE
+                MOVED_PATIENCE
             } else {
                 STEADY_PATIENCE
             };
@@ -1508,7 +1521,7 @@ mod tests {
         );
         assert_eq!(l.k, K_MIN);
         assert_eq!(l.readings, 1, "its readings start again");
-        // It may move again: from now on `k` grows by PATIENCE per second held.
+        // It may move again: from now on `k` grows by MOVED_PATIENCE per second held.
         let moved_at = ms + 10;
         for _ in 0..20 {
             ms += 100;
@@ -1525,7 +1538,7 @@ mod tests {
         assert_eq!(l.readings, 2, "the same limit again");
         let held = (ms + 10 - moved_at) as f64 / 1000.0;
         assert!(
-            (l.k - (K_MIN + PATIENCE * held)).abs() < 1e-9,
+            (l.k - (K_MIN + MOVED_PATIENCE * held)).abs() < 1e-9,
             "{} after {held} s",
             l.k
         );
@@ -2494,11 +2507,36 @@ mod tests {
 
     #[test]
     fn after_a_cut_the_rate_returns_to_its_plateau_along_a_cubic_then_probes_in_doubling_steps() {
+        let steps = returns_then_probes(false);
+        assert!(
+            (steps[0] - PROBE * (1.0 - MARGIN) * 10.0).abs() < 0.01,
+            "steps beyond W of PROBE × W: {steps:?}"
+        );
+    }
+
+    #[test]
+    fn once_the_limit_has_moved_probes_climb_more_steeply() {
+        let (steady, moved) = (returns_then_probes(false), returns_then_probes(true));
+        assert!(
+            (moved[0] - MOVED_PROBE * (1.0 - MARGIN) * 10.0).abs() < 0.01,
+            "steps beyond W of MOVED_PROBE × W: {moved:?}"
+        );
+        assert!(
+            moved.iter().zip(&steady).all(|(m, s)| m > s),
+            "{moved:?} against {steady:?}"
+        );
+    }
+
+    /// A learner cut at a `W` of 10/s with `k` at [`K_MIN`] (`moved`: its limit has moved),
+    /// growing while paced and accepted at 30/s: checks the cubic's return to the plateau and
+    /// that the probe's steps double each second, and returns the first four.
+    fn returns_then_probes(moved: bool) -> [f64; 4] {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
         l.rate = BETA * 10.0;
+        l.moved = moved;
         // Keep the accepted rate high enough not to cap growth.
         let mut rates = Vec::new();
         for i in 1..=80 {
@@ -2528,10 +2566,10 @@ mod tests {
         );
         let steps = [5, 6, 7, 8].map(|s| at_s(s) - at_s(s - 1));
         assert!(
-            (steps[0] - PROBE * plateau).abs() < 0.01
-                && steps.windows(2).all(|w| (w[1] / w[0] - 2.0).abs() < 0.01),
-            "steps beyond W of PROBE × W, doubling each second: {steps:?}"
+            steps.windows(2).all(|w| (w[1] / w[0] - 2.0).abs() < 0.01),
+            "steps beyond W doubling each second: {steps:?}"
         );
+        steps
     }
 
     #[test]

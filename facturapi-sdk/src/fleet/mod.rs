@@ -23,11 +23,10 @@
 //!   not a low rate), slow start ×2 then ×1.25 per second while the limit is being found,
 //!   then a cubic back to a plateau below the last cut and probes beyond it; while cuts find
 //!   the same limit, `k` grows with the time it has held (by [`constants::PATIENCE`] per
-//!   second, as a process's own learner does once its limit has moved). A cut starts the
-//!   schedule again two slots after it: the server that refused has no credit left, and a
-//!   slot's worth absorbs the few milliseconds by which the processes' sends miss their
-//!   slots. Growth time runs only while requests wait for the schedule, so an idle fleet
-//!   does not grow.
+//!   second). A cut starts the schedule again two slots after it: the server that refused
+//!   has no credit left, and a slot's worth absorbs the few milliseconds by which the
+//!   processes' sends miss their slots. Growth time runs only while requests wait for the
+//!   schedule, so an idle fleet does not grow.
 //!   The cap is cut to the most served at once lately when requests above it are refused at
 //!   two moments apart.
 //!
