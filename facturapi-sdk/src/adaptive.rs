@@ -150,11 +150,12 @@ pub(crate) mod constants {
     pub(crate) const PATIENCE: f64 = 0.25;
     /// `k` grows by this many seconds per second held once the limit has moved (see
     /// [`MOVED`]): it may move again, and a raise goes unnoticed for up to `k` plus the
-    /// probe's climb. Limits stepping every 20 s, over five seeds: at a quarter of a second
-    /// per second, with probes of [`PROBE`], 0.83 of the oracle in the worst run and 0.87
-    /// median; at a tenth, with probes of [`MOVED_PROBE`], 0.92 and 0.93 (a limit that halved
-    /// then rose by half: 0.91 and 0.97, against 0.92 and 0.95), with as many 429s. Doubling
-    /// `k` at each cut instead, a limit that held 13 s was probed 16 s apart (0.78).
+    /// probe's climb. Limits stepping every 20 s, over five seeds (`BENCHMARKS.md`): at a
+    /// quarter of a second per second, with probes of [`PROBE`], 0.83 of the oracle in the
+    /// worst run and 0.87 median; at a tenth, with probes of [`MOVED_PROBE`], 0.89 and 0.93
+    /// (a limit that halved then rose by half: 0.96 and 1.00, against 0.92 and 0.95), for a
+    /// few more 429s (the worst whole runs: 2.8 % against 2.6 %, and 2.5 % against 2.1 %).
+    /// Doubling `k` at each cut instead, a limit that held 13 s was probed 16 s apart (0.78).
     pub(crate) const MOVED_PATIENCE: f64 = 0.1;
     /// `k` grows by this many seconds per second held while the limit has not moved since
     /// it first held: most limits never do, and each probe of one that stays costs a 429.
