@@ -196,9 +196,10 @@ pub(crate) mod constants {
     /// At 2 %, a limit raised by half was found 5 s into the probe; at 4 %, in under 4 s;
     /// at 6 %, the probe passes it 3.2 s in (a doubled limit, 3.8 s).
     pub(crate) const PROBE: f64 = 0.06;
-    /// [`PROBE`] once the limit has moved (see [`MOVED`]): a doubled limit is passed 3.2 s
-    /// into the probe, against 4.1 s. A probe of a limit that stayed costs as many 429s: the
-    /// first one cuts it.
+    /// [`PROBE`] once the limit has moved (see [`MOVED`]): from a plateau 2.5 % under `W`,
+    /// the rate passes twice `W` 3.3 s into the probe, against 4.2 s at [`PROBE`]. A probe
+    /// of a limit that stayed is cut by its first 429 either way, but the steeper one sends
+    /// a few more over the limit before that 429 is judged.
     pub(crate) const MOVED_PROBE: f64 = 0.12;
     /// After a rate cut, 429s of requests sent this soon after it are its aftermath (a
     /// drained bucket), not a new congestion event.
