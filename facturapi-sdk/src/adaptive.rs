@@ -194,10 +194,11 @@ pub(crate) mod constants {
     pub(crate) const FELL: f64 = 0.2;
     /// Beyond `W`, the first second's step as a fraction of `W`; steps double each second.
     /// At 2 %, a limit raised by half was found 5 s into the probe; at 4 %, in under 4 s;
-    /// at 6 %, the probe passes it 3.2 s in (a doubled limit, 3.8 s).
+    /// at 6 %, the probe passes it 3.2 s in (a doubled limit, 4.1 s: from a plateau at `W`,
+    /// `log2(1 + 1 / PROBE)` seconds).
     pub(crate) const PROBE: f64 = 0.06;
-    /// [`PROBE`] once the limit has moved (see [`MOVED`]): from a plateau 2.5 % under `W`,
-    /// the rate passes twice `W` 3.3 s into the probe, against 4.2 s at [`PROBE`]. A probe
+    /// [`PROBE`] once the limit has moved (see [`MOVED`]): from a plateau at `W`, the rate
+    /// passes twice `W` 3.2 s into the probe, against 4.1 s at [`PROBE`]. A probe
     /// of a limit that stayed is cut by its first 429 either way, but the steeper one sends
     /// a few more over the limit before that 429 is judged.
     pub(crate) const MOVED_PROBE: f64 = 0.12;
