@@ -167,8 +167,8 @@ pub(crate) mod constants {
     /// The price is paid once: the first raise of a limit that held goes unnoticed for up to
     /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
-    /// A cut that finds the limit more than this fraction away from a `W` that two cuts or
-    /// more found, found a limit that moved: from then on `k` grows by [`MOVED_PATIENCE`]
+    /// A cut that finds the limit more than this fraction away from the last `W` that two
+    /// cuts or more found (cuts since may have found others), found a limit that moved: from then on `k` grows by [`MOVED_PATIENCE`]
     /// and probes climb by [`MOVED_PROBE`]. Wider
     /// than [`SAME_LIMIT`]: a probe that drained burst credit reads up to a fifth high (a
     /// 20/s bucket of 5 read as 23/s), and that is no move.
@@ -419,6 +419,10 @@ pub(crate) struct Learner {
     /// more): until then `k` grows by [`STEADY_PATIENCE`] and probes climb by [`PROBE`],
     /// after it by [`MOVED_PATIENCE`] and [`MOVED_PROBE`].
     moved: bool,
+    /// The last `W` that two cuts or more found (infinite before one did): a move is
+    /// measured from it, so a limit that halved and was read in two cuts (31/s, 23.7/s,
+    /// 15/s) counts as moved.
+    held_w: f64,
     /// Static mode: paces at `rate` and learns nothing (see [`Learner::fixed`]).
     fixed: bool,
 }
@@ -460,6 +464,7 @@ impl Learner {
             rate_cuts: 0,
             concurrency_cuts: 0,
             moved: false,
+            held_w: f64::INFINITY,
             fixed: false,
         }
     }
@@ -1192,7 +1197,10 @@ impl Learner {
             self.k = (K_MIN + patience * held).min(longest_k(w));
         } else {
             // A limit that held and then moved may move again (see [`MOVED`]).
-            if self.readings >= 2 && (w / self.w - 1.0).abs() > MOVED {
+            if self.readings >= 2 {
+                self.held_w = self.w;
+            }
+            if self.held_w.is_finite() && (w / self.held_w - 1.0).abs() > MOVED {
                 self.moved = true;
             }
             self.readings = 1;
@@ -1467,6 +1475,31 @@ mod tests {
             l.slot(later),
             later + Duration::from_secs_f64(1.0 / (BETA * r))
         );
+    }
+
+    #[test]
+    fn a_limit_that_halved_read_in_two_cuts_has_moved() {
+        let t0 = Instant::now();
+        let mut l = cubic(t0, 30.0, 28.5);
+        l.readings = 3;
+        // The server accepts 23.3/s, then 15/s: two cuts, the first under `MOVED` from the
+        // limit that held, the second from a `W` only one cut found.
+        let mut cut_at = |l: &mut Sim, from: u64, gap: u64| {
+            let mut ms = from;
+            while ms < from + 2_000 {
+                l.on_success(at(t0, ms), at(t0, ms), true, 1);
+                ms += gap;
+            }
+            let now = at(t0, from + 2_010);
+            let cut = l.on_rate_limited(now, at(now, 0), 0, false, at(now, 1_000));
+            assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
+        };
+        cut_at(&mut l, 0, 43);
+        assert!((l.w / 30.0 - 1.0).abs() < MOVED, "{}", l.w);
+        assert!(!l.moved);
+        cut_at(&mut l, 2_010, 67);
+        assert!(l.w < 16.0, "{}", l.w);
+        assert!(l.moved, "15/s is half the limit that held");
     }
 
     #[test]
