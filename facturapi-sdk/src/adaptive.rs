@@ -168,8 +168,8 @@ pub(crate) mod constants {
     /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
     /// A cut that finds the limit more than this fraction away from the last `W` that two
-    /// cuts or more found (cuts since may have found others), found a limit that moved: from then on `k` grows by [`MOVED_PATIENCE`]
-    /// and probes climb by [`MOVED_PROBE`]. Wider
+    /// cuts or more found (cuts since may have found others), found a limit that moved: from
+    /// then on `k` grows by [`MOVED_PATIENCE`] and probes climb by [`MOVED_PROBE`]. Wider
     /// than [`SAME_LIMIT`]: a probe that drained burst credit reads up to a fifth high (a
     /// 20/s bucket of 5 read as 23/s), and that is no move.
     pub(crate) const MOVED: f64 = 0.25;
@@ -1484,7 +1484,7 @@ mod tests {
         l.readings = 3;
         // The server accepts 23.3/s, then 15/s: two cuts, the first under `MOVED` from the
         // limit that held, the second from a `W` only one cut found.
-        let mut cut_at = |l: &mut Sim, from: u64, gap: u64| {
+        let cut_at = |l: &mut Sim, from: u64, gap: u64| {
             let mut ms = from;
             while ms < from + 2_000 {
                 l.on_success(at(t0, ms), at(t0, ms), true, 1);
