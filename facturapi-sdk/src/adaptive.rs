@@ -92,9 +92,9 @@
 //!   429s within [`PROBE_BUDGET`] of the requests (see [`longest_k`]); when `W` moves, `k`
 //!   falls back to [`K_MIN`]: a stable limit is probed, and 429'd, less often. Once a cut
 //!   finds the limit [`MOVED`] from the last `W` that held, `k` stays at [`MOVED_K`] and
-//!   probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap doubles per second
-//!   of sending (time before the first request or in an idle gap does not count) until its
-//!   first cut, then grows by one after a hold that doubles each time a probe is
+//!   probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap doubles
+//!   per second of sending (time before the first request or in an idle gap does not count)
+//!   until its first cut, then grows by one after a hold that doubles each time a probe is
 //!   cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
