@@ -1188,10 +1188,10 @@ impl Learner {
             if !(undone || probing && w > self.w) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
             }
-            let held = now.saturating_duration_since(self.w_since).as_secs_f64();
             self.k = if self.moved {
                 MOVED_K
             } else {
+                let held = now.saturating_duration_since(self.w_since).as_secs_f64();
                 (K_MIN + STEADY_PATIENCE * held).min(longest_k(w))
             };
         } else {
