@@ -93,9 +93,9 @@
 //!   falls back to [`K_MIN`]: a stable limit is probed, and 429'd, less often. Once a cut
 //!   finds the limit [`MOVED`] from the last `W` that held, `k` stays at [`MOVED_K`] and
 //!   probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap doubles
-//!   per second of sending (time before the first request or in an idle gap does not count)
-//!   until its first cut, then grows by one after a hold that doubles each time a probe is
-//!   cut back.
+//!   every [`CAP_DOUBLING`] mean latencies of sending (a quarter of a second to a second;
+//!   time before the first request or in an idle gap does not count) until its first cut,
+//!   then grows by one after a hold that doubles each time a probe is cut back.
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
 //! without a clock; [`crate::governor`] drives it. The constants are tuned on the rate-limit
@@ -150,12 +150,12 @@ pub(crate) mod constants {
     pub(crate) const PATIENCE: f64 = 0.25;
     /// `k` once the limit has moved (see [`MOVED`]), however long it holds: it may move
     /// again, and a raise goes unnoticed for up to `k` plus the probe's climb. Limits
-    /// stepping every 20 s, over five seeds (`BENCHMARKS.md`): 0.95 of the oracle in the
-    /// worst run and 0.97 median (a limit that halved then rose by half: 0.98 and 1.00),
-    /// against 0.89 and 0.93 (0.96 and 1.00) with `k` growing by a tenth of the time held
-    /// and probes of 0.12, for about as many 429s (the worst whole runs: 2.9 % against
-    /// 2.8 %, and 2.5 % both). Processes learning alone on one key read the others' traffic
-    /// as a limit that moved and probe more often (two: 6.3 % against 5.0 %).
+    /// stepping every 20 s, over five seeds: 0.95 of the oracle in the worst run and 0.97
+    /// median (a limit that halved then rose by half: 0.98 and 1.00), against 0.89 and
+    /// 0.93 (0.96 and 1.00) with `k` growing by a tenth of the time held and probes of
+    /// 0.12, for about as many 429s (the worst whole runs: 2.9 % against 2.8 %, and 2.5 %
+    /// both). Processes learning alone on one key read the others' traffic as a limit that
+    /// moved and probe more often (two: 6.3 % against 5.0 %).
     pub(crate) const MOVED_K: f64 = 3.0;
     /// `k` grows by this many seconds per second held while the limit has not moved since
     /// it first held: most limits never do, and each probe of one that stays costs a 429.
@@ -271,6 +271,17 @@ pub(crate) mod constants {
     pub(crate) const SETTLE_LATENCIES: f64 = 3.0;
     /// The shortest wait, whatever the latency.
     pub(crate) const SETTLE_MIN: Duration = Duration::from_millis(50);
+    /// Until its first cut, the cap doubles once per this many mean latencies of sending
+    /// (about a round of its requests each): a class whose requests take 80 ms, started at
+    /// a cap of 4, ran at half a 100/s limit for a whole second when the cap doubled once a
+    /// second. Two rounds, not one: the requests of the last doubling are still out when it
+    /// grows again, and their 429s come back after it.
+    pub(crate) const CAP_DOUBLING: f64 = 2.0;
+    /// The shortest time between two doublings: fast requests do not take the cap from 4 to
+    /// 64 within a tenth of a second, before the first 429 has been judged.
+    pub(crate) const CAP_DOUBLING_MIN: Duration = Duration::from_millis(250);
+    /// The longest: a slow class still doubles once a second.
+    pub(crate) const CAP_DOUBLING_MAX: Duration = Duration::from_secs(1);
     /// First hold before a concurrency probe.
     pub(crate) const HOLD: Duration = Duration::from_secs(2);
     /// Longest hold.
@@ -740,7 +751,7 @@ impl Learner {
         let at_cap = level >= concurrency;
         let since = now.saturating_duration_since(self.last_concurrency_change);
         if queued && at_cap && !self.paced(now) && concurrency < self.ceiling {
-            if self.concurrency_slow_start && since >= Duration::from_secs(1) {
+            if self.concurrency_slow_start && since >= self.cap_doubling(now) {
                 self.last_concurrency_change = now;
                 return Some((concurrency * 2).min(self.ceiling));
             }
@@ -890,6 +901,16 @@ impl Learner {
         }
         self.mean_latency(now)
             .map_or(f64::INFINITY, |latency| self.rate * latency)
+    }
+
+    /// Sending time between two doublings of the cap in its slow start: [`CAP_DOUBLING`]
+    /// mean latencies, within [`CAP_DOUBLING_MIN`] and [`CAP_DOUBLING_MAX`] (the longest
+    /// without a success to measure).
+    fn cap_doubling(&self, now: Instant) -> Duration {
+        self.mean_latency(now).map_or(CAP_DOUBLING_MAX, |latency| {
+            Duration::from_secs_f64(CAP_DOUBLING * latency)
+                .clamp(CAP_DOUBLING_MIN, CAP_DOUBLING_MAX)
+        })
     }
 
     /// How long a 429 waits for the requests in flight with it: [`SETTLE_LATENCIES`] mean
@@ -1782,7 +1803,8 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Sim::new(4, 64, t0);
         // Built five seconds before its first request: the first success finds the four
-        // permits in use and callers waiting, and still a second has not passed.
+        // permits in use and callers waiting, and requests take 60 ms: the cap doubles
+        // after a quarter of a second of sending (two latencies are less).
         let send = |l: &mut Sim, ms: u64| l.slot(at(t0, ms));
         let success = |l: &mut Sim, ms: u64| {
             let now = at(t0, ms);
@@ -1790,27 +1812,31 @@ mod tests {
             l.on_success(now, now - Duration::from_millis(60), true, level)
         };
         send(&mut l, 5_000);
-        assert_eq!(success(&mut l, 5_060), None, "not a second of sending yet");
-        send(&mut l, 5_500);
         assert_eq!(
-            success(&mut l, 6_010),
-            Some(8),
-            "a second after the first send"
+            success(&mut l, 5_060),
+            None,
+            "not a quarter second of sending yet"
         );
-        // Idle for ten seconds: the next second of the cap's slow start starts again.
+        send(&mut l, 5_100);
+        assert_eq!(
+            success(&mut l, 5_260),
+            Some(8),
+            "a quarter second after the first send"
+        );
+        // Idle for ten seconds: the cap's slow start counts from the next send again.
         send(&mut l, 16_000);
         assert_eq!(
             success(&mut l, 16_060),
             None,
             "idle time is not growth time"
         );
-        send(&mut l, 16_500);
-        assert_eq!(success(&mut l, 17_010), Some(16));
+        send(&mut l, 16_100);
+        assert_eq!(success(&mut l, 16_260), Some(16));
         // Built 600 ms before its first request: shorter than an idle gap, still not sending.
         let mut l = Sim::new(4, 64, t0);
         send(&mut l, 600);
-        assert_eq!(success(&mut l, 1_100), None, "half a second of sending");
-        assert_eq!(success(&mut l, 1_610), Some(8));
+        assert_eq!(success(&mut l, 700), None, "a tenth of a second of sending");
+        assert_eq!(success(&mut l, 860), Some(8));
     }
 
     #[test]
@@ -2523,10 +2549,10 @@ mod tests {
     fn a_cap_is_never_cut_below_what_the_server_served_at_once() {
         let t0 = Instant::now();
         let mut l = Sim::new(6, 64, t0);
-        // Six served at once a moment ago.
-        let t = at(t0, 500);
+        // Six served at once a moment ago (too soon for the cap to double).
+        let t = at(t0, 200);
         for i in 0..6 {
-            l.on_success(t, at(t0, 400), true, 6 - i);
+            l.on_success(t, at(t0, 100), true, 6 - i);
         }
         // Then 429s at the top with five served: a rate limit met at full concurrency.
         moment(&mut l, at(t0, 900), 1, 5, true);
@@ -2662,25 +2688,29 @@ mod tests {
             l.on_success(now, now, true, level)
         };
         assert_eq!(success(&mut l, 1_000, 2), Some(4));
-        assert_eq!(success(&mut l, 1_500, 4), None, "one round per second");
-        assert_eq!(success(&mut l, 2_000, 4), Some(8));
+        assert_eq!(
+            success(&mut l, 1_100, 4),
+            None,
+            "a quarter second between doublings at least"
+        );
+        assert_eq!(success(&mut l, 1_250, 4), Some(8));
         // The doubling sent four more at once against a cap of 5: three refused at two
         // moments, while five were served.
-        assert_eq!(moment(&mut l, at(t0, 2_100), 2, 5, true), Cut::None);
+        assert_eq!(moment(&mut l, at(t0, 1_350), 2, 5, true), Cut::None);
         assert_eq!(
-            moment(&mut l, at(t0, 2_400), 1, 5, true),
+            moment(&mut l, at(t0, 1_650), 1, 5, true),
             Cut::Concurrency(5)
         );
-        for ms in [3_000, 3_500, 4_000] {
+        for ms in [2_000, 2_500, 3_000] {
             assert_eq!(success(&mut l, ms, 5), None, "holding");
         }
         assert_eq!(
-            success(&mut l, 4_600, 5),
+            success(&mut l, 3_800, 5),
             Some(6),
             "probe after the 2 s hold"
         );
         assert_eq!(
-            moment(&mut l, at(t0, 4_700), 1, 5, true),
+            moment(&mut l, at(t0, 3_900), 1, 5, true),
             Cut::Concurrency(5)
         );
         assert_eq!(
@@ -2688,8 +2718,8 @@ mod tests {
             Duration::from_secs(4),
             "the failed probe doubles the hold"
         );
-        assert_eq!(success(&mut l, 7_000, 5), None);
-        assert_eq!(success(&mut l, 8_800, 5), Some(6));
+        assert_eq!(success(&mut l, 6_000, 5), None);
+        assert_eq!(success(&mut l, 8_000, 5), Some(6));
         assert_eq!(l.rate, f64::INFINITY, "the rate was never cut");
     }
 
