@@ -370,7 +370,11 @@ async fn the_server_never_sees_more_concurrent_requests_of_a_class_than_its_perm
         .base_url(server.uri())
         .class_policy(
             Class::DetailRead,
-            ClassPolicy::default_for(Class::DetailRead).with_concurrency(3),
+            // Adaptive mode grows the permits while callers wait, up to the policy's most:
+            // three at most here.
+            ClassPolicy::default_for(Class::DetailRead)
+                .with_concurrency(3)
+                .with_max_concurrency(3),
         )
         .build()
         .unwrap();
