@@ -84,10 +84,10 @@
 //!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
 //!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
 //!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
-//!   (within [`SAME_LIMIT`]), a probe refused above `W` sets it to what it read (against
-//!   a bucket of one, a climb from the plateau reads low; a reading that held burst credit
-//!   is undone as above), other readings are averaged (over
-//!   [`READINGS`]), and `k` grows with the
+//!   (within [`SAME_LIMIT`]), their readings are averaged (over [`READINGS`]; a probe's
+//!   holds the burst credit it drained), except that once sends go a slot apart a probe
+//!   refused above `W` sets it to what it read (against a bucket of one, a climb from the
+//!   plateau reads low; one that read high is undone as above), and `k` grows with the
 //!   time `W` has held (by [`STEADY_PATIENCE`] per second), up to what keeps the probes'
 //!   429s within [`PROBE_BUDGET`] of the requests (see [`longest_k`]); when `W` moves, `k`
 //!   falls back to [`K_MIN`]: a stable limit is probed, and 429'd, less often. Once a cut
@@ -1150,10 +1150,11 @@ impl Learner {
         let probing = probe_from.is_some();
         // Refused back on the plateau after a probe met the limit where it had held, before
         // the next probe: the limit the plateau held on is no lower than the rate refused.
-        // Either the probe read the limit high (a token bucket's burst credit, refilled
-        // while the plateau ran under the limit, drained within the probe's second or two:
-        // a 20/s bucket of 5 read as 21.8/s, and the plateau built on that was refused 1.2
-        // s later), and the limit is the one held before it; or a bucket of one refused a
+        // Either the probe's raise of `W` came of a reading that held a token bucket's burst
+        // credit, refilled while the plateau ran under the limit and drained within the
+        // probe's second or two (a 20/s bucket of 5 read as 21.8/s; taken as it was, the
+        // plateau built on it was refused 1.2 s later), and the limit is the one held
+        // before it; or a bucket of one refused a
         // send that caught up on a late one and wasted the slots of others, and the rate
         // accepted reads low (a 20/s bucket of one as 17.3/s a second after the probe).
         // Read as they were, both found a new limit, probed it again from scratch, and
@@ -1195,18 +1196,20 @@ impl Learner {
             };
         }
         if same_limit {
-            // One more reading of the same limit. Below `W` it is averaged with the
-            // others (it holds the burst credit its probe drained, a different amount
-            // each time). A probe refused above `W` is taken as it is: against a bucket
-            // of one, its reading averages its climb from the plateau and reads low (a 20/s
-            // bucket of one read as 18/s, and averaged with the readings before it the
-            // plateau rose a tenth of a request per second a cycle); one that held burst
-            // credit is undone by the plateau's refusal (above). An undone raise is no
-            // reading: `W` is where the plateau held.
+            // One more reading of the same limit, averaged with the others: it holds the
+            // burst credit its probe drained, a different amount each time (a 20/s bucket
+            // of 5 read as 21.3/s and 21.6/s; taken as it was, the plateau built on it ran
+            // over the limit and was refused 2 s later, two congestion events a probe).
+            // Against a bucket of one (sends spaced, see `catches_up`) a probe refused
+            // above `W` is taken as it is: there its reading averages its climb from the
+            // plateau and reads low (a 20/s bucket of one read as 18/s, and averaged with
+            // the readings before it the plateau rose a tenth of a request per second a
+            // cycle); one that read high is undone by the plateau's refusal (above). An
+            // undone raise is no reading: `W` is where the plateau held.
             if !undone {
                 self.readings = (self.readings + 1).min(READINGS);
             }
-            if !(undone || probing && w > self.w) {
+            if !(undone || probing && w > self.w && !self.catches_up) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
             }
             self.k = if self.moved {
@@ -1608,12 +1611,12 @@ mod tests {
             "a fast limit: probed every K_MIN at least"
         );
         assert_eq!(longest_k(2.0), K_MAX, "a slow one: K_MAX at most");
-        // A probe refused above W reads the limit no lower than it is: W takes it raw.
-        // Refused 2 s into the probe (4 s after the cut), which reads 21.7/s.
+        // A probe refused 2 s into it (4 s after the cut) reads 21.7/s, the burst credit
+        // the plateau refilled with it: averaged with the three readings before it.
         let l = refused_at_a_held_limit(BETA * 20.0, 4_000..6_000, 46);
         assert!(
-            (l.w - 21.7).abs() < 0.3,
-            "W is the probe's reading of 21.7: {}",
+            (l.w - (20.0 + 1.7 / 4.0)).abs() < 0.1,
+            "W moves by a quarter of 21.7 − 20: {}",
             l.w
         );
         assert_eq!(l.readings, READINGS);
@@ -2386,13 +2389,16 @@ mod tests {
         assert!(l.rate < 0.7 * w, "{}", l.rate);
     }
 
-    #[test]
-    fn a_refusal_after_a_probe_read_the_limit_high_takes_it_back_to_where_it_held() {
+    /// A plateau under a limit of 20/s read twice, then a probe refused 5 s after the cut
+    /// while the server accepted 21/s over the probe's second (sends spaced or not, as
+    /// `catches_up` says): the learner, the probe's cut and its rate.
+    fn a_probe_reads_21_per_second_of_a_20_per_second_limit(
+        catches_up: bool,
+    ) -> (Sim, Instant, f64) {
         let t0 = Instant::now();
-        // A plateau under a limit of 20/s, then a probe that drains the bucket's burst
-        // credit: the server accepts 21/s over the probe's second.
         let mut l = cubic(t0, 20.0, 23.0);
         l.readings = 2;
+        l.catches_up = catches_up;
         for i in 0..80u64 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
@@ -2402,6 +2408,33 @@ mod tests {
         let cut_at = at(t0, 5_000);
         let cut = l.on_rate_limited(cut_at, at(t0, 4_990), 0, false, at(cut_at, 1_000));
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        (l, cut_at, r)
+    }
+
+    #[test]
+    fn a_probe_that_drained_burst_credit_moves_w_by_its_share_of_the_readings() {
+        // A token bucket with a burst: the 21/s the probe read held the credit the plateau
+        // refilled under the limit.
+        let (l, _, _) = a_probe_reads_21_per_second_of_a_20_per_second_limit(true);
+        assert_eq!(l.readings, 3);
+        assert!(l.w > 20.0, "a reading above W raises it: {}", l.w);
+        assert!(l.w < 20.0 + 1.5 / 3.0, "averaged with two others: {}", l.w);
+        // The plateau built on it stays under the limit the plateau held on.
+        assert!(
+            (1.0 - l.margin) * l.w < 20.0,
+            "{} x {}",
+            1.0 - l.margin,
+            l.w
+        );
+        // Sends spaced (a bucket of one, whose climb reads low), the reading is W.
+        let (spaced, _, _) = a_probe_reads_21_per_second_of_a_20_per_second_limit(false);
+        assert!(spaced.w > 20.5, "{}", spaced.w);
+    }
+
+    #[test]
+    fn a_refusal_after_a_probe_read_the_limit_high_takes_it_back_to_where_it_held() {
+        // Sends spaced: a probe refused above W sets it to what it read, here high.
+        let (l, cut_at, r) = a_probe_reads_21_per_second_of_a_20_per_second_limit(false);
         assert!(l.w > 20.5, "the probe reads {}", l.w);
         assert_eq!(l.probed, Some(20.0));
         let (margin, readings) = (l.margin, l.readings);
