@@ -51,7 +51,8 @@
 //!   (measured since the cut, over 2 × [`MOMENT`] at least), it cuts again to what is
 //!   accepted: a limit that halved. The
 //!   first cut needs one success (what one success in a second reads is a floor the slow
-//!   start doubles from), is measured over at least a second, keeps [`FIRST_BETA`], starts
+//!   start doubles from), is measured over the successes of the last [`WINDOW`] (over a
+//!   second at least, whenever the class started), keeps [`FIRST_BETA`], starts
 //!   its schedule at the end of its `Retry-After` (the unpaced burst took all the server
 //!   had) and is followed by a slow start from there (×[`SLOW_START`] per second until the
 //!   next cut, which reads the accepted rate of the last second and keeps [`FIRST_BETA`]
@@ -1050,8 +1051,12 @@ impl Learner {
         if self.rate.is_infinite() {
             // The first cut: an unpaced burst that took the server's whole burst credit in
             // a fraction of a second says little of its rate over a second (a window of 10
-            // per second filled in 0.1 s read as 40/s over the 0.25 s floor).
-            let span = now.saturating_duration_since(self.measured_from);
+            // per second filled in 0.1 s read as 40/s over the 0.25 s floor). Over the
+            // successes remembered, [`WINDOW`] at most: a class that ran unpaced under the
+            // limit for 12 s before its first 429 read 18/s as 6.3/s over the whole time.
+            let span = now
+                .saturating_duration_since(self.measured_from)
+                .min(WINDOW);
             accepted = accepted.min(samples as f64 / span.as_secs_f64().max(1.0));
         }
         if self.rate_slow_start.is_some() {
@@ -1718,6 +1723,23 @@ mod tests {
         }
         let cut = l.on_rate_limited(at(t0, 100), at(t0, 99), 0, false, at(t0, 1_000));
         assert_eq!(cut, Cut::Rate(FIRST_BETA * 10.0));
+    }
+
+    #[test]
+    fn a_first_cut_after_a_long_unpaced_run_reads_the_rate_of_the_last_window() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(4, 64, t0);
+        // Unpaced at 18/s under the limit for 60 s, then a burst over it is refused.
+        for i in 0..60 * 18 {
+            let ms = i * 1_000 / 18;
+            l.on_success(at(t0, ms + 20), at(t0, ms), false, 1);
+        }
+        let cut = l.on_rate_limited(at(t0, 60_010), at(t0, 60_000), 0, false, at(t0, 61_000));
+        let Cut::Rate(rate) = cut else {
+            panic!("{cut:?}")
+        };
+        assert!((l.w - 18.0).abs() < 0.5, "reads 18/s: {}", l.w);
+        assert!((rate - FIRST_BETA * l.w).abs() < 1e-9, "{rate}");
     }
 
     #[test]
