@@ -219,7 +219,9 @@ pub(crate) mod constants {
     /// at `MARGIN`; a cut before the probe phase at the same limit (the plateau itself was
     /// over) widens it by `MARGIN`, up to `MARGIN_MAX`, unless the send refused caught up
     /// on a late one while sends may (a bucket of one refuses those below its rate); a cut
-    /// while probing narrows it by a fifth of `MARGIN`, down to half of it.
+    /// while probing narrows it by a fifth of `MARGIN`, never below `MARGIN` (a probe's
+    /// reading holds burst credit too: below 2.5 %, margins narrowed to 1.5–2 % put a 20/s
+    /// bucket of 5's plateau over the limit, refused about 5 s after each probe).
     pub(crate) const MARGIN: f64 = 0.025;
     /// The widest margin.
     pub(crate) const MARGIN_MAX: f64 = 0.1;
@@ -1197,7 +1199,7 @@ impl Learner {
             self.margin = if now.saturating_duration_since(cut).as_secs_f64() < self.k {
                 (self.margin + MARGIN).min(MARGIN_MAX)
             } else {
-                (self.margin - MARGIN / 5.0).max(MARGIN / 2.0)
+                (self.margin - MARGIN / 5.0).max(MARGIN)
             };
         }
         if same_limit {
@@ -2329,6 +2331,30 @@ mod tests {
             l.slot(cut_at);
         }
         (l, cut_at, r)
+    }
+
+    #[test]
+    fn a_probe_cut_narrows_a_widened_margin_but_never_below_margin() {
+        // A cubic at a limit of 20/s, probing past it once the wait was over, with the
+        // margin that plateau refusals had widened (or not): the probe's cut says the
+        // plateau held, so the margin narrows by a fifth of MARGIN, down to MARGIN (below
+        // it, the burst credit a reading holds put the plateau over a 20/s bucket of 5).
+        let margin_after_a_probe_cut = |margin: f64| {
+            let t0 = Instant::now();
+            let mut l = cubic(t0, 20.0, 20.5);
+            l.margin = margin;
+            for i in 0..80u64 {
+                l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+            }
+            let cut_at = at(t0, 4_000);
+            let cut = l.on_rate_limited(cut_at, at(t0, 3_990), 0, false, at(cut_at, 1_000));
+            assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
+            l.margin
+        };
+        let narrowed = margin_after_a_probe_cut(2.0 * MARGIN);
+        assert!((narrowed - 1.8 * MARGIN).abs() < 1e-9, "{narrowed}");
+        assert_eq!(margin_after_a_probe_cut(1.1 * MARGIN), MARGIN);
+        assert_eq!(margin_after_a_probe_cut(MARGIN), MARGIN);
     }
 
     /// After a probe's cut, a refusal back on the plateau past the cut's grace, with the
