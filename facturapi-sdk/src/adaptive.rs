@@ -1157,21 +1157,20 @@ impl Learner {
         let probing = probe_from.is_some();
         // Refused back on the plateau after a probe met the limit where it had held, before
         // the next probe: the limit the plateau held on is no lower than the rate refused.
-        // Either the probe's raise of `W` came of a reading that held a token bucket's burst
-        // credit, refilled while the plateau ran under the limit and drained within the
-        // probe's second or two (a 20/s bucket of 5 read as 21.8/s; taken as it was, the
-        // plateau built on it was refused 1.2 s later), and the limit is the one held
-        // before it; or a bucket of one refused a
-        // send that caught up on a late one and wasted the slots of others, and the rate
-        // accepted reads low (a 20/s bucket of one as 17.3/s a second after the probe).
-        // Read as they were, both found a new limit, probed it again from scratch, and
-        // the first kept a plateau over the limit. Either way the server accepted about
-        // what the class sent since the probe's cut. A limit that fell meanwhile accepts
-        // well under that (a 30/s limit cut to 18/s as a probe was refused: 18/s accepted
-        // of 29/s sent), and is read as it is: held at "no lower than 30", the class was
-        // refused ten requests a second until the next cut. The criterion is what was
-        // accepted, not how many were refused: against a fixed window or a 100/s bucket
-        // one congestion event refuses several sends after its cut too.
+        // Either the probe's raise of `W` came of a reading that held a token bucket's
+        // burst credit, refilled while the plateau ran under the limit and drained within
+        // the probe's second or two (a 20/s bucket of 5 read as 21.8/s; taken as it was,
+        // the plateau built on it was refused 1.2 s later), and the limit is the one held
+        // before it; or a bucket of one refused a send that caught up on a late one and
+        // wasted the slots of others, and the rate accepted reads low (a 20/s bucket of one
+        // as 17.3/s a second after the probe). Read as they were, both found a new limit,
+        // probed it again from scratch, and the first kept a plateau over the limit. Either
+        // way the server accepted about what the class sent since the probe's cut. A limit
+        // that fell meanwhile accepts well under that (a 30/s limit cut to 18/s as a probe
+        // was refused: 18/s accepted of 29/s sent), and is read as it is: held at "no lower
+        // than 30", the class was refused ten requests a second until the next cut. The
+        // criterion is what was accepted, not how many were refused: against a fixed window
+        // or a 100/s bucket one congestion event refuses several sends after its cut too.
         let fell = measured && accepted * (1.0 + FELL) < self.cut_to;
         let mut undone = false;
         if let Some(held) = self.probed.take().filter(|_| !probing)
@@ -2318,9 +2317,15 @@ mod tests {
     /// 4 s, with the class's permits booked on the new schedule: the learner, the cut's
     /// instant and its rate.
     fn cut_while_probing_a_20_per_second_limit() -> (Sim, Instant, f64) {
+        cut_while_probing_a_20_per_second_limit_at_margin(MARGIN)
+    }
+
+    /// The same, with the plateau's margin at `margin` before the probe.
+    fn cut_while_probing_a_20_per_second_limit_at_margin(margin: f64) -> (Sim, Instant, f64) {
         let t0 = Instant::now();
         // A cubic at a limit of 20/s, probing past it, and the server accepting 20/s.
         let mut l = cubic(t0, 20.0, 20.5);
+        l.margin = margin;
         for i in 0..80u64 {
             l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
         }
@@ -2340,16 +2345,9 @@ mod tests {
         // plateau held, so the margin narrows by a fifth of MARGIN, down to MARGIN (below
         // it, the burst credit a reading holds put the plateau over a 20/s bucket of 5).
         let margin_after_a_probe_cut = |margin: f64| {
-            let t0 = Instant::now();
-            let mut l = cubic(t0, 20.0, 20.5);
-            l.margin = margin;
-            for i in 0..80u64 {
-                l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
-            }
-            let cut_at = at(t0, 4_000);
-            let cut = l.on_rate_limited(cut_at, at(t0, 3_990), 0, false, at(cut_at, 1_000));
-            assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
-            l.margin
+            cut_while_probing_a_20_per_second_limit_at_margin(margin)
+                .0
+                .margin
         };
         let narrowed = margin_after_a_probe_cut(2.0 * MARGIN);
         assert!((narrowed - 1.8 * MARGIN).abs() < 1e-9, "{narrowed}");
