@@ -92,7 +92,8 @@
 //!   time `W` has held (by [`STEADY_PATIENCE`] per second), up to what keeps the probes'
 //!   429s within [`PROBE_BUDGET`] of the requests (see [`longest_k`]); when `W` moves, `k`
 //!   falls back to [`K_MIN`]: a stable limit is probed, and 429'd, less often. Once a cut
-//!   finds the limit [`MOVED`] from the last `W` that held, `k` stays at [`MOVED_K`] and
+//!   finds the limit [`MOVED`] from the last `W` that held (two cuts found it, one of them
+//!   outside a slow start, whose readings hold burst credit), `k` stays at [`MOVED_K`] and
 //!   probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap doubles
 //!   every [`CAP_DOUBLING`] mean latencies of sending (a quarter of a second to a second;
 //!   time before the first request or in an idle gap does not count) until its first cut,
@@ -169,7 +170,8 @@ pub(crate) mod constants {
     /// `k`, and the limit has moved from then on.
     pub(crate) const STEADY_PATIENCE: f64 = 1.0;
     /// A cut that finds the limit more than this fraction away from the last `W` that two
-    /// cuts or more found (cuts since may have found others), found a limit that moved: from
+    /// cuts or more found, one of them outside a slow start (cuts since may have found
+    /// others), found a limit that moved: from
     /// then on `k` stays at [`MOVED_K`] and probes climb by [`MOVED_PROBE`]. Wider
     /// than [`SAME_LIMIT`]: a probe that drained burst credit reads up to a fifth high (a
     /// 20/s bucket of 5 read as 23/s), and that is no move.
@@ -429,14 +431,19 @@ pub(crate) struct Learner {
     probe_at: Option<Instant>,
     pub(crate) rate_cuts: u64,
     pub(crate) concurrency_cuts: u64,
-    /// Whether a cut has found the limit [`MOVED`] away from a `W` that held (two cuts or
-    /// more): until then `k` grows by [`STEADY_PATIENCE`] and probes climb by [`PROBE`];
+    /// Whether a cut has found the limit [`MOVED`] away from a `W` that held (see
+    /// `held_w`): until then `k` grows by [`STEADY_PATIENCE`] and probes climb by [`PROBE`];
     /// after it `k` is [`MOVED_K`] and probes climb by [`MOVED_PROBE`].
     moved: bool,
-    /// The last `W` that two cuts or more found (infinite before one did): a move is
-    /// measured from it, so a limit that halved and was read in two cuts (31/s, 23.7/s,
-    /// 15/s) counts as moved.
+    /// The last `W` that two cuts or more found, one of them outside a slow start (infinite
+    /// before one did): a move is measured from it, so a limit that halved and was read in
+    /// two cuts (31/s, 23.7/s, 15/s) counts as moved.
     held_w: f64,
+    /// Whether a cut outside a slow start has read `W`. The first cut and the slow start's
+    /// read the burst credit the class gathered while under the limit (a 20/s bucket of 10
+    /// read as 28/s and 29/s, then 20/s): a limit only they found never held, and the cut
+    /// that finds it lower has found no move.
+    w_settled: bool,
     /// Static mode: paces at `rate` and learns nothing (see [`Learner::fixed`]).
     fixed: bool,
 }
@@ -479,6 +486,7 @@ impl Learner {
             concurrency_cuts: 0,
             moved: false,
             held_w: f64::INFINITY,
+            w_settled: false,
             fixed: false,
         }
     }
@@ -517,6 +525,7 @@ impl Learner {
         self.k = K_MIN;
         self.w_since = now;
         self.readings = 1;
+        self.w_settled = true;
         self.back = K_MIN;
         self.measured_from = now;
         self.refused_since_cut = 0;
@@ -1185,6 +1194,7 @@ impl Learner {
         // The same limit again: probe it less often, and learn whether the plateau is too
         // close to it. A new one: probe soon.
         let same_limit = self.w.is_finite() && (w / self.w - 1.0).abs() <= SAME_LIMIT;
+        let settled = self.rate.is_finite() && self.rate_slow_start.is_none();
         // Only a cut of the cubic says how close its plateau is: a slow start has none, and
         // a send that caught up is refused by a bucket of one below its rate (with `k` at
         // 13 s, such refusals widened a 20/s bucket of one's margin to the widest within
@@ -1214,6 +1224,7 @@ impl Learner {
             // undone raise is no reading: `W` is where the plateau held.
             if !undone {
                 self.readings = (self.readings + 1).min(READINGS);
+                self.w_settled |= settled;
             }
             if !(undone || probing && w > self.w && !self.catches_up) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
@@ -1226,13 +1237,14 @@ impl Learner {
             };
         } else {
             // A limit that held and then moved may move again (see [`MOVED`]).
-            if self.readings >= 2 {
+            if self.readings >= 2 && self.w_settled {
                 self.held_w = self.w;
             }
             if self.held_w.is_finite() && (w / self.held_w - 1.0).abs() > MOVED {
                 self.moved = true;
             }
             self.readings = 1;
+            self.w_settled = settled;
             self.w_since = now;
             self.k = if self.moved { MOVED_K } else { K_MIN };
         }
@@ -1529,6 +1541,33 @@ mod tests {
         cut_at(&mut l, 2_010, 67);
         assert!(l.w < 16.0, "{}", l.w);
         assert!(l.moved, "15/s is half the limit that held");
+    }
+
+    #[test]
+    fn a_limit_only_slow_starts_read_has_not_held_so_reading_it_lower_is_no_move() {
+        // The first cut and the slow start's read 28/s and 29/s of a 20/s bucket of 10 (its
+        // burst credit); the next slow start is refused where the server accepts 20/s.
+        let cut_at_20_per_second = |settled: bool| {
+            let t0 = Instant::now();
+            let mut l = cubic(t0, 28.5, 24.0);
+            l.readings = 2;
+            l.w_settled = settled;
+            l.rate_slow_start = Some(SLOW_START_AGAIN);
+            for i in 0..40u64 {
+                l.on_success(at(t0, i * 50), at(t0, i * 50), true, 1);
+            }
+            let now = at(t0, 2_010);
+            let cut = l.on_rate_limited(now, at(now, 0), 0, false, at(now, 1_000));
+            assert!(matches!(cut, Cut::Rate(_)), "{cut:?}");
+            assert!((l.w - 20.0).abs() < 0.5, "{}", l.w);
+            l
+        };
+        let l = cut_at_20_per_second(false);
+        assert!(!l.moved, "no cut outside a slow start read 28.5/s");
+        assert_eq!(l.k, K_MIN);
+        let l = cut_at_20_per_second(true);
+        assert!(l.moved, "a cubic's cut read 28.5/s too: the limit fell");
+        assert_eq!(l.k, MOVED_K);
     }
 
     #[test]
@@ -2310,6 +2349,7 @@ mod tests {
         l.w = w;
         l.cut_to = BETA * w;
         l.rate = rate;
+        l.w_settled = true;
         l
     }
 
