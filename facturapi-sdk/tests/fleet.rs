@@ -169,7 +169,7 @@ async fn parent(secs: Duration) -> Result<(), String> {
     // The fleet's targets: at least 0.93 of the oracle's goodput with at most 1 % 429s (over the
     // run and in its steady state), new or deployed again. A new fleet is refused two or three
     // times while it finds the limit, then once a probe, and its probes space out as the limit
-    // holds (to one per 12.5 s at 20/s, the learner's 0.4 % budget), so its share falls as it
+    // holds (to one per 20 s at 20/s, the learner's 0.25 % budget), so its share falls as it
     // runs: 1.5 % over 12 s, 0.8 % over the default 40 s. A cut starts the fleet's schedule two
     // slots on, so the server that refused has a slot's credit before the fleet sends again and a
     // probe costs one 429: started at once, the 12 s run had 4.6 to 5.0 %. Deployed again, the

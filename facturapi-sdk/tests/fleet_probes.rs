@@ -17,7 +17,7 @@ mod redis_server;
 const K_MIN_US: f64 = 4e6;
 const K_MAX_US: f64 = 24e6;
 const PATIENCE: f64 = 0.25;
-const PROBE_BUDGET: f64 = 0.004;
+const PROBE_BUDGET: f64 = 0.0025;
 const PROBE_TIME: f64 = 1.0;
 const READINGS: f64 = 4.0;
 
