@@ -88,13 +88,13 @@
 //!   (within [`SAME_LIMIT`]), their readings are averaged (over [`READINGS`]; a probe's
 //!   holds the burst credit it drained), except that once sends go a slot apart a probe
 //!   refused above `W` sets it to what it read (against a bucket of one, a climb from the
-//!   plateau reads low; one that read high is undone as above), and `k` grows with the
-//!   time `W` has held (by [`STEADY_PATIENCE`] per second), up to what keeps the probes'
-//!   429s within [`PROBE_BUDGET`] of the requests (see [`longest_k`]); when `W` moves, `k`
-//!   falls back to [`K_MIN`]: a stable limit is probed, and 429'd, less often. Once a cut
-//!   finds the limit [`MOVED`] from the last `W` that held (two cuts found it, one of them
-//!   outside a slow start, whose readings hold burst credit), `k` stays at [`MOVED_K`] and
-//!   probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap doubles
+//!   plateau reads low; one that read high is undone as above). `k` is [`K_MIN`] after a
+//!   cut that found a new `W`; once `W` has held (two cuts found it, one of them outside a
+//!   slow start, whose readings hold burst credit), it is what keeps the probes' 429s
+//!   within [`PROBE_BUDGET`] of the requests (see [`longest_k`]): a stable limit is probed,
+//!   and 429'd, seldom. Once a cut finds the limit [`MOVED`] from the last `W` that held,
+//!   `k` stays at [`MOVED_K`] and probes climb by [`MOVED_PROBE`]: a limit that moved may
+//!   move again. The cap doubles
 //!   every [`CAP_DOUBLING`] mean latencies of sending (a quarter of a second to a second;
 //!   time before the first request or in an idle gap does not count) until its first cut,
 //!   then grows by one after a hold that doubles each time a probe is cut back.
@@ -140,15 +140,16 @@ pub(crate) mod constants {
     pub(crate) const RETURN: f64 = 2.0;
     /// Shortest time (seconds) the cubic takes to return to the rate of the last cut.
     pub(crate) const K_MIN: f64 = 4.0;
-    /// Longest: while the limit stays where it was, `k` grows with the time it has stayed
-    /// (see [`STEADY_PATIENCE`]) up to what [`PROBE_BUDGET`] allows at its rate, and never past
-    /// this. It bounds how long a raised limit goes unnoticed (the probes start after `k`).
+    /// Longest: once the limit has held, `k` is what [`PROBE_BUDGET`] allows at its rate,
+    /// and never past this. It bounds how long a raised limit goes unnoticed (the probes
+    /// start after `k`).
     pub(crate) const K_MAX: f64 = 24.0;
     /// In the fleet's learner (`fleet/refuse.lua`, one limit probed for all its processes),
     /// `k` grows by this many seconds per second the limit has stayed where it was: a limit
     /// that just moved may move again and is probed every few seconds, one that held for a
-    /// minute is probed as seldom as [`PROBE_BUDGET`] allows. A process's own learner grows
-    /// `k` by [`STEADY_PATIENCE`] until its limit moves, and keeps it at [`MOVED_K`] after.
+    /// minute is probed as seldom as [`PROBE_BUDGET`] allows. A process's own learner takes
+    /// that longest `k` as soon as its limit has held, until it moves, and keeps
+    /// [`MOVED_K`] after.
     pub(crate) const PATIENCE: f64 = 0.25;
     /// `k` once the limit has moved (see [`MOVED`]), however long it holds: it may move
     /// again, and a raise goes unnoticed for up to `k` plus the probe's climb. Limits
@@ -159,16 +160,6 @@ pub(crate) mod constants {
     /// both). Processes learning alone on one key read the others' traffic as a limit that
     /// moved and probe more often (two: 6.3 % against 5.0 %).
     pub(crate) const MOVED_K: f64 = 3.0;
-    /// `k` grows by this many seconds per second held while the limit has not moved since
-    /// it first held: most limits never do, and each probe of one that stays costs a 429.
-    /// At a 20/s bucket of 5, `k` reaches what [`PROBE_BUDGET`] allows 15 s after the
-    /// limit is found, against 60 s at a quarter of a second per second. Measured over the
-    /// same five seeds, the steady state's 429s in the worst run were 1.0 % of requests
-    /// against 1.2 % at a quarter (a 1 s fixed window: 1.7 % against 2.0 %; a concurrency
-    /// cap: 0.7 % against 1.0 %).
-    /// The price is paid once: the first raise of a limit that held goes unnoticed for up to
-    /// `k`, and the limit has moved from then on.
-    pub(crate) const STEADY_PATIENCE: f64 = 1.0;
     /// A cut that finds the limit more than this fraction away from the last `W` that two
     /// cuts or more found, one of them outside a slow start (cuts since may have found
     /// others), found a limit that moved: from
@@ -398,8 +389,7 @@ pub(crate) struct Learner {
     w: f64,
     /// Seconds from the last cut to the first probe.
     k: f64,
-    /// When `W` last moved (a cut found a new limit), and how many cuts found it since.
-    w_since: Instant,
+    /// How many cuts found `W` since it last moved (a cut found a new limit).
     readings: u32,
     /// When the last cut was a probe that met the limit where it held (within
     /// [`SAME_LIMIT`]): the `W` its plateau had held on (see [`Learner::rate_limited`]).
@@ -435,7 +425,7 @@ pub(crate) struct Learner {
     pub(crate) rate_cuts: u64,
     pub(crate) concurrency_cuts: u64,
     /// Whether a cut has found the limit [`MOVED`] away from a `W` that held (see
-    /// `held_w`): until then `k` grows by [`STEADY_PATIENCE`] and probes climb by [`PROBE`];
+    /// `held_w`): until then `k` is [`longest_k`] once `W` has held and probes climb by [`PROBE`];
     /// after it `k` is [`MOVED_K`] and probes climb by [`MOVED_PROBE`].
     moved: bool,
     /// The last `W` that two cuts or more found, one of them outside a slow start (infinite
@@ -469,7 +459,6 @@ impl Learner {
             refused_on_pace: 0,
             w: f64::INFINITY,
             k: K_MIN,
-            w_since: now,
             readings: 0,
             probed: None,
             back: K_MIN,
@@ -526,7 +515,6 @@ impl Learner {
         self.rate_cut_at = Some(now);
         self.rate_slow_start = None;
         self.k = K_MIN;
-        self.w_since = now;
         self.readings = 1;
         self.w_settled = true;
         self.back = K_MIN;
@@ -1232,11 +1220,17 @@ impl Learner {
             if !(undone || probing && w > self.w && !self.catches_up) {
                 w = self.w + (w - self.w) / f64::from(self.readings);
             }
+            // Probed soon while one cut (or only slow starts) read the limit: a reading may
+            // be low, and the plateau with it. Once it has held, as seldom as the budget
+            // allows at once: grown by the time held instead, a 1 s fixed window of 10 was
+            // probed 11 s after its second reading and 24 s after its third, two 429s more
+            // in the first 40 s than at once.
             self.k = if self.moved {
                 MOVED_K
+            } else if self.readings >= 2 && self.w_settled {
+                longest_k(w)
             } else {
-                let held = now.saturating_duration_since(self.w_since).as_secs_f64();
-                (K_MIN + STEADY_PATIENCE * held).min(longest_k(w))
+                K_MIN
             };
         } else {
             // A limit that held and then moved may move again (see [`MOVED`]).
@@ -1248,7 +1242,6 @@ impl Learner {
             }
             self.readings = 1;
             self.w_settled = settled;
-            self.w_since = now;
             self.k = if self.moved { MOVED_K } else { K_MIN };
         }
         // A probe refused at the limit found before: the plateau holds, so the rate is back
@@ -1579,12 +1572,12 @@ mod tests {
         let mut l = Sim::new(8, 64, t0);
         let mut ks = Vec::new();
         let mut ms = 0;
-        // The server accepts 40/s every time the client goes over (requests wait: the rate
+        // The server accepts 20/s every time the client goes over (requests wait: the rate
         // grows between cuts).
         let mut margins = Vec::new();
         for _ in 0..5 {
-            for _ in 0..80 {
-                ms += 25;
+            for _ in 0..40 {
+                ms += 50;
                 l.on_success(at(t0, ms), at(t0, ms), true, 1);
             }
             ms += 10;
@@ -1593,17 +1586,21 @@ mod tests {
             ks.push((l.k, l.w));
             margins.push(l.margin);
         }
-        // The first cut reads a new limit; from the second on, the same: `k` grows by
-        // STEADY_PATIENCE per second the limit has held (the cuts are 2.01 s apart), up to
-        // what the probe budget allows at that limit (the fourth and fifth).
-        let held = |cuts: f64, w: f64| (K_MIN + STEADY_PATIENCE * 2.01 * cuts).min(longest_k(w));
-        assert!(
-            ks.iter()
-                .enumerate()
-                .all(|(cuts, &(k, w))| (k - held(cuts as f64, w)).abs() < 1e-9),
+        // The first cut reads a new limit; from the second on, the same. The first three
+        // are the first cut and the ends of the two slow starts, whose readings hold burst
+        // credit: `k` stays at K_MIN. The fourth, of the cubic, finds the limit held: `k` is
+        // what the probe budget allows at that limit from then on (19 s at 20/s, not 4 s
+        // plus the 6 s it has held).
+        let k_min = [K_MIN; 3].map(|k| k.to_bits());
+        assert_eq!(
+            ks[..3].iter().map(|(k, _)| k.to_bits()).collect::<Vec<_>>(),
+            k_min,
             "{ks:?}"
         );
-        assert!(ks[3].0 < K_MIN + STEADY_PATIENCE * 2.01 * 3.0, "{ks:?}");
+        assert!(
+            ks[3..].iter().all(|&(k, w)| k == longest_k(w) && k > K_MIN),
+            "{ks:?}"
+        );
         // The fourth and fifth cuts, of the cubic after the two slow starts, came 2 s after
         // the last, before the probe phase: the plateau was over the limit, so its margin
         // widens (the slow starts' cuts say nothing of a plateau).
@@ -2751,12 +2748,14 @@ mod tests {
 
     #[test]
     fn a_probe_refused_at_the_same_limit_is_back_on_its_plateau_within_two_seconds() {
-        // The limit has held for 100 s: probed as seldom as the budget allows.
+        // The limit has held (three cuts read it, since 100 s): probed as seldom as the
+        // budget allows.
         let start = Instant::now();
         let t0 = start + Duration::from_secs(100);
         let mut l = Sim::new(8, 64, start);
         l.rate_cut_at = Some(t0);
         l.w = 10.0;
+        (l.readings, l.w_settled) = (3, true);
         l.k = K_MAX;
         l.rate = BETA * 10.0;
         // The server accepts 9/s on the plateau (the client sends no more), then 10/s once

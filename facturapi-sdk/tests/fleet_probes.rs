@@ -1,9 +1,9 @@
 //! The fleet's probes of a limit that holds, through a real `redis-server` (see
 //! `support/redis.rs`): the shared learner waits longer between probes the longer the limit
-//! has held, within the probe budget, and averages its readings of that limit, by the rule
-//! of a process's own learner once its limit has moved (`adaptive.rs`: `K_MIN`, `PATIENCE`,
-//! `PROBE_BUDGET`, `PROBE_TIME`, `READINGS`, whose values this test restates): the fleet's
-//! wait grows by `PATIENCE` throughout.
+//! has held, within the probe budget, and averages its readings of that limit
+//! (`adaptive.rs`: `K_MIN`, `PATIENCE`, `PROBE_BUDGET`, `PROBE_TIME`, `READINGS`, whose
+//! values this test restates): the fleet's wait grows by `PATIENCE` per second held, where a
+//! process's own learner takes the longest wait at once when its limit has held.
 
 use std::time::Duration;
 
