@@ -91,13 +91,15 @@
 //!   plateau reads low; one that read high is undone as above). `k` is [`K_MIN`] after a
 //!   cut that found a new `W`; once `W` has held (two cuts found it, one of them outside a
 //!   slow start, whose readings hold burst credit), it is what keeps the probes' 429s
-//!   within [`PROBE_BUDGET`] of the requests (see [`longest_k`]): a stable limit is probed,
-//!   and 429'd, seldom. Once a cut finds the limit [`MOVED`] from the last `W` that held,
-//!   `k` stays at [`MOVED_K`] and probes climb by [`MOVED_PROBE`]: a limit that moved may
-//!   move again. The cap doubles
-//!   every [`CAP_DOUBLING`] mean latencies of sending (a quarter of a second to a second;
-//!   time before the first request or in an idle gap does not count) until its first cut,
-//!   then grows by one after a hold that doubles each time a probe is cut back.
+//!   within [`PROBE_BUDGET`] of the requests (see [`longest_k`]), counting as many as the
+//!   last cut's congestion event cost: a stable limit is probed, and 429'd, seldom. Once a
+//!   cut finds the limit [`MOVED`] from the last `W` that held, `k` stays at [`MOVED_K`]
+//!   and probes climb by [`MOVED_PROBE`]: a limit that moved may move again. The cap
+//!   doubles every [`CAP_DOUBLING`] mean latencies of sending (a quarter of a second to a
+//!   second; time before the first request or in an idle gap does not count) until its
+//!   first cut, then grows by one after a hold that doubles each time a probe is cut back,
+//!   and is never shorter, after one was, than [`PROBE_BUDGET`] allows at the rate accepted
+//!   (20 s at 20/s).
 //!
 //! This module is pure arithmetic on explicit instants, so its behaviour is unit-tested
 //! without a clock; [`crate::governor`] drives it. The constants are tuned on the rate-limit
@@ -172,11 +174,13 @@ pub(crate) mod constants {
     /// read from 19.6 to 21.4/s), and a plateau built on the highest was over the limit.
     pub(crate) const READINGS: u32 = 4;
     /// Share of the requests that the probes of a limit that stays where it was may have
-    /// refused. Such a probe costs one 429 most often (measured on the benchmark at a 20/s
-    /// bucket of 5), so at `W` per second a cycle lasts `1 / (PROBE_BUDGET × W)` seconds at
-    /// least: 20 s at 20/s, 6.7 s at 60/s. `k` is that, less [`PROBE_TIME`]. Below the
-    /// 0.5 % of requests that the steady state's 429s may be: a probe that costs two, or a
-    /// refusal on the plateau, still fits (at 0.4 %, a concurrency cap's steady state had
+    /// refused. Such a probe costs one 429 most often at 20/s (measured on the benchmark at
+    /// a 20/s bucket of 5), so at `W` per second a cycle lasts `1 / (PROBE_BUDGET × W)`
+    /// seconds at least: 20 s at 20/s, 6.7 s at 60/s; one whose congestion event cost `n`
+    /// 429s (the cut and its aftermath: more at a fast limit, where more sends go before
+    /// the cut is judged) makes the next cycle `n` times as long. `k` is that, less
+    /// [`PROBE_TIME`]. Below the 0.5 % of requests that the steady state's 429s may be: a
+    /// refusal on the plateau still fits (at 0.4 %, a concurrency cap's steady state had
     /// 0.8 % in the worst of five runs, against 0.5 % at this).
     pub(crate) const PROBE_BUDGET: f64 = 0.0025;
     /// Seconds a probe takes to meet a limit that stayed, about: the rest of a cycle.
@@ -294,8 +298,9 @@ pub(crate) mod constants {
 use constants::*;
 
 /// The longest `k` at a limit of `w` per second that stays where it was: the probes'
-/// 429s within [`PROBE_BUDGET`], within [`K_MIN`] and [`K_MAX`]. The fleet's script
-/// (`fleet/refuse.lua`) applies the same rule.
+/// 429s within [`PROBE_BUDGET`], within [`K_MIN`] and [`K_MAX`], one 429 a probe (a probe
+/// that costs `n` waits as long as at `w / n`). The fleet's script (`fleet/refuse.lua`)
+/// applies the same rule, one 429 a probe.
 pub(crate) fn longest_k(w: f64) -> f64 {
     (1.0 / (PROBE_BUDGET * w) - PROBE_TIME).clamp(K_MIN, K_MAX)
 }
@@ -411,6 +416,11 @@ pub(crate) struct Learner {
     rate_cut_at: Option<Instant>,
     /// 429s of requests sent after the last rate cut, within its [`GRACE`].
     refused_since_cut: usize,
+    /// Whether the last cut found a limit that has held and not moved, so that `k` is
+    /// budgeted (see [`longest_k`]); and the 429s its congestion event has cost so far (the
+    /// one that cut and its aftermath).
+    budgeted: bool,
+    event_refusals: u32,
     /// Recent successes, in the order they came back.
     successes: VecDeque<Success>,
     /// Start of the accepted-rate measurement (creation, a pause's end, the last rate cut,
@@ -468,6 +478,8 @@ impl Learner {
             cut_to: f64::INFINITY,
             rate_cut_at: None,
             refused_since_cut: 0,
+            budgeted: false,
+            event_refusals: 0,
             successes: VecDeque::new(),
             measured_from: now,
             concurrency_slow_start: true,
@@ -520,6 +532,7 @@ impl Learner {
         self.back = K_MIN;
         self.measured_from = now;
         self.refused_since_cut = 0;
+        self.budgeted = false;
         self.paused = true;
         self.concurrency_slow_start = false;
         self.last_concurrency_change = now;
@@ -1011,12 +1024,19 @@ impl Learner {
             // Never below what the server was seen serving at once.
             let cap = fewest_served.max(peak).max(1);
             if all_at_the_top && !soon && cap < concurrency {
-                // A probe that was cut back waits twice as long next time.
+                // A probe that was cut back waits twice as long next time, and no less than
+                // the probe budget allows at the rate accepted: a cap that holds costs a 429
+                // a probe, as a rate limit that holds does (a cap of 4 serving 20/s, probed
+                // after holds of 8 and 16 s, was refused 0.5 % of requests in steady state;
+                // 0.3 % so, in two runs).
                 if self
                     .probe_at
                     .is_some_and(|p| now.saturating_duration_since(p) < self.hold * 2)
                 {
-                    self.hold = (self.hold * 2).min(MAX_HOLD);
+                    let (accepted, _) = self.accepted_rate(now);
+                    let cycle = (1.0 / (PROBE_BUDGET * accepted)).min(MAX_HOLD.as_secs_f64());
+                    let budget = Duration::try_from_secs_f64(cycle).unwrap_or(MAX_HOLD);
+                    self.hold = (self.hold * 2).max(budget).min(MAX_HOLD);
                 }
                 self.concurrency_slow_start = false;
                 self.last_concurrency_change = now;
@@ -1084,6 +1104,15 @@ impl Learner {
             // refusal wastes its slot, so what is accepted reads low too.
             if sent_at >= cut && !(pending.caught_up && self.catches_up) {
                 self.refused_since_cut += 1;
+            }
+            // What the probe budget pays for is the 429s a congestion event costs, not one:
+            // at a fast limit more sends go before the cut is judged, and after it. The next
+            // probe waits as if for a limit that many times slower, each of its 429s counted
+            // (a 100/s bucket of 20 probed every 5 s, two runs: 1.1 and 0.7 % of the steady
+            // state's requests refused, against 0.5 and 0.2 % so).
+            self.event_refusals += 1;
+            if self.budgeted {
+                self.k = longest_k(self.w / f64::from(self.event_refusals));
             }
             let since = now.saturating_duration_since(cut);
             let still_over = self.refused_since_cut >= MIN_SAMPLES
@@ -1305,6 +1334,8 @@ impl Learner {
         });
         self.measured_from = start;
         self.refused_since_cut = 0;
+        self.budgeted = same_limit && !self.moved && self.readings >= 2 && self.w_settled;
+        self.event_refusals = 1;
         self.rate_cuts += 1;
         tracing::debug!(
             reading,
@@ -1677,6 +1708,22 @@ mod tests {
             l.w
         );
         assert_eq!(l.readings, READINGS);
+    }
+
+    #[test]
+    fn a_probe_whose_congestion_event_cost_more_429s_waits_longer_for_the_next() {
+        // A probe of a 20/s limit that has held, refused 2 s into it: one 429 so far, and
+        // the next probe in the 19 s the budget allows for one.
+        let mut l = refused_at_a_held_limit(BETA * 20.0, 4_000..6_000, 46);
+        let cut = l.rate_cut_at.expect("a cut");
+        assert_eq!(l.k, longest_k(l.w));
+        // A second 429 of the same event (sent with the first, judged after the cut): no
+        // cut, but the next probe waits as at a limit half as fast, both 429s in the budget.
+        let ms = Duration::from_millis;
+        let again = l.on_rate_limited(cut + ms(20), cut - ms(5), 0, false, cut + ms(1_000));
+        assert!(matches!(again, Cut::None), "{again:?}");
+        assert_eq!(l.k, longest_k(l.w / 2.0));
+        assert!(l.k > longest_k(l.w), "{}", l.k);
     }
 
     /// A learner whose `W` of 20/s has held for 100 s (three readings, `k` = [`K_MIN`])
@@ -2825,6 +2872,11 @@ mod tests {
         for ms in [2_000, 2_500, 3_000] {
             assert_eq!(success(&mut l, ms, 5), None, "holding");
         }
+        // A fast class (about 150/s): the probe budget would allow a probe every 2.7 s, so
+        // the doubling sets the hold.
+        for ms in 3_001..3_600 {
+            assert_eq!(success(&mut l, ms, 5), None, "holding");
+        }
         assert_eq!(
             success(&mut l, 3_800, 5),
             Some(6),
@@ -2842,6 +2894,43 @@ mod tests {
         assert_eq!(success(&mut l, 6_000, 5), None);
         assert_eq!(success(&mut l, 8_000, 5), Some(6));
         assert_eq!(l.rate, f64::INFINITY, "the rate was never cut");
+    }
+
+    #[test]
+    fn a_cap_probe_cut_back_waits_as_long_as_the_probe_budget_allows() {
+        // A cap of 5 serving 20/s (five at a time, 200 to 250 ms each), found, then probed
+        // at 6.
+        let t0 = Instant::now();
+        let mut l = Sim::new(8, 64, t0);
+        assert_eq!(
+            moment(&mut l, at(t0, 300), 3, 5, true),
+            Cut::None,
+            "one moment is no cap"
+        );
+        assert_eq!(moment(&mut l, at(t0, 600), 3, 5, true), Cut::Concurrency(5));
+        // Requests sent from 700 ms on, none in flight with those the cut read.
+        let mut probe = None;
+        let mut ms = 850;
+        while probe.is_none() && ms < 10_000 {
+            ms += 50;
+            probe = l.on_success(at(t0, ms), at(t0, ms - 200), true, 5);
+        }
+        assert_eq!(probe, Some(6), "probed after the first 2 s hold");
+        assert!(ms < 3_000, "{ms}");
+        // The probe is refused at the top: cut back to 5. Doubled, the hold would be 4 s;
+        // at 20/s the budget allows a probe every 20 s.
+        assert_eq!(
+            moment(&mut l, at(t0, ms + 100), 1, 5, true),
+            Cut::Concurrency(5)
+        );
+        let (accepted, _) = l.learner.accepted_rate(at(t0, ms + 150));
+        assert!((15.0..=25.0).contains(&accepted), "{accepted}");
+        assert!(l.hold >= Duration::from_secs(16), "{:?}", l.hold);
+        let cut = ms + 150;
+        for ms in (cut..cut + 15_000).step_by(50) {
+            let probe = l.on_success(at(t0, ms), at(t0, ms - 200), true, 5);
+            assert_eq!(probe, None, "holding at {ms} ms");
+        }
     }
 
     #[test]
