@@ -302,7 +302,13 @@ use constants::*;
 /// that costs `n` waits as long as at `w / n`). The fleet's script (`fleet/refuse.lua`)
 /// applies the same rule, one 429 a probe.
 pub(crate) fn longest_k(w: f64) -> f64 {
-    (1.0 / (PROBE_BUDGET * w) - PROBE_TIME).clamp(K_MIN, K_MAX)
+    (probe_cycle(w) - PROBE_TIME).clamp(K_MIN, K_MAX)
+}
+
+/// Seconds between probes, each costing one 429, that keep their 429s within
+/// [`PROBE_BUDGET`] of the requests at `rate` per second (infinite at 0).
+fn probe_cycle(rate: f64) -> f64 {
+    1.0 / (PROBE_BUDGET * rate)
 }
 
 /// What a 429 changed.
@@ -416,10 +422,8 @@ pub(crate) struct Learner {
     rate_cut_at: Option<Instant>,
     /// 429s of requests sent after the last rate cut, within its [`GRACE`].
     refused_since_cut: usize,
-    /// Whether the last cut found a limit that has held and not moved, so that `k` is
-    /// budgeted (see [`longest_k`]); and the 429s its congestion event has cost so far (the
-    /// one that cut and its aftermath).
-    budgeted: bool,
+    /// The 429s the last cut's congestion event has cost so far (the one that cut and its
+    /// aftermath).
     event_refusals: u32,
     /// Recent successes, in the order they came back.
     successes: VecDeque<Success>,
@@ -478,7 +482,6 @@ impl Learner {
             cut_to: f64::INFINITY,
             rate_cut_at: None,
             refused_since_cut: 0,
-            budgeted: false,
             event_refusals: 0,
             successes: VecDeque::new(),
             measured_from: now,
@@ -532,7 +535,6 @@ impl Learner {
         self.back = K_MIN;
         self.measured_from = now;
         self.refused_since_cut = 0;
-        self.budgeted = false;
         self.paused = true;
         self.concurrency_slow_start = false;
         self.last_concurrency_change = now;
@@ -700,6 +702,13 @@ impl Learner {
                 "sends that caught up are refused: no burst to catch up with"
             );
         }
+    }
+
+    /// Whether `W` has held: two cuts or more found it, one of them outside a slow start
+    /// (whose readings hold burst credit). A cut that finds a new `W` resets the readings
+    /// to one, so between cuts this also says that the last one found the same limit.
+    fn held(&self) -> bool {
+        self.readings >= 2 && self.w_settled
     }
 
     /// Whether requests are booked ahead: the pacing is what holds them back.
@@ -1034,7 +1043,7 @@ impl Learner {
                     .is_some_and(|p| now.saturating_duration_since(p) < self.hold * 2)
                 {
                     let (accepted, _) = self.accepted_rate(now);
-                    let cycle = (1.0 / (PROBE_BUDGET * accepted)).min(MAX_HOLD.as_secs_f64());
+                    let cycle = probe_cycle(accepted).min(MAX_HOLD.as_secs_f64());
                     let budget = Duration::try_from_secs_f64(cycle).unwrap_or(MAX_HOLD);
                     self.hold = (self.hold * 2).max(budget).min(MAX_HOLD);
                 }
@@ -1111,7 +1120,7 @@ impl Learner {
             // (a 100/s bucket of 20 probed every 5 s, two runs: 1.1 and 0.7 % of the steady
             // state's requests refused, against 0.5 and 0.2 % so).
             self.event_refusals += 1;
-            if self.budgeted {
+            if self.held() && !self.moved {
                 self.k = longest_k(self.w / f64::from(self.event_refusals));
             }
             let since = now.saturating_duration_since(cut);
@@ -1256,14 +1265,14 @@ impl Learner {
             // in the first 40 s than at once.
             self.k = if self.moved {
                 MOVED_K
-            } else if self.readings >= 2 && self.w_settled {
+            } else if self.held() {
                 longest_k(w)
             } else {
                 K_MIN
             };
         } else {
             // A limit that held and then moved may move again (see [`MOVED`]).
-            if self.readings >= 2 && self.w_settled {
+            if self.held() {
                 self.held_w = self.w;
             }
             if self.held_w.is_finite() && (w / self.held_w - 1.0).abs() > MOVED {
@@ -1334,7 +1343,6 @@ impl Learner {
         });
         self.measured_from = start;
         self.refused_since_cut = 0;
-        self.budgeted = same_limit && !self.moved && self.readings >= 2 && self.w_settled;
         self.event_refusals = 1;
         self.rate_cuts += 1;
         tracing::debug!(
