@@ -41,6 +41,10 @@
 //! - **Concurrency cuts**: the cap drops to the fewest served at those 429s, never below
 //!   `peak` (the server served that many at once: a cap cannot be lower), and never rises
 //!   by a cut. The cap never grows past the policy's `max_concurrency`.
+//! - **What is accepted**: every answer but a 429 counts as a success here (the governor
+//!   reports a 5xx or a 4xx too): it went past the server's limiter and used its share of
+//!   the limit, and a rate read from 2xx alone runs short of the limit by the server's error
+//!   rate. A request whose answer never came counts as neither.
 //! - **Rate cuts**, one per congestion event: `W ← min(r, accepted)`, `r ← β·W`. A 429 of a
 //!   request sent before the last rate cut + [`GRACE`] changes nothing: a token bucket the
 //!   client drained still refuses a request or two after the cut, and cutting again for
@@ -735,7 +739,7 @@ impl Learner {
         }
     }
 
-    /// A success of a request sent at `sent`. `queued`: requests of the class are waiting for
+    /// A success (any answer but a 429) of a request sent at `sent`. `queued`: requests of the class are waiting for
     /// a permit or a slot; `level`: requests of the class in flight as it came back, itself
     /// included; `concurrency`: the cap now. Returns the new cap when it grows.
     pub(crate) fn on_success(

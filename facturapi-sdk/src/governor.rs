@@ -582,9 +582,10 @@ impl Governor {
         &self.classes[class.index()]
     }
 
-    /// A success of `class` (its permit still held): adaptive growth, and the permit reports
-    /// a served request when it finishes.
-    pub(crate) fn on_success(&self, class: Class, permit: &mut Permit) {
+    /// A request of `class` the server answered with anything but a 429 (its permit still
+    /// held): it went past the server's limiter. Adaptive growth, and the permit reports a
+    /// served request when it finishes.
+    pub(crate) fn on_accepted(&self, class: Class, permit: &mut Permit) {
         permit.served = true;
         #[cfg(feature = "redis")]
         if permit.shared {
@@ -1049,7 +1050,7 @@ mod tests {
                         5 if !waiting.is_empty() => drop(waiting.remove(n % waiting.len())),
                         6 if !in_flight.is_empty() => {
                             let i = n % in_flight.len();
-                            governor.on_success(class, &mut in_flight[i]);
+                            governor.on_accepted(class, &mut in_flight[i]);
                         }
                         _ => {}
                     }

@@ -635,13 +635,19 @@ async fn send_loop(
             remaining: deadline.saturating_duration_since(Instant::now()),
         };
         let action = classify::decide(op.retry, outcome, history, limits);
+        // Any answer but a 429 went past the server's limiter and used its share of the
+        // limit: the learner counts it as accepted, error or not (else the rate it reads runs
+        // short of the limit by the server's error rate, and it paces that far under).
+        let accepted = seen
+            .status
+            .is_some_and(|status| status != StatusCode::TOO_MANY_REQUESTS);
         if let Outcome::RateLimited { retry_after } = outcome {
             metrics::counter!("facturapi_rate_limited_total", "class" => class).increment(1);
             last_429 = Some((retry_after, log_id.clone()));
         }
         match action {
             Action::Return => {
-                governor.on_success(op.class, &mut permit);
+                governor.on_accepted(op.class, &mut permit);
                 let stream = seen.response.take().map(|inner_response| Streaming {
                     inner: inner_response,
                     permit,
@@ -674,6 +680,9 @@ async fn send_loop(
                         After429::Released => tokio::time::sleep_until(until).await,
                     }
                 } else {
+                    if accepted {
+                        governor.on_accepted(op.class, &mut permit);
+                    }
                     drop(permit);
                     if spends_budget {
                         history.retries += 1;
@@ -697,6 +706,9 @@ async fn send_loop(
                         _ => RateLimitedBecause::Deadline,
                     };
                     return Err(rate_limited(attempts, last_429, because, processed));
+                }
+                if accepted {
+                    governor.on_accepted(op.class, &mut permit);
                 }
                 drop(permit);
                 let error = error.unwrap_or(Error::Timeout {

@@ -1162,6 +1162,83 @@ async fn static_limits_pace_a_class_at_its_policy_rate() {
     sandbox.shutdown().await;
 }
 
+/// A server that answers 30 % of what its limiter lets through with a 500: the learner
+/// counts those answers as accepted, so the class runs at the limit, not 30 % under it (the
+/// rate that 2xx alone read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_count_toward_the_rate_the_server_accepts() {
+    let _alone = CORES.write().await;
+    let config = SandboxConfig::default()
+        .limit(Class::Create, ClassLimits::rate(60.0, 4.0))
+        .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
+            Duration::from_millis(30),
+            0.3,
+        ))
+        .faults(Faults {
+            server_error: 0.3,
+            ..Faults::none()
+        });
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let client = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .class_policy(
+            Class::Create,
+            ClassPolicy::default_for(Class::Create).with_max_retries(40),
+        )
+        .build()
+        .unwrap();
+    // The customer and the product are not keyed: a 500 fails their creation, and it is
+    // simply made again.
+    let setup = self::client(&sandbox, KeyKind::Test);
+    let customer = json!({"legal_name": "Cliente se", "tax_id": "XAXX010101000", "tax_system": "601", "address": {"zip": "86500"}});
+    let customer = loop {
+        match setup
+            .customers()
+            .create(&model(customer.clone()), &Default::default())
+            .await
+        {
+            Ok(made) => break made.id.clone(),
+            Err(e) => assert!(matches!(&e, Error::Api(a) if a.status == 500), "{e}"),
+        }
+    };
+    let product = json!({"description": "Ukelele", "price": 345.6, "product_key": "60131324"});
+    let product = loop {
+        match setup.products().create(&model(product.clone())).await {
+            Ok(made) => break made.id,
+            Err(e) => assert!(matches!(&e, Error::Api(a) if a.status == 500), "{e}"),
+        }
+    };
+    let seeds = (customer, product);
+    // Learning the limit: the first cuts, and the slow start up to it.
+    keyed_creations(&client, &seeds, 150, "se").await;
+    let let_through = |ledger: &facturapi_sdk::sandbox::Ledger| {
+        ledger.requests[&Class::Create] - ledger.rate_limited.get(&Class::Create).unwrap_or(&0)
+    };
+    // Then 4 s of 300 more (7 s of requests at the limit), before the last ones drain.
+    let more = {
+        let client = client.clone();
+        tokio::spawn(async move { keyed_creations(&client, &seeds, 300, "se2").await })
+    };
+    let (before, start) = (let_through(&sandbox.ledger()), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rate = (let_through(&sandbox.ledger()) - before) as f64 / start.elapsed().as_secs_f64();
+    let learned = client.learned(Class::Create);
+    more.await.unwrap();
+    // Counting 2xx alone, the class is paced at 36 to 41/s and the limiter lets 40 to 45/s
+    // through (a debug build on two cores); counting every answer, 53 to 56/s and 48 to
+    // 52/s.
+    assert!(
+        learned.rate.is_some_and(|paced| paced >= 0.8 * 60.0),
+        "paced under 48/s for a limit of 60/s, the limiter letting {rate:.1}/s through: \
+         {learned:?}"
+    );
+    let ledger = sandbox.ledger();
+    assert!(ledger.faults.server_errors > 100, "{:?}", ledger.faults);
+    assert_eq!(ledger.duplicates, 0);
+    sandbox.shutdown().await;
+}
+
 /// What the creation class learned from 200 keyed creations by 24 callers against `limits`
 /// alone, with service times of `service_ms` (± `spread`).
 async fn learned_after_a_burst(
