@@ -86,7 +86,8 @@
 //!   first send that comes sooner than its refill, and what was accepted averages the
 //!   climb (a 20/s bucket of one read as 17 to 18.8/s); the refused rate alone reads high
 //!   by how fast the rate climbed while the server's timing jittered. A
-//!   cut that finds the limit more than [`SAME_LIMIT`] above the last one starts a slow
+//!   cut that finds the limit more than [`ROSE`] above the last one ([`SAME_LIMIT`] once
+//!   sends go a slot apart) starts a slow
 //!   start again (×[`SLOW_START_AGAIN`] once its [`GRACE`] is over): the limit was
 //!   raised, and the probe's steep climb reads low. While successive cuts find the same `W`
 //!   (within [`SAME_LIMIT`]), their readings are averaged (over [`READINGS`]; a probe's
@@ -191,6 +192,16 @@ pub(crate) mod constants {
     pub(crate) const PROBE_TIME: f64 = 1.0;
     /// Successive cuts within this fraction of each other found the same limit.
     pub(crate) const SAME_LIMIT: f64 = 0.1;
+    /// A cut that finds the limit more than this fraction above the last one found a limit
+    /// that was raised, and grows again as in slow start. Wider than [`SAME_LIMIT`]: a probe
+    /// from a plateau under a token bucket drains the credit the plateau let refill, and
+    /// reads up to a fifth high (a 20/s bucket of 5 read as 21 and 23/s); taken for a raise,
+    /// its slow start read the bucket's whole burst on top (24 and 25/s), and the plateau
+    /// built on that ran over the limit, a 429 every 2 s for two callers. A raise reads
+    /// higher (one from 18/s to 36/s as 29/s). Against a bucket of one (sends spaced, see
+    /// [`Learner::send_at`]) a probe's climb reads low, not high, and [`SAME_LIMIT`] is
+    /// the threshold (at this one, a 20/s bucket of one ran at 0.91 of the oracle).
+    pub(crate) const ROSE: f64 = 0.2;
     /// After a probe's cut, a refusal while the server accepted less than `1 / (1 + FELL)`
     /// of the cut's rate since it (about 83 %) met a limit that fell. The cases it must
     /// not catch accept more: a bucket of one that wasted the slots of sends that caught up
@@ -1306,7 +1317,10 @@ impl Learner {
         // steeply, so the window's average reads it low (a limit raised from 18/s to 36/s
         // read as 29/s), and a cubic back to that would take a cycle per step. The rate
         // grows again as after the first slow start, and the next cut reads the last second.
-        let rose = self.w.is_finite() && w > (1.0 + SAME_LIMIT) * self.w;
+        // Against a bucket of one (sends spaced, see `catches_up`) a probe's climb reads
+        // low, not high: there, more than [`SAME_LIMIT`] above is a raise.
+        let rose_by = if self.catches_up { ROSE } else { SAME_LIMIT };
+        let rose = self.w.is_finite() && w > (1.0 + rose_by) * self.w;
         self.rate_slow_start = if self.rate.is_infinite() {
             Some(SLOW_START)
         } else if self.rate_slow_start == Some(SLOW_START) || rose {
@@ -2721,6 +2735,26 @@ mod tests {
         }
         l.on_rate_limited(later, at(later, 0), 0, false, at(later, 1_000));
         assert_eq!(l.rate_slow_start, None);
+    }
+
+    #[test]
+    fn a_probe_that_reads_a_limit_a_little_higher_found_burst_credit_not_a_raise() {
+        let t0 = Instant::now();
+        // Probing past a plateau under 20/s, the server accepted 23/s: the credit the
+        // plateau let the bucket refill, drained.
+        let mut l = cubic(t0, 20.0, 24.0);
+        for i in 0..92u64 {
+            let back = at(t0, 6_000 + i * 1_000 / 23);
+            l.on_success(back, back, true, 1);
+        }
+        let now = at(t0, 10_000);
+        let Cut::Rate(r) = l.on_rate_limited(now, at(now, 0), 0, false, at(now, 1_000)) else {
+            panic!("a cut")
+        };
+        assert!((l.w - 23.0).abs() < 0.5, "a new limit: {}", l.w);
+        assert_eq!(l.rate_slow_start, None, "no slow start again");
+        assert!((r - BETA * l.w).abs() < 1e-9, "{r}");
+        assert_eq!(l.k, K_MIN, "probed soon again");
     }
 
     #[test]
