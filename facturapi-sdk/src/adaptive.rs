@@ -199,8 +199,8 @@ pub(crate) mod constants {
     /// its slow start read the bucket's whole burst on top (24 and 25/s), and the plateau
     /// built on that ran over the limit, a 429 every 2 s for two callers. A raise reads
     /// higher (one from 18/s to 36/s as 29/s). Against a bucket of one (sends spaced, see
-    /// [`Learner::send_at`]) a probe's climb reads low, not high, and [`SAME_LIMIT`] is
-    /// the threshold (at this one, a 20/s bucket of one ran at 0.91 of the oracle).
+    /// [`Learner::send_at`]) a probe's climb reads low, not high, and [`SAME_LIMIT`] stays
+    /// the threshold.
     pub(crate) const ROSE: f64 = 0.2;
     /// After a probe's cut, a refusal while the server accepted less than `1 / (1 + FELL)`
     /// of the cut's rate since it (about 83 %) met a limit that fell. The cases it must
@@ -750,9 +750,10 @@ impl Learner {
         }
     }
 
-    /// A success (any answer but a 429) of a request sent at `sent`. `queued`: requests of the class are waiting for
-    /// a permit or a slot; `level`: requests of the class in flight as it came back, itself
-    /// included; `concurrency`: the cap now. Returns the new cap when it grows.
+    /// A success (any answer but a 429) of a request sent at `sent`. `queued`: requests of
+    /// the class are waiting for a permit or a slot; `level`: requests of the class in flight
+    /// as it came back, itself included; `concurrency`: the cap now. Returns the new cap when
+    /// it grows.
     pub(crate) fn on_success(
         &mut self,
         now: Instant,

@@ -638,16 +638,18 @@ async fn send_loop(
         // Any answer but a 429 went past the server's limiter and used its share of the
         // limit: the learner counts it as accepted, error or not (else the rate it reads runs
         // short of the limit by the server's error rate, and it paces that far under).
-        let accepted = seen
+        if seen
             .status
-            .is_some_and(|status| status != StatusCode::TOO_MANY_REQUESTS);
+            .is_some_and(|status| status != StatusCode::TOO_MANY_REQUESTS)
+        {
+            governor.on_accepted(op.class, &mut permit);
+        }
         if let Outcome::RateLimited { retry_after } = outcome {
             metrics::counter!("facturapi_rate_limited_total", "class" => class).increment(1);
             last_429 = Some((retry_after, log_id.clone()));
         }
         match action {
             Action::Return => {
-                governor.on_accepted(op.class, &mut permit);
                 let stream = seen.response.take().map(|inner_response| Streaming {
                     inner: inner_response,
                     permit,
@@ -680,9 +682,6 @@ async fn send_loop(
                         After429::Released => tokio::time::sleep_until(until).await,
                     }
                 } else {
-                    if accepted {
-                        governor.on_accepted(op.class, &mut permit);
-                    }
                     drop(permit);
                     if spends_budget {
                         history.retries += 1;
@@ -706,9 +705,6 @@ async fn send_loop(
                         _ => RateLimitedBecause::Deadline,
                     };
                     return Err(rate_limited(attempts, last_429, because, processed));
-                }
-                if accepted {
-                    governor.on_accepted(op.class, &mut permit);
                 }
                 drop(permit);
                 let error = error.unwrap_or(Error::Timeout {
