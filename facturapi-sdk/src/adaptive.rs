@@ -242,7 +242,11 @@ pub(crate) mod constants {
     pub(crate) const MARGIN_MAX: f64 = 0.1;
     /// No slot taken for this long (or two slots' worth, if longer): the class was idle, and
     /// the accepted rate is measured again from its next request. Idle time is not a low
-    /// rate: a burst after an idle minute must not read as one.
+    /// rate: a burst after an idle minute must not read as one. A shorter lull is read as a
+    /// low rate: a batch's last requests retrying a 5xx every half second, then a 429 as the
+    /// next batch began, read a 60/s limit as 32/s over the window. Measuring again after
+    /// gaps of a quarter second before a new request put more 429s in the steady state of
+    /// open loops and of a backlog with faults, where such gaps are no lull.
     pub(crate) const IDLE_GAP: Duration = Duration::from_secs(1);
     /// Window over which the accepted levels of concurrency are remembered: short, so a cap
     /// that dropped is soon seen as one.
