@@ -65,7 +65,8 @@
 //!   success cuts nothing: the class pauses for its `Retry-After` instead, and the first
 //!   cut then starts at once. The class pauses
 //!   once: later 429s only wait out their own. The accepted rate is measured from the end
-//!   of a pause (a pause is not a low rate).
+//!   of a pause, and a lull in demand's time is left out of its span (see [`LULL`]):
+//!   neither is a low rate.
 //! - **Growth**, only while the limiter is what holds requests back: the rate returns to a
 //!   plateau a learned margin below `W` (see [`MARGIN`]) along a cubic (concave, over `k`
 //!   seconds), then probes beyond it with steps that double each second (a limit that grew
@@ -222,10 +223,10 @@ pub(crate) mod constants {
     /// drained bucket), not a new congestion event.
     pub(crate) const GRACE: Duration = Duration::from_secs(1);
     /// Longest stretch over which the accepted rate is measured: since the last rate cut
-    /// (or the end of a pause, or the end of an idle gap), up to this. Over 2 s, the burst
-    /// credit a probe drains before its first 429 read a 20/s bucket of 5 as 21.5/s, and
-    /// three cuts followed; over 16 s, the client's own pacing below the limit dominated
-    /// and each cut read lower than the last.
+    /// (or the end of a pause, or the end of an idle gap), up to this, lulls left out. Over
+    /// 2 s, the burst credit a probe drains before its first 429 read a 20/s bucket of 5 as
+    /// 21.5/s, and three cuts followed; over 16 s, the client's own pacing below the limit
+    /// dominated and each cut read lower than the last.
     pub(crate) const WINDOW: Duration = Duration::from_secs(4);
     /// The cubic returns to `(1 − margin) × W`, not to `W`: the rate accepted at a cut
     /// still holds some drained burst credit (a 20/s bucket of 5 read as 20.75/s over 4 s,
@@ -241,13 +242,24 @@ pub(crate) mod constants {
     /// The widest margin.
     pub(crate) const MARGIN_MAX: f64 = 0.1;
     /// No slot taken for this long (or two slots' worth, if longer): the class was idle, and
-    /// the accepted rate is measured again from its next request. Idle time is not a low
-    /// rate: a burst after an idle minute must not read as one. A shorter lull is read as a
-    /// low rate: a batch's last requests retrying a 5xx every half second, then a 429 as the
-    /// next batch began, read a 60/s limit as 32/s over the window. Measuring again after
-    /// gaps of a quarter second before a new request put more 429s in the steady state of
-    /// open loops and of a backlog with faults, where such gaps are no lull.
+    /// both the accepted rate and the cap's slow start count again from its next request
+    /// (idle time is neither a low rate nor growth time: a burst after an idle minute must
+    /// not read as one).
     pub(crate) const IDLE_GAP: Duration = Duration::from_secs(1);
+    /// No slot taken for this long (or two slots' worth, or [`LULL_LATENCIES`] mean
+    /// latencies, whichever is longest) before a new request that found a permit free:
+    /// demand fell short of the pace, and the gap's time is left out of the span the
+    /// accepted rate is read over. What the server accepted while the class had little to
+    /// send is no low limit: a batch's last requests retrying a 5xx every half second before
+    /// the next batch came in read a 60/s limit as 32/s over the window, and the class was
+    /// paced at half the limit. The measurement does not restart after a lull (as after an
+    /// idle gap, see [`IDLE_GAP`]): in an open loop such gaps are ordinary, and a reading
+    /// restarted after one held the burst credit the gap let refill.
+    pub(crate) const LULL: Duration = Duration::from_millis(250);
+    /// Mean latencies a gap between two slots must exceed to be a lull: a caller sending
+    /// one request after another leaves a latency between its sends, and that is its
+    /// steady rate, not a lull.
+    pub(crate) const LULL_LATENCIES: f64 = 4.0;
     /// Window over which the accepted levels of concurrency are remembered: short, so a cap
     /// that dropped is soon seen as one.
     pub(crate) const LEVEL_WINDOW: Duration = Duration::from_secs(2);
@@ -446,6 +458,9 @@ pub(crate) struct Learner {
     event_refusals: u32,
     /// Recent successes, in the order they came back.
     successes: VecDeque<Success>,
+    /// Lulls in demand (start, end) within the last [`WINDOW`], whose time the accepted
+    /// rate's span leaves out (see [`LULL`]).
+    lulls: VecDeque<(Instant, Instant)>,
     /// Start of the accepted-rate measurement (creation, a pause's end, the last rate cut,
     /// the end of an idle gap).
     measured_from: Instant,
@@ -503,6 +518,7 @@ impl Learner {
             refused_since_cut: 0,
             event_refusals: 0,
             successes: VecDeque::new(),
+            lulls: VecDeque::new(),
             measured_from: now,
             concurrency_slow_start: true,
             last_concurrency_change: now,
@@ -567,11 +583,18 @@ impl Learner {
         {
             self.successes.pop_front();
         }
+        while self
+            .lulls
+            .front()
+            .is_some_and(|&(_, end)| now.saturating_duration_since(end) > WINDOW)
+        {
+            self.lulls.pop_front();
+        }
     }
 
-    /// Successes per second since the last rate cut, pause or idle gap (what was accepted at
-    /// an older rate says nothing of the new one), over at most [`WINDOW`], and how many
-    /// successes that is.
+    /// Successes per second since the last rate cut, pause or idle gap, lulls left out (what
+    /// was accepted at an older rate says nothing of the new one), over at most [`WINDOW`],
+    /// and how many successes that is.
     pub(crate) fn accepted_rate(&mut self, now: Instant) -> (f64, usize) {
         self.accepted_since(self.measured_from, now)
     }
@@ -592,18 +615,29 @@ impl Learner {
         self.forget_old(now);
         // Time-ordered: a binary search, not a scan (up to WINDOW of successes).
         let samples = self.successes.len() - self.successes.partition_point(|s| s.at < from);
-        let span = now
-            .saturating_duration_since(from)
-            .min(WINDOW)
-            .as_secs_f64()
-            .max(0.25);
+        let span = now.saturating_duration_since(from).min(WINDOW);
+        let start = now - span;
+        let span = (span.as_secs_f64() - self.lull_time(start, now)).max(0.25);
         (samples as f64 / span, samples)
     }
 
+    /// Seconds of lulls between `start` and `now`.
+    fn lull_time(&self, start: Instant, now: Instant) -> f64 {
+        self.lulls
+            .iter()
+            .map(|&(a, b)| {
+                b.min(now)
+                    .saturating_duration_since(a.max(start))
+                    .as_secs_f64()
+            })
+            .sum()
+    }
+
     /// Takes the next pacing slot, with the schedule's epoch: a slot is valid until the
-    /// learner starts a new schedule (see [`Learner::rebook`]).
-    pub(crate) fn book(&mut self, now: Instant) -> (Instant, u64) {
-        (self.slot(now), self.epoch)
+    /// learner starts a new schedule (see [`Learner::rebook`]). `waited`: the request waited
+    /// for a permit, or is resent after its `Retry-After` (see [`Learner::take_slot`]).
+    pub(crate) fn book(&mut self, now: Instant, waited: bool) -> (Instant, u64) {
+        (self.take_slot(now, waited), self.epoch)
     }
 
     /// A request woke at a slot booked in `epoch`: if a new schedule started since (a rate
@@ -612,7 +646,7 @@ impl Learner {
     /// booked ahead): sent as booked, they kept the server refusing after the cut, and the
     /// next 429 read as a second limit.
     pub(crate) fn rebook(&mut self, epoch: u64, now: Instant) -> Option<(Instant, u64)> {
-        (epoch != self.epoch).then(|| self.book(now))
+        (epoch != self.epoch).then(|| self.book(now, true))
     }
 
     /// Starts a new schedule at the current rate, one slot from now (or sooner, if the old
@@ -628,22 +662,46 @@ impl Learner {
         self.epoch += 1;
     }
 
-    /// Takes the next pacing slot: the instant this request may be sent.
+    /// Takes the next pacing slot for a request that found a permit free: the instant it
+    /// may be sent.
     pub(crate) fn slot(&mut self, now: Instant) -> Instant {
+        self.take_slot(now, false)
+    }
+
+    /// Takes the next pacing slot: the instant this request may be sent. `waited`: it
+    /// waited for a permit, was resent after its `Retry-After` or booked again after a new
+    /// schedule, so a gap before it shorter than an idle one was requests in flight or held
+    /// by the server, not a lull (see [`LULL`]): a stall that held every permit of a backlog
+    /// read as a lull, and the reading after it held the burst credit the stall let refill.
+    fn take_slot(&mut self, now: Instant, waited: bool) -> Instant {
         let slot = self.tat.max(now);
-        let gap = IDLE_GAP.max(Duration::from_secs_f64((2.0 / self.rate).min(60.0)));
-        if self
+        let two_slots = Duration::from_secs_f64((2.0 / self.rate).min(60.0));
+        let gap = self
             .last_slot
-            .is_none_or(|last| slot.saturating_duration_since(last) > gap)
-        {
-            // The first send, or the first after an idle gap: the time before it was neither
-            // a low rate nor a second of the cap's slow start (a client built long before
-            // its first request doubled its cap with its first success, and sent twice as
-            // many into the server's first refusal).
+            .map(|last| slot.saturating_duration_since(last));
+        let idle = gap.is_none_or(|gap| gap > IDLE_GAP.max(two_slots));
+        let lull = || {
+            gap.is_some_and(|gap| {
+                !waited
+                    && gap > LULL.max(two_slots)
+                    && gap.as_secs_f64()
+                        > LULL_LATENCIES * self.mean_latency(now).unwrap_or_default()
+            })
+        };
+        // The first send, or the first after an idle gap or a lull: the time before it was
+        // no low rate.
+        if idle {
             self.measured_from = self.measured_from.max(slot);
-            if self.concurrency_slow_start {
-                self.last_concurrency_change = self.last_concurrency_change.max(slot);
-            }
+        } else if lull()
+            && let Some(last) = self.last_slot
+        {
+            self.lulls.push_back((last, slot));
+        }
+        // Nor, after an idle gap, a second of the cap's slow start (a client built long
+        // before its first request doubled its cap with its first success, and sent twice
+        // as many into the server's first refusal).
+        if self.concurrency_slow_start && idle {
+            self.last_concurrency_change = self.last_concurrency_change.max(slot);
         }
         self.last_slot = Some(slot);
         if self.rate.is_finite() {
@@ -1108,7 +1166,8 @@ impl Learner {
             let span = now
                 .saturating_duration_since(self.measured_from)
                 .min(WINDOW);
-            accepted = accepted.min(samples as f64 / span.as_secs_f64().max(1.0));
+            let lull = self.lull_time(now - span, now);
+            accepted = accepted.min(samples as f64 / (span.as_secs_f64() - lull).max(1.0));
         }
         if self.rate_slow_start.is_some() {
             // Doubling each second, the rate since the cut averages far below the rate that
@@ -1828,7 +1887,11 @@ mod tests {
             Some(resume),
             "the schedule starts after the Retry-After"
         );
-        assert_eq!(l.book(at(t0, 80)).0, resume, "nothing goes before it");
+        assert_eq!(
+            l.book(at(t0, 80), false).0,
+            resume,
+            "nothing goes before it"
+        );
     }
 
     #[test]
@@ -1938,6 +2001,52 @@ mod tests {
         assert!(
             (r - FIRST_BETA * 40.0).abs() < 1.0,
             "measured over the burst alone: {r}"
+        );
+    }
+
+    #[test]
+    fn a_lull_in_demand_is_not_read_as_a_low_rate_but_a_callers_latency_or_a_stall_is_no_lull() {
+        let t0 = Instant::now();
+        let send = |l: &mut Sim, ms: u64, latency: u64| {
+            l.slot(at(t0, ms));
+            l.on_success(at(t0, ms + latency), at(t0, ms), false, 1);
+        };
+        let mut l = Sim::new(8, 64, t0);
+        // 3 s at 50/s, a batch's last requests every half second for 1.5 s, then the next
+        // batch at 50/s for a second until the server says no.
+        (0..150).for_each(|i| send(&mut l, i * 20, 30));
+        (1..=3).for_each(|i| send(&mut l, 3_000 + i * 500, 30));
+        (0..50).for_each(|i| send(&mut l, 4_500 + i * 20, 30));
+        let cut = l.on_rate_limited(at(t0, 5_500), at(t0, 5_490), 0, false, at(t0, 6_500));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        // Read over the last 4 s with the lull in, it would be 32/s.
+        assert!(
+            (r - FIRST_BETA * 50.0).abs() < 2.5,
+            "the lull left out: {r}"
+        );
+        // One caller sending a request as the last one's answer came, 400 ms each: more
+        // than a lull's quarter second apart, and that is its rate.
+        let mut l = Sim::new(8, 64, t0);
+        (0..12).for_each(|i| send(&mut l, i * 400, 390));
+        let cut = l.on_rate_limited(at(t0, 4_800), at(t0, 4_790), 0, false, at(t0, 5_800));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        assert!(
+            (r - FIRST_BETA * 2.5).abs() < 0.2,
+            "measured over the window: {r}"
+        );
+        // 3 s at 50/s, then a stall of 0.6 s that held every permit: the request after it
+        // waited for one, and what the server accepted is read over the window, stall and
+        // all (4 s: 42.5/s), not over the burst credit the stall let refill.
+        let mut l = Sim::new(8, 64, t0);
+        (0..150).for_each(|i| send(&mut l, i * 20, 30));
+        l.book(at(t0, 3_600), true);
+        l.on_success(at(t0, 3_630), at(t0, 3_600), true, 1);
+        (1..50).for_each(|i| send(&mut l, 3_600 + i * 20, 30));
+        let cut = l.on_rate_limited(at(t0, 4_600), at(t0, 4_590), 0, false, at(t0, 5_600));
+        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        assert!(
+            (r - FIRST_BETA * 42.5).abs() < 1.5,
+            "measured over the window: {r}"
         );
     }
 

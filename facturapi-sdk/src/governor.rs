@@ -215,10 +215,12 @@ impl ClassState {
     }
 
     /// Waits for a pacing slot (when the class is paced; at once otherwise), booking again as soon as
-    /// the learner starts a new schedule (a rate cut, or growth) while it waits. Returns
-    /// whether the send catches up on a late one (see [`Learner::send_at`]).
-    async fn paced(&self) -> bool {
-        let Some(mut booked) = self.learner().map(|mut l| l.book(Instant::now())) else {
+    /// the learner starts a new schedule (a rate cut, or growth) while it waits. `waited`:
+    /// the request waited for a permit or is resent after its `Retry-After` (see
+    /// [`Learner::book`]). Returns whether the send
+    /// catches up on a late one (see [`Learner::send_at`]).
+    async fn paced(&self, waited: bool) -> bool {
+        let Some(mut booked) = self.learner().map(|mut l| l.book(Instant::now(), waited)) else {
             return false;
         };
         loop {
@@ -700,7 +702,7 @@ impl Governor {
                 }
                 None => permit.shared = false,
             }
-            let caught_up = self.state(class).paced().await;
+            let caught_up = self.state(class).paced(true).await;
             if self.gate(class).is_none() {
                 permit.active(caught_up);
                 return permit;
@@ -805,15 +807,20 @@ impl Governor {
             if let Some(until) = self.gate(class) {
                 tokio::time::sleep_until(until).await;
             }
-            // The semaphore is never closed, so acquisition only fails if it were.
-            let Ok(permit) = state.limit.semaphore.clone().acquire_owned().await else {
-                continue;
+            let semaphore = &state.limit.semaphore;
+            let (permit, waited) = match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => (permit, false),
+                // The semaphore is never closed, so acquisition only fails if it were.
+                Err(_) => match semaphore.clone().acquire_owned().await {
+                    Ok(permit) => (permit, true),
+                    Err(_) => continue,
+                },
             };
             #[cfg(feature = "redis")]
             if let Some(lease) = state.admitted().await {
                 return Permit::new(permit, state, false).with_lease(lease);
             }
-            let caught_up = state.paced().await;
+            let caught_up = state.paced(waited).await;
             if self.gate(class).is_none() {
                 return Permit::new(permit, state, caught_up);
             }
