@@ -2011,14 +2011,19 @@ mod tests {
             l.slot(at(t0, ms));
             l.on_success(at(t0, ms + latency), at(t0, ms), false, 1);
         };
+        // The rate a 429 at `ms` cuts to (sent 10 ms before, a second's `Retry-After`).
+        let rate_cut = |l: &mut Sim, ms: u64| {
+            let cut = l.on_rate_limited(at(t0, ms), at(t0, ms - 10), 0, false, at(t0, ms + 1_000));
+            let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+            r
+        };
         let mut l = Sim::new(8, 64, t0);
         // 3 s at 50/s, a batch's last requests every half second for 1.5 s, then the next
         // batch at 50/s for a second until the server says no.
         (0..150).for_each(|i| send(&mut l, i * 20, 30));
         (1..=3).for_each(|i| send(&mut l, 3_000 + i * 500, 30));
         (0..50).for_each(|i| send(&mut l, 4_500 + i * 20, 30));
-        let cut = l.on_rate_limited(at(t0, 5_500), at(t0, 5_490), 0, false, at(t0, 6_500));
-        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        let r = rate_cut(&mut l, 5_500);
         // Read over the last 4 s with the lull in, it would be 32/s.
         assert!(
             (r - FIRST_BETA * 50.0).abs() < 2.5,
@@ -2028,8 +2033,7 @@ mod tests {
         // than a lull's quarter second apart, and that is its rate.
         let mut l = Sim::new(8, 64, t0);
         (0..12).for_each(|i| send(&mut l, i * 400, 390));
-        let cut = l.on_rate_limited(at(t0, 4_800), at(t0, 4_790), 0, false, at(t0, 5_800));
-        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        let r = rate_cut(&mut l, 4_800);
         assert!(
             (r - FIRST_BETA * 2.5).abs() < 0.2,
             "measured over the window: {r}"
@@ -2042,8 +2046,7 @@ mod tests {
         l.book(at(t0, 3_600), true);
         l.on_success(at(t0, 3_630), at(t0, 3_600), true, 1);
         (1..50).for_each(|i| send(&mut l, 3_600 + i * 20, 30));
-        let cut = l.on_rate_limited(at(t0, 4_600), at(t0, 4_590), 0, false, at(t0, 5_600));
-        let Cut::Rate(r) = cut else { panic!("{cut:?}") };
+        let r = rate_cut(&mut l, 4_600);
         assert!(
             (r - FIRST_BETA * 42.5).abs() < 1.5,
             "measured over the window: {r}"
