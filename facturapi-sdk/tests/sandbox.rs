@@ -1279,10 +1279,11 @@ async fn a_batch_whose_last_requests_trickle_is_not_read_as_a_low_rate() {
     };
     let (rate, learned) = over_four_seconds(&sandbox, &client).await;
     more.await.unwrap();
-    // Paced at 43 to 60/s in 18 runs (a debug build on two cores; under 48/s when the
-    // measurement caught the rate growing back after a cut). With the lulls read as a low
+    // Paced at 35 to 60/s in 42 runs (a debug build on two cores; 35/s in three of them: a
+    // reading over the little demand left once the lulls are subtracted is noisy, and the
+    // measurement may catch the rate growing back after a cut). With the lulls read as a low
     // rate over the learner's 4 s window, 21/s in one run of eight, 55 to 60/s in the others.
-    assert_paced_at_least(36.0, rate, &learned);
+    assert_paced_at_least(30.0, rate, &learned);
     assert_eq!(sandbox.ledger().duplicates, 0);
     sandbox.shutdown().await;
 }
