@@ -254,7 +254,9 @@ pub(crate) mod constants {
     /// the next batch came in read a 60/s limit as 32/s over the window, and the class was
     /// paced at half the limit. The measurement does not restart after a lull (as after an
     /// idle gap, see [`IDLE_GAP`]): in an open loop such gaps are ordinary, and a reading
-    /// restarted after one held the burst credit the gap let refill.
+    /// restarted after one held the burst credit the gap let refill. Shorter gaps count as
+    /// demand: several requests retrying at once, a send about every 100 ms, still read as
+    /// a low rate (a 60/s limit as 38.8/s, in one run of the sandbox's trickle test).
     pub(crate) const LULL: Duration = Duration::from_millis(250);
     /// Mean latencies a gap between two slots must exceed to be a lull: a caller sending
     /// one request after another leaves a latency between its sends, and that is its
