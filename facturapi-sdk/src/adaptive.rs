@@ -61,7 +61,10 @@
 //!   had) and is followed by a slow start from there (×[`SLOW_START`] per second until the
 //!   next cut, which reads the accepted rate of the last second and keeps [`FIRST_BETA`]
 //!   of it too, then, once that cut's [`GRACE`] is over, ×[`SLOW_START_AGAIN`] until the one
-//!   after). A first 429 before any
+//!   after). A first cut read over [`DEMAND`] or more of unpaced sending keeps [`BETA`]
+//!   instead, starts at once and grows by [`SLOW_START_AGAIN`] once its [`GRACE`] is over:
+//!   the class sent what its callers asked for until a burst of theirs met the limit, and a
+//!   pause would only gather a backlog to send into it. A first 429 before any
 //!   success cuts nothing: the class pauses for its `Retry-After` instead, and the first
 //!   cut then starts at once. The class pauses
 //!   once: later 429s only wait out their own. The accepted rate is measured from the end
@@ -222,6 +225,13 @@ pub(crate) mod constants {
     /// After a rate cut, 429s of requests sent this soon after it are its aftermath (a
     /// drained bucket), not a new congestion event.
     pub(crate) const GRACE: Duration = Duration::from_secs(1);
+    /// A first 429 after this long of unpaced sending (lulls left out) came of a burst of
+    /// the callers' own demand, not of a class sending all it could: what was accepted is
+    /// that demand, and the limit is no lower. The cut keeps [`BETA`] of it, does not pause
+    /// the class for its `Retry-After`, and grows by [`SLOW_START_AGAIN`] once its
+    /// [`GRACE`] is over, not by [`SLOW_START`]: paused, the class gathered a second of
+    /// demand, and doubling from 0.85 of what it read sent that backlog into the limit.
+    pub(crate) const DEMAND: Duration = Duration::from_secs(1);
     /// Longest stretch over which the accepted rate is measured: since the last rate cut
     /// (or the end of a pause, or the end of an idle gap), up to this, lulls left out. Over
     /// 2 s, the burst credit a probe drains before its first 429 read a 20/s bucket of 5 as
@@ -1159,6 +1169,10 @@ impl Learner {
     fn rate_limited(&mut self, now: Instant, pending: &Pending, jitter: bool) -> Cut {
         let (sent_at, resume_at) = (pending.sent_at, pending.resume_at);
         let (mut accepted, samples) = self.accepted_rate(now);
+        // A first cut read over a second or more of unpaced sending (lulls left out): the
+        // class sent what its callers asked for, under the limit, until a burst of theirs
+        // drained the server's credit (see [`DEMAND`]).
+        let mut demand = false;
         if self.rate.is_infinite() {
             // The first cut: an unpaced burst that took the server's whole burst credit in
             // a fraction of a second says little of its rate over a second (a window of 10
@@ -1169,7 +1183,9 @@ impl Learner {
                 .saturating_duration_since(self.measured_from)
                 .min(WINDOW);
             let lull = self.lull_time(now - span, now);
-            accepted = accepted.min(samples as f64 / (span.as_secs_f64() - lull).max(1.0));
+            let sending = span.as_secs_f64() - lull;
+            demand = sending >= DEMAND.as_secs_f64() && samples >= MIN_SAMPLES;
+            accepted = accepted.min(samples as f64 / sending.max(1.0));
         }
         if self.rate_slow_start.is_some() {
             // Doubling each second, the rate since the cut averages far below the rate that
@@ -1374,7 +1390,9 @@ impl Learner {
         // The first cut and the one that ends the slow start read a second that held the
         // server's burst credit: the class was under the limit before, so the bucket was
         // full (a 20/s bucket of 5 read as 23/s, and β of that was over the limit).
-        let beta = if first || (measured && self.rate_slow_start == Some(SLOW_START)) {
+        let beta = if demand {
+            BETA
+        } else if first || (measured && self.rate_slow_start == Some(SLOW_START)) {
             FIRST_BETA
         } else {
             BETA
@@ -1387,7 +1405,9 @@ impl Learner {
         // low, not high: there, more than [`SAME_LIMIT`] above is a raise.
         let rose_by = if self.catches_up { ROSE } else { SAME_LIMIT };
         let rose = self.w.is_finite() && w > (1.0 + rose_by) * self.w;
-        self.rate_slow_start = if self.rate.is_infinite() {
+        self.rate_slow_start = if demand {
+            Some(SLOW_START_AGAIN)
+        } else if self.rate.is_infinite() {
             Some(SLOW_START)
         } else if self.rate_slow_start == Some(SLOW_START) || rose {
             Some(SLOW_START_AGAIN)
@@ -1413,11 +1433,12 @@ impl Learner {
         // The schedule starts again at the new rate, one slot from now: the requests that
         // booked slots on the old one book again when they wake (`rebook`), in the order
         // they booked. The first cut starts it at the end of its `Retry-After` instead,
-        // unless the class already paused for an unmeasured 429 (it pauses once): the
-        // unpaced burst took all the server had (a fixed window that was full refused the
-        // eight requests sent before its end). The cut, its grace, the growth and the
+        // unless the class already paused for an unmeasured 429 (it pauses once) or read
+        // its callers' demand (see [`DEMAND`]): the unpaced burst took all the server had (a
+        // fixed window that was full refused the eight requests sent before its end). The
+        // cut, its grace, the growth and the
         // measurement start there too: a pause is not a low rate.
-        let pause = first && !std::mem::replace(&mut self.paused, true);
+        let pause = first && !std::mem::replace(&mut self.paused, true) && !demand;
         let start = if pause { resume_at.max(now) } else { now };
         self.rate_cut_at = Some(start);
         self.new_schedule(if pause {
@@ -1597,12 +1618,13 @@ mod tests {
     fn a_429_cuts_the_rate_once_per_congestion_event() {
         let t0 = Instant::now();
         let mut l = Sim::new(8, 64, t0);
+        // Under a second of unpaced sending (see `DEMAND`).
         for i in 0..20 {
-            l.on_success(at(t0, i * 50), at(t0, i * 50), false, 1);
+            l.on_success(at(t0, i * 45), at(t0, i * 45), false, 1);
         }
-        let now = at(t0, 1_000);
+        let now = at(t0, 900);
         let resume = now + Duration::from_secs(1);
-        let cut = l.on_rate_limited(now, at(t0, 990), 0, false, resume);
+        let cut = l.on_rate_limited(now, at(t0, 890), 0, false, resume);
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!(
             (r - FIRST_BETA * 20.0).abs() < 1.0,
@@ -1696,10 +1718,10 @@ mod tests {
         let mut ks = Vec::new();
         let mut ms = 0;
         // The server accepts 20/s every time the client goes over (requests wait: the rate
-        // grows between cuts).
+        // grows between cuts). The first 429 comes within the first second (see `DEMAND`).
         let mut margins = Vec::new();
-        for _ in 0..5 {
-            for _ in 0..40 {
+        for round in 0..5 {
+            for _ in 0..if round == 0 { 19 } else { 40 } {
                 ms += 50;
                 l.on_success(at(t0, ms), at(t0, ms), true, 1);
             }
@@ -1909,7 +1931,8 @@ mod tests {
     }
 
     #[test]
-    fn a_first_cut_after_a_long_unpaced_run_reads_the_rate_of_the_last_window() {
+    fn a_first_cut_after_a_long_unpaced_run_reads_the_callers_demand_and_neither_pauses_nor_doubles()
+     {
         let t0 = Instant::now();
         let mut l = Sim::new(4, 64, t0);
         // Unpaced at 18/s under the limit for 60 s, then a burst over it is refused.
@@ -1922,7 +1945,40 @@ mod tests {
             panic!("{cut:?}")
         };
         assert!((l.w - 18.0).abs() < 0.5, "reads 18/s: {}", l.w);
-        assert!((rate - FIRST_BETA * l.w).abs() < 1e-9, "{rate}");
+        assert!((rate - BETA * l.w).abs() < 1e-9, "{rate}");
+        // Paced from the 429 on, not from the end of its `Retry-After`.
+        let slot = l.slot(at(t0, 60_010));
+        assert!(slot < at(t0, 60_200), "{:?}", slot - at(t0, 60_010));
+        // Growing by a quarter a second once the cut's grace is over, not doubling.
+        assert_eq!(l.rate_slow_start, Some(SLOW_START_AGAIN));
+        for (ms, grown) in [(60_900, rate), (62_010, rate * SLOW_START_AGAIN)] {
+            for _ in 0..20 {
+                l.on_success(at(t0, ms), at(t0, ms), true, 1);
+            }
+            l.tat = at(t0, ms + 100);
+            l.on_success(at(t0, ms), at(t0, ms), true, 1);
+            assert!((l.rate - grown).abs() < 0.01, "at {ms} ms: {}", l.rate);
+        }
+    }
+
+    #[test]
+    fn a_first_cut_within_a_second_of_unpaced_sending_pauses_and_doubles() {
+        let t0 = Instant::now();
+        let mut l = Sim::new(4, 64, t0);
+        // Unpaced at 40/s for half a second, then refused.
+        for i in 0..20 {
+            l.on_success(at(t0, i * 25 + 20), at(t0, i * 25), false, 1);
+        }
+        let cut = l.on_rate_limited(at(t0, 510), at(t0, 500), 0, false, at(t0, 1_510));
+        let Cut::Rate(rate) = cut else {
+            panic!("{cut:?}")
+        };
+        assert!(
+            (rate - FIRST_BETA * 20.0).abs() < 1e-9,
+            "20 over a second: {rate}"
+        );
+        assert_eq!(l.slot(at(t0, 510)), at(t0, 1_510), "from its `Retry-After`");
+        assert_eq!(l.rate_slow_start, Some(SLOW_START));
     }
 
     #[test]
@@ -2001,7 +2057,7 @@ mod tests {
         let cut = l.on_rate_limited(at(t0, 11_500), at(t0, 11_490), 0, false, at(t0, 12_500));
         let Cut::Rate(r) = cut else { panic!("{cut:?}") };
         assert!(
-            (r - FIRST_BETA * 40.0).abs() < 1.0,
+            (r - BETA * 40.0).abs() < 1.0,
             "measured over the burst alone: {r}"
         );
     }
@@ -2027,17 +2083,14 @@ mod tests {
         (0..50).for_each(|i| send(&mut l, 4_500 + i * 20, 30));
         let r = rate_cut(&mut l, 5_500);
         // Read over the last 4 s with the lull in, it would be 32/s.
-        assert!(
-            (r - FIRST_BETA * 50.0).abs() < 2.5,
-            "the lull left out: {r}"
-        );
+        assert!((r - BETA * 50.0).abs() < 2.5, "the lull left out: {r}");
         // One caller sending a request as the last one's answer came, 400 ms each: more
         // than a lull's quarter second apart, and that is its rate.
         let mut l = Sim::new(8, 64, t0);
         (0..12).for_each(|i| send(&mut l, i * 400, 390));
         let r = rate_cut(&mut l, 4_800);
         assert!(
-            (r - FIRST_BETA * 2.5).abs() < 0.2,
+            (r - BETA * 2.5).abs() < 0.2,
             "measured over the window: {r}"
         );
         // 3 s at 50/s, then a stall of 0.6 s that held every permit: the request after it
@@ -2050,7 +2103,7 @@ mod tests {
         (1..50).for_each(|i| send(&mut l, 3_600 + i * 20, 30));
         let r = rate_cut(&mut l, 4_600);
         assert!(
-            (r - FIRST_BETA * 42.5).abs() < 1.5,
+            (r - BETA * 42.5).abs() < 1.5,
             "measured over the window: {r}"
         );
     }

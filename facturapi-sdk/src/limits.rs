@@ -7,7 +7,9 @@
 //! A class is not paced until its first rate cut, and only its first 429 pauses it, until
 //! that 429's `Retry-After` ends (the unpaced burst before it took all the server had: a
 //! measured one starts the paced schedule there, one too early to measure waits there
-//! before measuring). In static mode
+//! before measuring), unless it came after a second or more of unpaced sending: then the
+//! callers' own demand met the limit, and the class is paced at once, just under what the
+//! server accepted. In static mode
 //! ([`ClientBuilder::static_limits`](crate::ClientBuilder::static_limits)) the limits are
 //! the policies': their concurrency, and their [`rate`](ClassPolicy::rate) when set (the
 //! class is paced at it from the first request).

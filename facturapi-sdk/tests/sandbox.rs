@@ -967,26 +967,117 @@ async fn keyed_burst(client: &Client, sandbox: &Sandbox, n: usize, tag: &str) {
 
 /// `n` keyed creations of invoices for a customer and a product, by 24 callers at once.
 async fn keyed_creations(client: &Client, s: &(String, String), n: usize, tag: &str) {
-    let jobs = futures_util::stream::iter(0..n).map(|i| {
-        let client = client.clone();
-        let (customer, product) = s.clone();
-        let tag = tag.to_owned();
-        async move {
-            let mut body = serde_json::to_value(invoice_body(
-                &customer,
-                &product,
-                Some(&format!("{tag}-{i}")),
-            ))
-            .unwrap();
-            body["idempotency_key"] = json!(format!("{tag}-key-{i}"));
-            client
-                .invoices()
-                .create(&model(body), &Default::default())
-                .await
-                .unwrap();
-        }
-    });
-    jobs.buffer_unordered(24).collect::<Vec<()>>().await;
+    futures_util::stream::iter(0..n)
+        .map(|i| keyed_creation(client, s, tag, i))
+        .buffer_unordered(24)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Invoice `i` of `tag` (external id `{tag}-{i}`), created with an idempotency key.
+async fn keyed_creation(
+    client: &Client,
+    (customer, product): &(String, String),
+    tag: &str,
+    i: usize,
+) {
+    let mut body =
+        serde_json::to_value(invoice_body(customer, product, Some(&format!("{tag}-{i}")))).unwrap();
+    body["idempotency_key"] = json!(format!("{tag}-key-{i}"));
+    client
+        .invoices()
+        .create(&model(body), &Default::default())
+        .await
+        .unwrap();
+}
+
+/// Invoices created so far whose external id starts with `tag`.
+fn created(sandbox: &Sandbox, tag: &str) -> usize {
+    sandbox
+        .ledger()
+        .created_by_external_id
+        .keys()
+        .filter(|k| k.starts_with(tag))
+        .count()
+}
+
+/// Invoices of `tag` the class creates in the 700 ms after its first rate cut, while 30
+/// callers at once create invoices `from..from + 30`.
+async fn created_after_the_first_cut(
+    sandbox: &Sandbox,
+    client: &Client,
+    s: &(String, String),
+    tag: &str,
+    from: usize,
+) -> usize {
+    let burst = {
+        let (client, s, tag) = (client.clone(), s.clone(), tag.to_owned());
+        tokio::spawn(async move {
+            futures_util::stream::iter(from..from + 30)
+                .map(|i| keyed_creation(&client, &s, &tag, i))
+                .buffer_unordered(30)
+                .collect::<Vec<()>>()
+                .await;
+        })
+    };
+    while client.learned(Class::Create).rate_cuts == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let before = created(sandbox, tag);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = created(sandbox, tag);
+    burst.await.unwrap();
+    after - before
+}
+
+/// A class whose callers sent under the limit for two seconds until a burst of theirs met it
+/// is paced at once, just under what the server accepted: it goes on creating while the
+/// refused request waits out its second of `Retry-After`. A burst in the class's first second
+/// took all the server had, and the class waits that `Retry-After` out: only the requests
+/// already in flight come back meanwhile (four at most, the class's first cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_after_seconds_of_demand_under_the_limit_paces_the_class_at_once() {
+    let _alone = CORES.write().await;
+    let config = SandboxConfig::default()
+        .limit(Class::Create, ClassLimits::rate(20.0, 4.0))
+        .service_time(facturapi_sdk::sandbox::ServiceTime::uniform(
+            Duration::from_millis(20),
+            0.3,
+        ));
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let s = seed_minimal(&client(&sandbox, KeyKind::Test), "dm").await;
+    let demand = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .own_limits()
+        .build()
+        .unwrap();
+    // Two seconds at 12.5/s, one caller: under the limit, nothing refused.
+    for i in 0..25 {
+        let next = tokio::time::Instant::now() + Duration::from_millis(80);
+        keyed_creation(&demand, &s, "dm", i).await;
+        tokio::time::sleep_until(next).await;
+    }
+    assert_eq!(demand.learned(Class::Create).rate_limited, 0);
+    let paced = created_after_the_first_cut(&sandbox, &demand, &s, "dm", 25).await;
+    let burst = Client::builder()
+        .api_key(sandbox.test_key())
+        .base_url(sandbox.base_url())
+        .own_limits()
+        .build()
+        .unwrap();
+    // The server's burst credit back first (a fifth of a second at 20/s).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused = created_after_the_first_cut(&sandbox, &burst, &s, "bu", 0).await;
+    assert!(
+        paced >= 5 && paused <= 4,
+        "created in the 700 ms after the first cut: {paced} after the demand, {paused} after the \
+         first second's burst; {:?}, {:?}",
+        demand.learned(Class::Create),
+        burst.learned(Class::Create)
+    );
+    assert_eq!(sandbox.ledger().duplicates, 0);
+    sandbox.shutdown().await;
 }
 
 /// A customer (`Cliente {tag}`) and a product (345.60) to invoice.
