@@ -1129,14 +1129,7 @@ async fn adaptive_limits_learn_a_hidden_concurrency_cap() {
         "a concurrency limit is not taken for a rate limit: {learned:?}"
     );
     let ledger = sandbox.ledger();
-    assert_eq!(
-        ledger
-            .created_by_external_id
-            .keys()
-            .filter(|k| k.starts_with("cc-"))
-            .count(),
-        120
-    );
+    assert_eq!(created(&sandbox, "cc-"), 120);
     assert_eq!(ledger.duplicates, 0);
     assert!(
         ledger.max_in_flight[&Class::Create] <= 8,
@@ -1166,14 +1159,7 @@ async fn adaptive_limits_learn_a_hidden_rate() {
     );
     assert!(learned.rate_cuts >= 1);
     let ledger = sandbox.ledger();
-    assert_eq!(
-        ledger
-            .created_by_external_id
-            .keys()
-            .filter(|k| k.starts_with("rt-"))
-            .count(),
-        150
-    );
+    assert_eq!(created(&sandbox, "rt-"), 150);
     assert_eq!(ledger.duplicates, 0);
 
     let fixed = Client::builder()
@@ -1233,12 +1219,7 @@ async fn static_limits_pace_a_class_at_its_policy_rate() {
         "30 requests 1/12 s apart take 29/12 s at least, not {took:?}"
     );
     let ledger = sandbox.ledger();
-    let created = ledger
-        .created_by_external_id
-        .keys()
-        .filter(|k| k.starts_with("sr-"))
-        .count();
-    assert_eq!((created, ledger.duplicates), (30, 0));
+    assert_eq!((created(&sandbox, "sr-"), ledger.duplicates), (30, 0));
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let policy = ClassPolicy::default_for(Class::Write).with_rate(bad);
         let err = builder()
